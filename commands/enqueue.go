@@ -1,0 +1,332 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/spooled-go/spooled/queries"
+)
+
+// MaxBulkJobs is the most jobs one bulk call may carry.
+const MaxBulkJobs = 100
+
+// NewJob is one job to enqueue. Nil fields take the defaults.
+type NewJob struct {
+	QueueName         string
+	Payload           json.RawMessage
+	Priority          *int
+	MaxRetries        *int
+	TimeoutSeconds    *int
+	ScheduledAt       *time.Time
+	ExpiresAt         *time.Time
+	Tags              json.RawMessage
+	ParentJobID       *string
+	CompletionWebhook *string
+	IdempotencyKey    *string
+}
+
+// EnqueueResult is the outcome of one job of a batch, in input order.
+// Created is false when the idempotency key already named a job; ID is then
+// that job's. Err is set when only this item was refused (bulk defaults out
+// of range).
+type EnqueueResult struct {
+	ID      uuid.UUID
+	Created bool
+	Err     error
+}
+
+const maxTagsBytes = 64 * 1024
+
+// ValidateJob checks one job's fields; field names are prefixed with prefix
+// (e.g. "jobs[3].") for bulk requests.
+func (s *Service) ValidateJob(prefix string, j NewJob) error {
+	if err := ValidateQueueName(prefix+"queue_name", j.QueueName); err != nil {
+		return err
+	}
+	if len(j.Payload) == 0 {
+		return invalid(prefix+"payload", "required", "is required")
+	}
+	if len(j.Payload) > s.defaults.MaxPayload {
+		return &PayloadTooLargeError{Size: len(j.Payload), Limit: s.defaults.MaxPayload}
+	}
+	if j.Priority != nil {
+		if err := checkRange(prefix+"priority", *j.Priority, -100, 100); err != nil {
+			return err
+		}
+	}
+	if j.MaxRetries != nil {
+		if err := checkRange(prefix+"max_retries", *j.MaxRetries, 0, 100); err != nil {
+			return err
+		}
+	}
+	if j.TimeoutSeconds != nil {
+		if err := checkRange(prefix+"timeout_seconds", *j.TimeoutSeconds, 1, 86400); err != nil {
+			return err
+		}
+	}
+	if len(j.Tags) > maxTagsBytes {
+		return invalid(prefix+"tags", "length", "must be at most %d bytes", maxTagsBytes)
+	}
+	if j.IdempotencyKey != nil {
+		if n := utf8.RuneCountInString(*j.IdempotencyKey); n == 0 || n > 255 {
+			return invalid(prefix+"idempotency_key", "length", "must be 1 to 255 characters")
+		}
+	}
+	if j.CompletionWebhook != nil {
+		u, err := url.Parse(*j.CompletionWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return invalid(prefix+"completion_webhook", "url", "must be an http or https URL")
+		}
+	}
+	if j.ParentJobID != nil {
+		if _, err := uuid.Parse(*j.ParentJobID); err != nil {
+			return invalid(prefix+"parent_job_id", "not_found", "no such job")
+		}
+	}
+	return nil
+}
+
+// PayloadTooLargeError is a payload over MAX_PAYLOAD_SIZE.
+type PayloadTooLargeError struct{ Size, Limit int }
+
+func (e *PayloadTooLargeError) Error() string {
+	return fmt.Sprintf("payload is %d bytes; the limit is %d", e.Size, e.Limit)
+}
+
+// Enqueue validates and inserts jobs in one statement, then hints their
+// queues. A job whose idempotency key is taken is not inserted; its result
+// names the existing job. Any invalid job fails the whole call before
+// anything is written.
+func (s *Service) Enqueue(ctx context.Context, actor Actor, jobs []NewJob) ([]EnqueueResult, error) {
+	if len(jobs) == 0 || len(jobs) > MaxBulkJobs {
+		return nil, invalid("jobs", "length", "must hold 1 to %d jobs", MaxBulkJobs)
+	}
+	for i, j := range jobs {
+		prefix := ""
+		if len(jobs) > 1 {
+			prefix = fmt.Sprintf("jobs[%d].", i)
+		}
+		if err := s.ValidateJob(prefix, j); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.checkParents(ctx, actor.OrgID, jobs); err != nil {
+		return nil, err
+	}
+	return s.insert(ctx, actor, jobs, make([]EnqueueResult, len(jobs)))
+}
+
+// EnqueueBulk is Enqueue with per-item outcomes for items whose defaults put
+// them out of range, as Spooled's bulk endpoint reports them.
+func (s *Service) EnqueueBulk(ctx context.Context, actor Actor, jobs []NewJob) ([]EnqueueResult, error) {
+	if len(jobs) == 0 || len(jobs) > MaxBulkJobs {
+		return nil, invalid("jobs", "length", "must hold 1 to %d jobs", MaxBulkJobs)
+	}
+	results := make([]EnqueueResult, len(jobs))
+	var ok []NewJob
+	var okIdx []int
+	for i, j := range jobs {
+		if err := s.ValidateJob(fmt.Sprintf("jobs[%d].", i), j); err != nil {
+			if isDefaultField(err) {
+				results[i].Err = err
+				continue
+			}
+			return nil, err
+		}
+		ok = append(ok, j)
+		okIdx = append(okIdx, i)
+	}
+	if len(ok) == 0 {
+		return results, nil
+	}
+	part, err := s.insert(ctx, actor, ok, make([]EnqueueResult, len(ok)))
+	if err != nil {
+		return nil, err
+	}
+	for k, r := range part {
+		results[okIdx[k]] = r
+	}
+	return results, nil
+}
+
+// isDefaultField reports whether a bulk item's error is a range error. The
+// HTTP layer has already refused out-of-range values an item set itself, so
+// what remains comes from the batch defaults, which Spooled reports per item.
+func isDefaultField(err error) bool {
+	v, ok := err.(*ValidationError)
+	return ok && v.Code == "range"
+}
+
+func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob) error {
+	var ids []uuid.UUID
+	for _, j := range jobs {
+		if j.ParentJobID != nil {
+			ids = append(ids, uuid.MustParse(*j.ParentJobID))
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	found, err := s.q.JobStatusByIDs(ctx, s.pool, queries.JobStatusByIDsParams{OrganizationID: orgID, Ids: ids})
+	if err != nil {
+		return fmt.Errorf("look up parent jobs: %w", err)
+	}
+	seen := make(map[uuid.UUID]bool, len(found))
+	for _, f := range found {
+		seen[f.ID] = true
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			return invalid("parent_job_id", "not_found", "no job %s in this organization", id)
+		}
+	}
+	return nil
+}
+
+func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, results []EnqueueResult) ([]EnqueueResult, error) {
+	n := len(jobs)
+	p := queries.JobEnqueueBatchParams{
+		Now:                s.clock.Now(),
+		OrganizationID:     actor.OrgID,
+		Actor:              actor.Name,
+		Ids:                make([]uuid.UUID, n),
+		QueueNames:         make([]string, n),
+		Payloads:           make([]json.RawMessage, n),
+		Priorities:         make([]int32, n),
+		MaxRetries:         make([]int32, n),
+		TimeoutSeconds:     make([]int32, n),
+		ScheduledAts:       make([]time.Time, n),
+		ExpiresAts:         make([]time.Time, n),
+		Tags:               make([]json.RawMessage, n),
+		ParentJobIds:       make([]uuid.UUID, n),
+		CompletionWebhooks: make([]string, n),
+		IdempotencyKeys:    make([]string, n),
+	}
+	for i, j := range jobs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("mint job id: %w", err)
+		}
+		p.Ids[i] = id
+		p.QueueNames[i] = j.QueueName
+		p.Payloads[i] = j.Payload
+		p.Priorities[i] = int32(deref(j.Priority, 0))
+		p.MaxRetries[i] = int32(deref(j.MaxRetries, s.defaults.MaxRetries))
+		p.TimeoutSeconds[i] = int32(deref(j.TimeoutSeconds, s.defaults.TimeoutSecs))
+		if j.ScheduledAt != nil {
+			p.ScheduledAts[i] = *j.ScheduledAt
+		}
+		if j.ExpiresAt != nil {
+			p.ExpiresAts[i] = *j.ExpiresAt
+		}
+		p.Tags[i] = nullJSON(j.Tags)
+		if j.ParentJobID != nil {
+			p.ParentJobIds[i] = uuid.MustParse(*j.ParentJobID)
+		}
+		p.CompletionWebhooks[i] = deref(j.CompletionWebhook, "")
+		p.IdempotencyKeys[i] = deref(j.IdempotencyKey, "")
+	}
+
+	// A key held by a transaction that then rolls back is free again, so the
+	// insert is retried for keys that neither inserted nor resolved.
+	pending := make([]int, n)
+	for i := range pending {
+		pending[i] = i
+	}
+	queues := map[string]struct{}{}
+	for attempt := 0; attempt < 3 && len(pending) > 0; attempt++ {
+		batch := subset(p, pending)
+		rows, err := s.q.JobEnqueueBatch(ctx, s.pool, batch)
+		if err != nil {
+			return nil, fmt.Errorf("enqueue jobs: %w", err)
+		}
+		inserted := make(map[uuid.UUID]string, len(rows))
+		for _, r := range rows {
+			inserted[r.ID] = r.Status
+		}
+		var keys []string
+		var unresolved []int
+		for _, i := range pending {
+			if status, ok := inserted[p.Ids[i]]; ok {
+				results[i] = EnqueueResult{ID: p.Ids[i], Created: true}
+				if status == "pending" {
+					queues[p.QueueNames[i]] = struct{}{}
+				}
+				continue
+			}
+			keys = append(keys, p.IdempotencyKeys[i])
+			unresolved = append(unresolved, i)
+		}
+		if len(unresolved) == 0 {
+			pending = nil
+			break
+		}
+		existing, err := s.q.JobIDsByIdempotencyKeys(ctx, s.pool, queries.JobIDsByIdempotencyKeysParams{
+			OrganizationID: actor.OrgID, Keys: keys,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("resolve idempotency keys: %w", err)
+		}
+		byKey := make(map[string]uuid.UUID, len(existing))
+		for _, e := range existing {
+			byKey[e.IdempotencyKey] = e.ID
+		}
+		pending = pending[:0]
+		for _, i := range unresolved {
+			if id, ok := byKey[p.IdempotencyKeys[i]]; ok {
+				results[i] = EnqueueResult{ID: id, Created: false}
+				continue
+			}
+			pending = append(pending, i)
+		}
+	}
+	if len(pending) > 0 {
+		return nil, fmt.Errorf("enqueue jobs: %d idempotency keys neither inserted nor found after retries", len(pending))
+	}
+	s.hintQueues(actor.OrgID, queues)
+	return results, nil
+}
+
+// subset picks the rows idx of a batch.
+func subset(p queries.JobEnqueueBatchParams, idx []int) queries.JobEnqueueBatchParams {
+	if len(idx) == len(p.Ids) {
+		return p
+	}
+	out := p
+	out.Ids, out.QueueNames, out.Payloads = pick(p.Ids, idx), pick(p.QueueNames, idx), pick(p.Payloads, idx)
+	out.Priorities, out.MaxRetries, out.TimeoutSeconds = pick(p.Priorities, idx), pick(p.MaxRetries, idx), pick(p.TimeoutSeconds, idx)
+	out.ScheduledAts, out.ExpiresAts, out.Tags = pick(p.ScheduledAts, idx), pick(p.ExpiresAts, idx), pick(p.Tags, idx)
+	out.ParentJobIds, out.CompletionWebhooks = pick(p.ParentJobIds, idx), pick(p.CompletionWebhooks, idx)
+	out.IdempotencyKeys = pick(p.IdempotencyKeys, idx)
+	return out
+}
+
+func pick[T any](s []T, idx []int) []T {
+	out := make([]T, len(idx))
+	for k, i := range idx {
+		out[k] = s[i]
+	}
+	return out
+}
+
+func deref[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// nullJSON turns an absent or JSON-null value into SQL NULL, so that the read
+// model and the fold of the log agree on what "no value" is.
+func nullJSON(v json.RawMessage) json.RawMessage {
+	if len(v) == 0 || string(v) == "null" {
+		return nil
+	}
+	return v
+}

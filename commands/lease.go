@@ -1,0 +1,237 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spooled-go/spooled/events"
+	"github.com/spooled-go/spooled/queries"
+)
+
+// ClaimRequest asks for up to Limit ready jobs of one queue.
+type ClaimRequest struct {
+	QueueName string
+	WorkerID  string
+	Limit     int // 1..100; 0 means 1
+	LeaseSecs int // 5..3600; 0 means the configured lease
+}
+
+func validateWorkerID(id string) error {
+	if id == "" || len(id) > 255 {
+		return invalid("worker_id", "length", "must be 1 to 255 characters")
+	}
+	return nil
+}
+
+func (s *Service) leaseSecs(field string, v int) (int, error) {
+	if v == 0 {
+		return s.defaults.LeaseSecs, nil
+	}
+	return v, checkRange(field, v, 5, 3600)
+}
+
+// Claim leases up to Limit jobs in one statement. An empty result is not an
+// error.
+func (s *Service) Claim(ctx context.Context, orgID string, r ClaimRequest) ([]queries.Job, error) {
+	if err := ValidateQueueName("queue_name", r.QueueName); err != nil {
+		return nil, err
+	}
+	if err := validateWorkerID(r.WorkerID); err != nil {
+		return nil, err
+	}
+	if r.Limit == 0 {
+		r.Limit = 1
+	}
+	if err := checkRange("limit", r.Limit, 1, 100); err != nil {
+		return nil, err
+	}
+	secs, err := s.leaseSecs("lease_duration_secs", r.LeaseSecs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.q.JobClaimBatch(ctx, s.pool, queries.JobClaimBatchParams{
+		Now: s.clock.Now(), OrganizationID: orgID, QueueName: r.QueueName, MaxJobs: int32(r.Limit),
+		WorkerID: r.WorkerID, LeaseSecs: int32(secs), Actor: events.ActorWorker(r.WorkerID),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim jobs: %w", err)
+	}
+	jobs := make([]queries.Job, len(rows))
+	for i, row := range rows {
+		jobs[i] = queries.Job(row)
+	}
+	return jobs, nil
+}
+
+// LeaseRef names the lease a worker call acts under. LeaseID is optional, as
+// in Spooled; when given it must be the current lease (fencing).
+type LeaseRef struct {
+	JobID    string
+	WorkerID string
+	LeaseID  *uuid.UUID
+}
+
+// Complete finishes a leased job with an optional result.
+func (s *Service) Complete(ctx context.Context, orgID string, ref LeaseRef, result json.RawMessage) error {
+	id, err := s.leaseTarget(ref)
+	if err != nil {
+		return err
+	}
+	_, err = s.q.JobComplete(ctx, s.pool, queries.JobCompleteParams{
+		Now: s.clock.Now(), JobID: id, OrganizationID: orgID, WorkerID: ref.WorkerID,
+		LeaseID: ref.LeaseID, Result: nullJSON(result), Actor: events.ActorWorker(ref.WorkerID),
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s.reject(ctx, orgID, id, ref, "complete")
+	}
+	if err != nil {
+		return fmt.Errorf("complete job: %w", err)
+	}
+	return nil
+}
+
+// FailOutcome says where a failed job went.
+type FailOutcome struct {
+	WillRetry  bool
+	RetryCount int
+	RetryAt    *time.Time
+}
+
+// Fail records a failed attempt: the job retries after a backoff while it
+// has retries left and allowRetry is set, else it is dead-lettered.
+func (s *Service) Fail(ctx context.Context, orgID string, ref LeaseRef, message string, allowRetry bool) (FailOutcome, error) {
+	id, err := s.leaseTarget(ref)
+	if err != nil {
+		return FailOutcome{}, err
+	}
+	if message == "" || len(message) > 2048 {
+		return FailOutcome{}, invalid("error", "length", "must be 1 to 2048 characters")
+	}
+	row, err := s.q.JobFail(ctx, s.pool, queries.JobFailParams{
+		Now: s.clock.Now(), JobID: id, OrganizationID: orgID, WorkerID: ref.WorkerID,
+		LeaseID: ref.LeaseID, AllowRetry: allowRetry, Error: message, Actor: events.ActorWorker(ref.WorkerID),
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return FailOutcome{}, s.reject(ctx, orgID, id, ref, "fail")
+	}
+	if err != nil {
+		return FailOutcome{}, fmt.Errorf("fail job: %w", err)
+	}
+	out := FailOutcome{WillRetry: row.Status == "pending", RetryCount: int(row.RetryCount)}
+	if out.WillRetry {
+		out.RetryAt = row.ScheduledAt
+	}
+	return out, nil
+}
+
+// RenewLease extends a held lease to leaseSecs from now.
+func (s *Service) RenewLease(ctx context.Context, orgID string, ref LeaseRef, leaseSecs int) (time.Time, error) {
+	id, err := s.leaseTarget(ref)
+	if err != nil {
+		return time.Time{}, err
+	}
+	secs, err := s.leaseSecs("lease_duration_secs", leaseSecs)
+	if err != nil {
+		return time.Time{}, err
+	}
+	row, err := s.q.JobRenewLease(ctx, s.pool, queries.JobRenewLeaseParams{
+		Now: s.clock.Now(), JobID: id, OrganizationID: orgID, WorkerID: ref.WorkerID,
+		LeaseID: ref.LeaseID, LeaseSecs: int32(secs), Actor: events.ActorWorker(ref.WorkerID),
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, s.reject(ctx, orgID, id, ref, "renew_lease")
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("renew lease: %w", err)
+	}
+	if row.LeaseExpiresAt == nil {
+		return time.Time{}, fmt.Errorf("renew lease: no expiry returned")
+	}
+	return *row.LeaseExpiresAt, nil
+}
+
+// leaseTarget validates a worker call's ids. A job id that is not a UUID
+// names no job: it is refused like an unknown one.
+func (s *Service) leaseTarget(ref LeaseRef) (uuid.UUID, error) {
+	if err := validateWorkerID(ref.WorkerID); err != nil {
+		return uuid.Nil, err
+	}
+	id, err := uuid.Parse(ref.JobID)
+	if err != nil {
+		return uuid.Nil, &LeaseError{Reason: "no such job"}
+	}
+	return id, nil
+}
+
+// reject explains a refused worker call and, when the job exists, records
+// the attempt in its history.
+func (s *Service) reject(ctx context.Context, orgID string, id uuid.UUID, ref LeaseRef, action string) error {
+	st, err := s.q.JobLeaseState(ctx, s.pool, queries.JobLeaseStateParams{ID: id, OrganizationID: orgID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return &LeaseError{Reason: "no such job"}
+	}
+	if err != nil {
+		return fmt.Errorf("read lease state: %w", err)
+	}
+	reason := leaseRefusal(st, ref, s.Now())
+	_, err = s.q.JobRecordRejectedAttempt(ctx, s.pool, queries.JobRecordRejectedAttemptParams{
+		Now: s.clock.Now(), JobID: id, OrganizationID: orgID, Actor: events.ActorWorker(ref.WorkerID),
+		Action: action, WorkerID: ref.WorkerID, LeaseID: ref.LeaseID, Reason: reason,
+	})
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("record rejected %s: %w", action, err)
+	}
+	return &LeaseError{JobFound: true, Reason: reason}
+}
+
+func leaseRefusal(st queries.JobLeaseStateRow, ref LeaseRef, now time.Time) string {
+	switch {
+	case st.Status != "processing":
+		return "job is " + st.Status
+	case st.AssignedWorkerID == nil || *st.AssignedWorkerID != ref.WorkerID:
+		return "job is leased to another worker"
+	case ref.LeaseID != nil && (st.LeaseID == nil || *st.LeaseID != *ref.LeaseID):
+		return "lease_id is not the job's current lease"
+	case st.LeaseExpiresAt != nil && !st.LeaseExpiresAt.After(now):
+		return "lease expired at " + st.LeaseExpiresAt.UTC().Format(time.RFC3339Nano)
+	default:
+		return "lease changed while the call ran"
+	}
+}
+
+// Expired is a job whose lease the reaper took back.
+type Expired struct {
+	ID        uuid.UUID
+	OrgID     string
+	QueueName string
+	Status    string
+}
+
+// ExpireLeases releases up to max expired leases: each job retries at once
+// while it has retries left, else it is dead-lettered.
+func (s *Service) ExpireLeases(ctx context.Context, max int) ([]Expired, error) {
+	rows, err := s.q.JobExpireLeases(ctx, s.pool, queries.JobExpireLeasesParams{
+		Now: s.clock.Now(), MaxJobs: int32(max), Actor: events.ActorSystem("lease_reaper"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expire leases: %w", err)
+	}
+	out := make([]Expired, len(rows))
+	woken := map[[2]string]struct{}{}
+	for i, r := range rows {
+		out[i] = Expired{ID: r.ID, OrgID: r.OrganizationID, QueueName: r.QueueName, Status: r.Status}
+		if r.Status == "pending" {
+			woken[[2]string{r.OrganizationID, r.QueueName}] = struct{}{}
+		}
+	}
+	for k := range woken {
+		s.hints.JobsAvailable(k[0], k[1])
+	}
+	return out, nil
+}

@@ -1,0 +1,118 @@
+// Package commands owns every state change: it validates a request, runs the
+// transition (one statement that appends the events and writes the
+// synchronous projections together), and publishes wake-up hints only after
+// the commit.
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spooled-go/spooled/internal/clock"
+	"github.com/spooled-go/spooled/queries"
+)
+
+// Errors callers branch on. HTTP maps them to status codes in one place.
+var (
+	// ErrNotFound: no such resource in the caller's organization.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the resource exists but its state forbids the change.
+	ErrConflict = errors.New("conflict")
+	// ErrForbidden: the caller may not do this (registration closed, ...).
+	ErrForbidden = errors.New("forbidden")
+)
+
+// LeaseError says why a worker's complete, fail or renewal was refused. The
+// refusal is in the job's history by the time the caller sees it.
+type LeaseError struct {
+	JobFound bool
+	Reason   string
+}
+
+func (e *LeaseError) Error() string { return "job not found or not owned by worker: " + e.Reason }
+
+// ValidationError is a request that breaks a documented rule.
+type ValidationError struct {
+	Field   string
+	Code    string
+	Message string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
+
+func invalid(field, code, format string, args ...any) error {
+	return &ValidationError{Field: field, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Hinter is told, after a commit, that a queue has work a waiting claim
+// could take. Hints are best effort: losing one costs latency, never a job.
+type Hinter interface {
+	JobsAvailable(orgID, queueName string)
+}
+
+// NoHints drops every hint.
+type NoHints struct{}
+
+// JobsAvailable does nothing.
+func (NoHints) JobsAvailable(string, string) {}
+
+// Defaults are what a request leaves out.
+type Defaults struct {
+	MaxRetries   int
+	TimeoutSecs  int
+	LeaseSecs    int
+	MaxPayload   int
+	KeyPrefix    string
+	Registration string
+}
+
+// Actor is who asks: the organization the credential belongs to, and the
+// name recorded in the log.
+type Actor struct {
+	OrgID string
+	Name  string
+}
+
+// Service runs commands against one database.
+type Service struct {
+	pool     *pgxpool.Pool
+	q        *queries.Queries
+	clock    clock.Clock
+	hints    Hinter
+	defaults Defaults
+}
+
+// New returns a Service. A nil clock means the database clock; nil hints
+// means none are sent.
+func New(pool *pgxpool.Pool, c clock.Clock, hints Hinter, d Defaults) *Service {
+	if c == nil {
+		c = clock.Database{}
+	}
+	if hints == nil {
+		hints = NoHints{}
+	}
+	return &Service{pool: pool, q: queries.New(), clock: c, hints: hints, defaults: d}
+}
+
+// Pool is the database the service writes to.
+func (s *Service) Pool() *pgxpool.Pool { return s.pool }
+
+// Clock is the clock statements run at.
+func (s *Service) Clock() clock.Clock { return s.clock }
+
+// Now is the service's notion of the present, for checks made in Go.
+func (s *Service) Now() time.Time {
+	if t := s.clock.Now(); t != nil {
+		return *t
+	}
+	return time.Now()
+}
+
+func (s *Service) hintQueues(orgID string, queues map[string]struct{}) {
+	for q := range queues {
+		s.hints.JobsAvailable(orgID, q)
+	}
+}

@@ -1,0 +1,195 @@
+// Package config is the server's configuration: one struct, every field
+// documented, defaults and validation in one place. Only cmd/ reads the
+// environment; everything else receives a Config.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environment names, as Spooled's RUST_ENV knows them.
+const (
+	Development = "development"
+	Staging     = "staging"
+	Production  = "production"
+)
+
+// Config holds every setting the server reads. Field comments name the
+// environment variable and its default.
+type Config struct {
+	// DatabaseURL (DATABASE_URL) is the Postgres connection string.
+	// Default: postgres://postgres@127.0.0.1:5432/spooled?sslmode=disable.
+	DatabaseURL string
+	// DatabaseMaxConnections (DATABASE_MAX_CONNECTIONS, 20) caps the pool.
+	DatabaseMaxConnections int32
+	// Host (HOST, 0.0.0.0) and Port (PORT, 8080) are where the REST API listens.
+	Host string
+	Port int
+	// Environment (SPOOLED_ENV, alias RUST_ENV; development) selects key
+	// prefixes (sk_live_ in production) and production safety checks.
+	Environment string
+	// AdminAPIKey (ADMIN_API_KEY, unset) guards /api/v1/admin/*; unset
+	// disables those routes.
+	AdminAPIKey string
+	// RegistrationMode (REGISTRATION_MODE, open): open lets anyone create an
+	// organization; closed requires X-Admin-Key; invite refuses all.
+	RegistrationMode string
+	// QueueDefaultMaxRetries (QUEUE_DEFAULT_MAX_RETRIES, 3) and
+	// QueueDefaultTimeoutSecs (QUEUE_DEFAULT_TIMEOUT_SECS, 300) are a new
+	// job's defaults.
+	QueueDefaultMaxRetries  int
+	QueueDefaultTimeoutSecs int
+	// WorkerLeaseDurationSecs (WORKER_LEASE_DURATION_SECS, 30) is a claim's
+	// lease when the request names none.
+	WorkerLeaseDurationSecs int
+	// WorkerHeartbeatIntervalSecs (WORKER_HEARTBEAT_INTERVAL_SECS, 10) is
+	// what registered workers are told; it must be shorter than the lease.
+	WorkerHeartbeatIntervalSecs int
+	// LeaseReaperInterval (LEASE_REAPER_INTERVAL_SECS, 5) is how often expired
+	// leases are swept back into the queue.
+	LeaseReaperInterval time.Duration
+	// APIKeyCacheTTL (API_KEY_CACHE_TTL_SECS, 10) bounds how long another
+	// server instance may keep accepting a key revoked elsewhere; the
+	// instance that revokes forgets it at once.
+	APIKeyCacheTTL time.Duration
+	// MaxContentLength (MAX_CONTENT_LENGTH, 5242880) caps a request body;
+	// MaxPayloadSize (MAX_PAYLOAD_SIZE, 1048576) caps a job's payload.
+	MaxContentLength int
+	MaxPayloadSize   int
+	// JSONLogs (JSON_LOGS, false) switches logs to JSON.
+	JSONLogs bool
+	// DevBootstrap (SPOOLED_DEV_BOOTSTRAP, false) makes a development server
+	// print a fresh API key for the default organization at start (make run
+	// sets it). Refused in production.
+	DevBootstrap bool
+}
+
+// Lookup reads one variable; os.LookupEnv fits.
+type Lookup func(string) (string, bool)
+
+// Load builds a Config from lookup, applying defaults and validating.
+func Load(lookup Lookup) (Config, error) {
+	p := parser{lookup: lookup}
+	c := Config{
+		DatabaseURL:                 p.str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/spooled?sslmode=disable"),
+		DatabaseMaxConnections:      int32(p.int("DATABASE_MAX_CONNECTIONS", 20)),
+		Host:                        p.str("HOST", "0.0.0.0"),
+		Port:                        p.int("PORT", 8080),
+		Environment:                 p.str("SPOOLED_ENV", p.str("RUST_ENV", Development)),
+		AdminAPIKey:                 p.str("ADMIN_API_KEY", ""),
+		RegistrationMode:            p.str("REGISTRATION_MODE", "open"),
+		QueueDefaultMaxRetries:      p.int("QUEUE_DEFAULT_MAX_RETRIES", 3),
+		QueueDefaultTimeoutSecs:     p.int("QUEUE_DEFAULT_TIMEOUT_SECS", 300),
+		WorkerLeaseDurationSecs:     p.int("WORKER_LEASE_DURATION_SECS", 30),
+		WorkerHeartbeatIntervalSecs: p.int("WORKER_HEARTBEAT_INTERVAL_SECS", 10),
+		LeaseReaperInterval:         time.Duration(p.int("LEASE_REAPER_INTERVAL_SECS", 5)) * time.Second,
+		APIKeyCacheTTL:              time.Duration(p.int("API_KEY_CACHE_TTL_SECS", 10)) * time.Second,
+		MaxContentLength:            p.int("MAX_CONTENT_LENGTH", 5*1024*1024),
+		MaxPayloadSize:              p.int("MAX_PAYLOAD_SIZE", 1024*1024),
+		JSONLogs:                    p.bool("JSON_LOGS", false),
+		DevBootstrap:                p.bool("SPOOLED_DEV_BOOTSTRAP", false),
+	}
+	if p.err != nil {
+		return Config{}, p.err
+	}
+	return c, c.Validate()
+}
+
+// Default is the configuration with no variables set.
+func Default() Config {
+	c, err := Load(func(string) (string, bool) { return "", false })
+	if err != nil {
+		panic(err) // the defaults are valid by construction
+	}
+	return c
+}
+
+// Validate checks ranges and combinations, naming the variable at fault.
+func (c Config) Validate() error {
+	switch c.Environment {
+	case Development, Staging, Production:
+	default:
+		return fmt.Errorf("SPOOLED_ENV/RUST_ENV: %q is not development, staging or production", c.Environment)
+	}
+	switch c.RegistrationMode {
+	case "open", "closed", "invite":
+	default:
+		return fmt.Errorf("REGISTRATION_MODE: %q is not open, closed or invite", c.RegistrationMode)
+	}
+	checks := []struct {
+		name     string
+		v        int
+		min, max int
+	}{
+		{"PORT", c.Port, 0, 65535},
+		{"DATABASE_MAX_CONNECTIONS", int(c.DatabaseMaxConnections), 2, 10000},
+		{"QUEUE_DEFAULT_MAX_RETRIES", c.QueueDefaultMaxRetries, 0, 100},
+		{"QUEUE_DEFAULT_TIMEOUT_SECS", c.QueueDefaultTimeoutSecs, 1, 86400},
+		{"WORKER_LEASE_DURATION_SECS", c.WorkerLeaseDurationSecs, 5, 3600},
+		{"WORKER_HEARTBEAT_INTERVAL_SECS", c.WorkerHeartbeatIntervalSecs, 1, 3600},
+		{"LEASE_REAPER_INTERVAL_SECS", int(c.LeaseReaperInterval / time.Second), 1, 3600},
+		{"API_KEY_CACHE_TTL_SECS", int(c.APIKeyCacheTTL / time.Second), 0, 3600},
+		{"MAX_CONTENT_LENGTH", c.MaxContentLength, 1024, 1 << 30},
+		{"MAX_PAYLOAD_SIZE", c.MaxPayloadSize, 1, 1 << 30},
+	}
+	for _, ch := range checks {
+		if ch.v < ch.min || ch.v > ch.max {
+			return fmt.Errorf("%s: %d is outside %d..%d", ch.name, ch.v, ch.min, ch.max)
+		}
+	}
+	if c.WorkerHeartbeatIntervalSecs >= c.WorkerLeaseDurationSecs {
+		return fmt.Errorf("WORKER_HEARTBEAT_INTERVAL_SECS (%d) must be shorter than WORKER_LEASE_DURATION_SECS (%d)",
+			c.WorkerHeartbeatIntervalSecs, c.WorkerLeaseDurationSecs)
+	}
+	if c.DevBootstrap && c.Environment == Production {
+		return fmt.Errorf("SPOOLED_DEV_BOOTSTRAP: refused in production (it prints a live API key)")
+	}
+	return nil
+}
+
+// KeyPrefix is the prefix of API keys this server issues.
+func (c Config) KeyPrefix() string {
+	if c.Environment == Production {
+		return "sk_live_"
+	}
+	return "sk_test_"
+}
+
+type parser struct {
+	lookup Lookup
+	err    error
+}
+
+func (p *parser) str(name, def string) string {
+	if v, ok := p.lookup(name); ok && strings.TrimSpace(v) != "" {
+		return strings.TrimSpace(v)
+	}
+	return def
+}
+
+func (p *parser) int(name string, def int) int {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil && p.err == nil {
+		p.err = fmt.Errorf("%s: %q is not a whole number", name, v)
+	}
+	return n
+}
+
+func (p *parser) bool(name string, def bool) bool {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil && p.err == nil {
+		p.err = fmt.Errorf("%s: %q is not true or false", name, v)
+	}
+	return b
+}

@@ -1,0 +1,461 @@
+-- Job transitions. Each one is a single statement: it takes the row lock on
+-- the hot table first (pending_jobs or processing_jobs), then the jobs row,
+-- and appends its events in the same statement, so the event and its
+-- projection write commit together or not at all. Every statement reads its
+-- clock once: the database clock unless a caller pins one.
+
+-- name: JobEnqueueBatch :many
+-- Inserts many jobs in one round trip. Rows whose idempotency key is taken
+-- are skipped; the caller resolves them with JobIDsByIdempotencyKeys.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), input AS (
+    -- Set-returning functions in one select list advance in lock step. Arrays
+    -- cannot carry NULL from Go here, so zero values stand for it.
+    SELECT unnest(sqlc.arg('ids')::uuid[]) AS id,
+           unnest(sqlc.arg('queue_names')::text[]) AS queue_name,
+           unnest(sqlc.arg('payloads')::jsonb[]) AS payload,
+           unnest(sqlc.arg('priorities')::int[]) AS priority,
+           unnest(sqlc.arg('max_retries')::int[]) AS max_retries,
+           unnest(sqlc.arg('timeout_seconds')::int[]) AS timeout_seconds,
+           nullif(unnest(sqlc.arg('scheduled_ats')::timestamptz[]), '0001-01-01 00:00:00+00') AS scheduled_at,
+           nullif(unnest(sqlc.arg('expires_ats')::timestamptz[]), '0001-01-01 00:00:00+00') AS expires_at,
+           nullif(unnest(sqlc.arg('tags')::jsonb[]), 'null'::jsonb) AS tags,
+           nullif(unnest(sqlc.arg('parent_job_ids')::uuid[]), '00000000-0000-0000-0000-000000000000') AS parent_job_id,
+           unnest(sqlc.arg('completion_webhooks')::text[]) AS completion_webhook,
+           unnest(sqlc.arg('idempotency_keys')::text[]) AS idempotency_key
+), inserted AS (
+    INSERT INTO jobs (id, organization_id, queue_name, status, payload, retry_count, max_retries,
+                      created_at, scheduled_at, expires_at, priority, tags, timeout_seconds,
+                      parent_job_id, completion_webhook, idempotency_key, updated_at,
+                      dependency_mode, dependencies_met, version)
+    SELECT i.id, sqlc.arg('organization_id')::text, i.queue_name,
+           CASE WHEN i.scheduled_at > c.ts THEN 'scheduled' ELSE 'pending' END,
+           i.payload, 0, i.max_retries, c.ts, i.scheduled_at, i.expires_at, i.priority, i.tags,
+           i.timeout_seconds, i.parent_job_id, nullif(i.completion_webhook, ''),
+           nullif(i.idempotency_key, ''), c.ts, 'all', true, 1
+    FROM input i CROSS JOIN clock c
+    ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+), queued AS (
+    INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
+    SELECT id, organization_id, queue_name, priority, greatest(coalesce(scheduled_at, created_at), created_at),
+           expires_at, created_at
+    FROM inserted
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.enqueued', queue_name,
+           sqlc.arg('actor')::text,
+           jsonb_build_object(
+               'status', status, 'payload', payload, 'priority', priority,
+               'max_retries', max_retries, 'timeout_seconds', timeout_seconds,
+               'scheduled_at', scheduled_at, 'expires_at', expires_at, 'tags', tags,
+               'parent_job_id', parent_job_id, 'completion_webhook', completion_webhook,
+               'idempotency_key', idempotency_key),
+           created_at
+    FROM inserted
+)
+SELECT id, status FROM inserted;
+
+-- name: JobIDsByIdempotencyKeys :many
+SELECT id, idempotency_key::text AS idempotency_key
+FROM jobs
+WHERE organization_id = sqlc.arg('organization_id') AND idempotency_key = ANY(sqlc.arg('keys')::text[]);
+
+-- name: JobClaimBatch :many
+-- Leases up to max_jobs ready jobs of one queue, highest priority first, then
+-- oldest. SKIP LOCKED lets concurrent claimers take disjoint sets.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), picked AS (
+    SELECT p.job_id
+    FROM pending_jobs p
+    WHERE p.organization_id = sqlc.arg('organization_id')
+      AND p.queue_name = sqlc.arg('queue_name')
+      AND p.run_at <= (SELECT ts FROM clock)
+      AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
+    ORDER BY p.priority DESC, p.created_at, p.job_id
+    LIMIT sqlc.arg('max_jobs')
+    FOR UPDATE SKIP LOCKED
+), moved AS (
+    DELETE FROM pending_jobs p
+    USING picked
+    WHERE p.job_id = picked.job_id
+    RETURNING p.job_id
+), claimed AS (
+    UPDATE jobs j
+    SET status = 'processing',
+        assigned_worker_id = sqlc.arg('worker_id')::text,
+        lease_id = gen_random_uuid(),
+        lease_expires_at = c.ts + make_interval(secs => sqlc.arg('lease_secs')::int),
+        started_at = c.ts,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM moved, clock c
+    WHERE j.id = moved.job_id
+    RETURNING j.*
+), leased AS (
+    INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
+                                 lease_expires_at, claimed_at)
+    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
+    FROM claimed
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name,
+           sqlc.arg('actor')::text,
+           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1),
+           updated_at
+    FROM claimed
+)
+SELECT * FROM claimed
+ORDER BY priority DESC, created_at, id;
+
+-- name: JobComplete :one
+-- Completes a leased job. Matches only the current, unexpired lease held by
+-- worker_id (and lease_id when given); no row means the caller is stale.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), released AS (
+    DELETE FROM processing_jobs p
+    USING clock c
+    WHERE p.job_id = sqlc.arg('job_id')
+      AND p.organization_id = sqlc.arg('organization_id')
+      AND p.worker_id = sqlc.arg('worker_id')
+      AND (sqlc.narg('lease_id')::uuid IS NULL OR p.lease_id = sqlc.narg('lease_id')::uuid)
+      AND p.lease_expires_at > c.ts
+    RETURNING p.job_id, p.lease_id
+), done AS (
+    UPDATE jobs j
+    SET status = 'completed',
+        result = sqlc.narg('result')::jsonb,
+        completed_at = c.ts,
+        lease_id = NULL,
+        lease_expires_at = NULL,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM released r, clock c
+    WHERE j.id = r.job_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.version, j.updated_at, j.result,
+              j.assigned_worker_id, j.started_at, r.lease_id AS released_lease_id
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.completed', queue_name,
+           sqlc.arg('actor')::text,
+           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
+                              'result', result),
+           updated_at
+    FROM done
+)
+SELECT id, queue_name, started_at, updated_at AS completed_at FROM done;
+
+-- name: JobFail :one
+-- Fails a leased job: back to pending after a backoff of
+-- min(2^retry_count, 60) minutes while retries remain (and allow_retry),
+-- otherwise into the dead-letter queue. Appends job.failed and then
+-- job.retry_scheduled or job.deadlettered.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), released AS (
+    DELETE FROM processing_jobs p
+    USING clock c
+    WHERE p.job_id = sqlc.arg('job_id')
+      AND p.organization_id = sqlc.arg('organization_id')
+      AND p.worker_id = sqlc.arg('worker_id')
+      AND (sqlc.narg('lease_id')::uuid IS NULL OR p.lease_id = sqlc.narg('lease_id')::uuid)
+      AND p.lease_expires_at > c.ts
+    RETURNING p.job_id, p.lease_id
+), failed AS (
+    UPDATE jobs j
+    SET status = CASE WHEN sqlc.arg('allow_retry')::bool AND j.retry_count < j.max_retries
+                      THEN 'pending' ELSE 'deadletter' END,
+        retry_count = CASE WHEN sqlc.arg('allow_retry')::bool AND j.retry_count < j.max_retries
+                           THEN j.retry_count + 1 ELSE j.retry_count END,
+        scheduled_at = CASE WHEN sqlc.arg('allow_retry')::bool AND j.retry_count < j.max_retries
+                            THEN c.ts + make_interval(mins => least(power(2, j.retry_count), 60)::int)
+                            ELSE j.scheduled_at END,
+        last_error = sqlc.arg('error')::text,
+        lease_id = NULL,
+        lease_expires_at = NULL,
+        updated_at = c.ts,
+        version = j.version + 2
+    FROM released r, clock c
+    WHERE j.id = r.job_id
+    RETURNING j.*, r.lease_id AS released_lease_id
+), queued AS (
+    INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
+    SELECT id, organization_id, queue_name, priority, scheduled_at, expires_at, created_at
+    FROM failed
+    WHERE status = 'pending'
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, seq, event_type, queue_name, sqlc.arg('actor')::text,
+           data, updated_at
+    FROM (
+        SELECT f.organization_id, f.id, f.version - 1 AS seq, 'job.failed' AS event_type,
+               f.queue_name, f.updated_at,
+               jsonb_build_object('worker_id', f.assigned_worker_id, 'lease_id', f.released_lease_id,
+                                  'error', f.last_error) AS data
+        FROM failed f
+        UNION ALL
+        SELECT f.organization_id, f.id, f.version,
+               CASE WHEN f.status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.deadlettered' END,
+               f.queue_name, f.updated_at,
+               CASE WHEN f.status = 'pending'
+                    THEN jsonb_build_object('retry_count', f.retry_count, 'run_at', f.scheduled_at)
+                    ELSE jsonb_build_object('reason', 'retries_exhausted', 'retry_count', f.retry_count)
+               END
+        FROM failed f
+    ) e
+    ORDER BY id, seq
+)
+SELECT id, queue_name, status, retry_count, scheduled_at FROM failed;
+
+-- name: JobRenewLease :one
+-- Extends the current lease by lease_secs from now.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), renewed AS (
+    UPDATE processing_jobs p
+    SET lease_expires_at = c.ts + make_interval(secs => sqlc.arg('lease_secs')::int)
+    FROM clock c
+    WHERE p.job_id = sqlc.arg('job_id')
+      AND p.organization_id = sqlc.arg('organization_id')
+      AND p.worker_id = sqlc.arg('worker_id')
+      AND (sqlc.narg('lease_id')::uuid IS NULL OR p.lease_id = sqlc.narg('lease_id')::uuid)
+      AND p.lease_expires_at > c.ts
+    RETURNING p.job_id, p.lease_id, p.lease_expires_at
+), bumped AS (
+    UPDATE jobs j
+    SET lease_expires_at = r.lease_expires_at,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM renewed r, clock c
+    WHERE j.id = r.job_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.version, j.updated_at,
+              j.assigned_worker_id, j.lease_id, j.lease_expires_at
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.lease_renewed', queue_name,
+           sqlc.arg('actor')::text,
+           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+                              'lease_expires_at', lease_expires_at),
+           updated_at
+    FROM bumped
+)
+SELECT id, lease_expires_at FROM bumped;
+
+-- name: JobRecordRejectedAttempt :one
+-- Records a stale or foreign worker's refused complete, fail or renewal in
+-- the job's history. It changes no state but the stream sequence.
+WITH bumped AS (
+    UPDATE jobs j
+    SET version = j.version + 1
+    WHERE j.id = sqlc.arg('job_id') AND j.organization_id = sqlc.arg('organization_id')
+    RETURNING j.id, j.organization_id, j.queue_name, j.version
+)
+INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                        queue_name, actor, data, occurred_at)
+SELECT b.organization_id, 'job', b.id::text, b.version, 'job.attempt_rejected', b.queue_name,
+       sqlc.arg('actor')::text,
+       jsonb_build_object('action', sqlc.arg('action')::text, 'worker_id', sqlc.arg('worker_id')::text,
+                          'lease_id', sqlc.narg('lease_id')::uuid, 'reason', sqlc.arg('reason')::text),
+       coalesce(sqlc.narg('now')::timestamptz, now())
+FROM bumped b
+RETURNING position;
+
+-- name: JobCancel :one
+-- Cancels a job that has not started: only pending and scheduled jobs have a
+-- pending_jobs row to take.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), removed AS (
+    DELETE FROM pending_jobs p
+    WHERE p.job_id = sqlc.arg('job_id') AND p.organization_id = sqlc.arg('organization_id')
+    RETURNING p.job_id
+), cancelled AS (
+    UPDATE jobs j
+    SET status = 'cancelled', updated_at = c.ts, version = j.version + 1
+    FROM removed r, clock c
+    WHERE j.id = r.job_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.version, j.updated_at
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.cancelled', queue_name,
+           sqlc.arg('actor')::text, '{}'::jsonb, updated_at
+    FROM cancelled
+)
+SELECT id FROM cancelled;
+
+-- name: JobSetPriority :one
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), old AS (
+    SELECT p.job_id, p.priority
+    FROM pending_jobs p
+    WHERE p.job_id = sqlc.arg('job_id') AND p.organization_id = sqlc.arg('organization_id')
+    FOR UPDATE
+), moved AS (
+    UPDATE pending_jobs p
+    SET priority = sqlc.arg('priority')::int
+    FROM old
+    WHERE p.job_id = old.job_id
+    RETURNING p.job_id, old.priority AS old_priority
+), changed AS (
+    UPDATE jobs j
+    SET priority = sqlc.arg('priority')::int, updated_at = c.ts, version = j.version + 1
+    FROM moved m, clock c
+    WHERE j.id = m.job_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.version, j.updated_at, j.priority,
+              m.old_priority
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.priority_changed', queue_name,
+           sqlc.arg('actor')::text,
+           jsonb_build_object('old_priority', old_priority, 'new_priority', priority),
+           updated_at
+    FROM changed
+)
+SELECT id, old_priority, priority AS new_priority FROM changed;
+
+-- name: JobRetry :many
+-- Puts failed or dead-lettered jobs back in line, ready at once. A manual
+-- retry counts as one more attempt; a DLQ retry starts the count again.
+-- Targets are job_ids when given, else the queue when given, else all, oldest
+-- first, at most max_jobs.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), targets AS (
+    SELECT t.id
+    FROM jobs t
+    WHERE t.organization_id = sqlc.arg('organization_id')
+      AND t.status = ANY(sqlc.arg('from_statuses')::text[])
+      AND (cardinality(sqlc.arg('job_ids')::uuid[]) = 0 OR t.id = ANY(sqlc.arg('job_ids')::uuid[]))
+      AND (sqlc.narg('queue_name')::text IS NULL OR t.queue_name = sqlc.narg('queue_name')::text)
+    ORDER BY t.created_at, t.id
+    LIMIT sqlc.arg('max_jobs')
+    FOR UPDATE
+), retried AS (
+    UPDATE jobs j
+    SET status = 'pending',
+        retry_count = CASE WHEN sqlc.arg('reset_count')::bool THEN 0 ELSE j.retry_count + 1 END,
+        last_error = NULL,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM targets t, clock c
+    WHERE j.id = t.id
+    RETURNING j.*
+), queued AS (
+    INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
+    SELECT id, organization_id, queue_name, priority, updated_at, expires_at, created_at
+    FROM retried
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.retried', queue_name,
+           sqlc.arg('actor')::text,
+           jsonb_build_object('retry_count', retry_count, 'source', sqlc.arg('source')::text),
+           updated_at
+    FROM retried
+)
+SELECT * FROM retried
+ORDER BY created_at, id;
+
+-- name: JobPurgeDeadLetters :one
+-- Removes dead-lettered jobs from the read model. Their history stays in the
+-- log, ending with job.purged.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), targets AS (
+    SELECT t.id
+    FROM jobs t
+    WHERE t.organization_id = sqlc.arg('organization_id')
+      AND t.status = 'deadletter'
+      AND (sqlc.narg('queue_name')::text IS NULL OR t.queue_name = sqlc.narg('queue_name')::text)
+      AND (sqlc.narg('older_than')::timestamptz IS NULL OR t.created_at < sqlc.narg('older_than')::timestamptz)
+    ORDER BY t.created_at, t.id
+    LIMIT sqlc.arg('max_jobs')
+    FOR UPDATE
+), purged AS (
+    DELETE FROM jobs j
+    USING targets t
+    WHERE j.id = t.id
+    RETURNING j.id, j.organization_id, j.queue_name, j.version
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT p.organization_id, 'job', p.id::text, p.version + 1, 'job.purged', p.queue_name,
+           sqlc.arg('actor')::text, '{}'::jsonb, c.ts
+    FROM purged p CROSS JOIN clock c
+)
+SELECT count(*)::bigint FROM purged;
+
+-- name: JobExpireLeases :many
+-- The reaper's sweep: every lease past its expiry is released, and its job
+-- is retried at once while retries remain, else dead-lettered. Appends
+-- job.lease_expired and then job.retry_scheduled or job.deadlettered.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), stale AS (
+    SELECT p.job_id
+    FROM processing_jobs p
+    WHERE p.lease_expires_at <= (SELECT ts FROM clock)
+    ORDER BY p.lease_expires_at
+    LIMIT sqlc.arg('max_jobs')
+    FOR UPDATE SKIP LOCKED
+), expired AS (
+    DELETE FROM processing_jobs p
+    USING stale s
+    WHERE p.job_id = s.job_id
+    RETURNING p.job_id, p.worker_id, p.lease_id
+), requeued AS (
+    UPDATE jobs j
+    SET status = CASE WHEN j.retry_count < j.max_retries THEN 'pending' ELSE 'deadletter' END,
+        retry_count = CASE WHEN j.retry_count < j.max_retries THEN j.retry_count + 1 ELSE j.retry_count END,
+        last_error = CASE WHEN j.retry_count < j.max_retries THEN 'Lease expired (worker timeout)'
+                          ELSE 'Max retries exceeded after lease expiration' END,
+        scheduled_at = CASE WHEN j.retry_count < j.max_retries THEN c.ts ELSE j.scheduled_at END,
+        lease_id = NULL,
+        lease_expires_at = NULL,
+        updated_at = c.ts,
+        version = j.version + 2
+    FROM expired e, clock c
+    WHERE j.id = e.job_id
+    RETURNING j.*, e.worker_id AS expired_worker_id, e.lease_id AS expired_lease_id
+), queued AS (
+    INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
+    SELECT id, organization_id, queue_name, priority, updated_at, expires_at, created_at
+    FROM requeued
+    WHERE status = 'pending'
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, seq, event_type, queue_name, sqlc.arg('actor')::text,
+           data, updated_at
+    FROM (
+        SELECT r.organization_id, r.id, r.version - 1 AS seq, 'job.lease_expired' AS event_type,
+               r.queue_name, r.updated_at,
+               jsonb_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id) AS data
+        FROM requeued r
+        UNION ALL
+        SELECT r.organization_id, r.id, r.version,
+               CASE WHEN r.status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.deadlettered' END,
+               r.queue_name, r.updated_at,
+               CASE WHEN r.status = 'pending'
+                    THEN jsonb_build_object('retry_count', r.retry_count, 'run_at', r.updated_at,
+                                            'error', r.last_error)
+                    ELSE jsonb_build_object('reason', 'lease_expired', 'retry_count', r.retry_count,
+                                            'error', r.last_error)
+               END
+        FROM requeued r
+    ) e
+    ORDER BY id, seq
+)
+SELECT id, organization_id, queue_name, status FROM requeued;
