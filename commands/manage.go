@@ -157,3 +157,12 @@ func (s *Service) SetPriority(ctx context.Context, actor Actor, jobID string, pr
 	}
 	return PriorityChange{JobID: row.ID, OldPriority: int(row.OldPriority), NewPriority: int(row.NewPriority)}, nil
 }
+
+// MaintainPartitions creates the log partitions from this month to three
+// months ahead (CALL maintain_jobs_partitions()).
+func (s *Service) MaintainPartitions(ctx context.Context) error {
+	if err := s.q.PartitionsMaintain(ctx, s.pool); err != nil {
+		return fmt.Errorf("maintain log partitions: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/events"
+	"github.com/spooled-go/spooled/queries"
+)
+
+// principal is who a request acts as.
+type principal struct {
+	OrgID  string
+	KeyID  uuid.UUID
+	Queues []string
+	Plan   string
+}
+
+func (p principal) actor() commands.Actor {
+	return commands.Actor{OrgID: p.OrgID, Name: events.ActorAPIKey(p.KeyID)}
+}
+
+// keyAuthenticator resolves API keys. A key is found by the SHA-256 of the
+// raw key (one unique-index probe) and then cached by that hash, so a
+// request costs a map lookup. Revocation through this server forgets the
+// key at once; other instances forget it within the cache TTL.
+type keyAuthenticator struct {
+	db    queries.DBTX
+	q     *queries.Queries
+	ttl   time.Duration
+	now   func() time.Time
+	mu    sync.RWMutex
+	byKey map[string]cachedKey // key hash -> entry
+}
+
+type cachedKey struct {
+	p         principal
+	keyExpiry *time.Time
+	cachedAt  time.Time
+}
+
+func newKeyAuthenticator(db queries.DBTX, ttl time.Duration) *keyAuthenticator {
+	return &keyAuthenticator{db: db, q: queries.New(), ttl: ttl, now: time.Now, byKey: map[string]cachedKey{}}
+}
+
+var (
+	errMissingAuth = &apiError{Status: fiber.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "Missing or invalid Authorization header"}
+	errInvalidKey  = &apiError{Status: fiber.StatusUnauthorized, Code: "AUTHENTICATION_FAILED", Message: "Invalid API key"}
+	errRevokedKey  = &apiError{Status: fiber.StatusUnauthorized, Code: "AUTHENTICATION_FAILED", Message: "API key has been revoked"}
+	errExpiredKey  = &apiError{Status: fiber.StatusUnauthorized, Code: "AUTHENTICATION_FAILED", Message: "API key has expired"}
+	errJWT         = &apiError{Status: fiber.StatusUnauthorized, Code: "AUTHENTICATION_FAILED", Message: "JWT access tokens are not accepted yet; use an API key"}
+)
+
+// authenticate resolves a raw bearer credential.
+func (a *keyAuthenticator) authenticate(ctx context.Context, raw string) (principal, error) {
+	if strings.HasPrefix(raw, "eyJ") {
+		return principal{}, errJWT
+	}
+	hash := commands.HashKey(raw)
+	now := a.now()
+	a.mu.RLock()
+	e, ok := a.byKey[hash]
+	a.mu.RUnlock()
+	if ok && now.Sub(e.cachedAt) < a.ttl {
+		if e.keyExpiry != nil && !e.keyExpiry.After(now) {
+			return principal{}, errExpiredKey
+		}
+		return e.p, nil
+	}
+	row, err := a.q.APIKeyByHash(ctx, a.db, hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return principal{}, errInvalidKey
+	}
+	if err != nil {
+		return principal{}, err
+	}
+	if !row.IsActive {
+		a.forget(hash)
+		return principal{}, errRevokedKey
+	}
+	if row.ExpiresAt != nil && !row.ExpiresAt.After(now) {
+		return principal{}, errExpiredKey
+	}
+	p := principal{OrgID: row.OrganizationID, KeyID: row.ID, Queues: row.Queues, Plan: row.PlanTier}
+	if a.ttl > 0 {
+		a.mu.Lock()
+		a.byKey[hash] = cachedKey{p: p, keyExpiry: row.ExpiresAt, cachedAt: now}
+		a.mu.Unlock()
+	}
+	// last_used is refreshed when the key is (re)loaded, so at most once per
+	// TTL per instance rather than on every request.
+	if err := a.q.APIKeyTouch(ctx, a.db, []uuid.UUID{row.ID}); err != nil {
+		return principal{}, err
+	}
+	return p, nil
+}
+
+func (a *keyAuthenticator) forget(hash string) {
+	a.mu.Lock()
+	delete(a.byKey, hash)
+	a.mu.Unlock()
+}
+
+// forgetKeyID drops a key from the cache by id (after a revoke or update).
+func (a *keyAuthenticator) forgetKeyID(id uuid.UUID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, e := range a.byKey {
+		if e.p.KeyID == id {
+			delete(a.byKey, h)
+		}
+	}
+}
+
+const principalKey = "spooled.principal"
+
+// requireKey is the middleware of every protected route.
+func (s *Server) requireKey(c *fiber.Ctx) error {
+	h := c.Get(fiber.HeaderAuthorization)
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return errMissingAuth
+	}
+	p, err := s.auth.authenticate(c.UserContext(), strings.TrimSpace(token))
+	if err != nil {
+		return err
+	}
+	c.Locals(principalKey, p)
+	return c.Next()
+}
+
+func caller(c *fiber.Ctx) principal {
+	p, _ := c.Locals(principalKey).(principal)
+	return p
+}

@@ -1,0 +1,142 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/httpapi"
+	"github.com/spooled-go/spooled/internal/clock"
+	"github.com/spooled-go/spooled/internal/config"
+	"github.com/spooled-go/spooled/internal/testdb"
+)
+
+// harness is a REST API on a fresh schema, driven in-process.
+type harness struct {
+	t    *testing.T
+	cfg  config.Config
+	pool *pgxpool.Pool
+	cmd  *commands.Service
+	srv  *httpapi.Server
+}
+
+func newHarness(t *testing.T, opts ...func(*config.Config)) *harness {
+	return newHarnessClock(t, nil, opts...)
+}
+
+func newHarnessClock(t *testing.T, clk clock.Clock, opts ...func(*config.Config)) *harness {
+	t.Helper()
+	cfg := config.Default()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pool := testdb.New(t)
+	cmd := commands.New(pool, clk, nil, commands.Defaults{
+		MaxRetries: cfg.QueueDefaultMaxRetries, TimeoutSecs: cfg.QueueDefaultTimeoutSecs,
+		LeaseSecs: cfg.WorkerLeaseDurationSecs, MaxPayload: cfg.MaxPayloadSize,
+		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode,
+	})
+	return &harness{t: t, cfg: cfg, pool: pool, cmd: cmd, srv: httpapi.New(cfg, cmd, httpapi.Options{})}
+}
+
+// org creates an organization through the public route and returns its id
+// and first API key.
+func (h *harness) org(slug string) (orgID, key string) {
+	h.t.Helper()
+	res := h.do("POST", "/api/v1/organizations", "", map[string]any{"name": "Org " + slug, "slug": slug})
+	res.expect(201)
+	org := res.json["organization"].(map[string]any)
+	k := res.json["api_key"].(map[string]any)
+	return org["id"].(string), k["key"].(string)
+}
+
+type response struct {
+	t      *testing.T
+	status int
+	header http.Header
+	raw    []byte
+	json   map[string]any
+	list   []any
+}
+
+func (r response) expect(status int) response {
+	r.t.Helper()
+	if r.status != status {
+		r.t.Fatalf("status %d, want %d; body %s", r.status, status, r.raw)
+	}
+	return r
+}
+
+// expectError checks an error response: status, JSON code, and that the
+// body is Spooled's {code, message} shape.
+func (r response) expectError(status int, code string) response {
+	r.t.Helper()
+	r.expect(status)
+	if r.json == nil {
+		r.t.Fatalf("error body is not a JSON object: %s", r.raw)
+	}
+	if r.json["code"] != code {
+		r.t.Fatalf("code %v, want %s; body %s", r.json["code"], code, r.raw)
+	}
+	if msg, _ := r.json["message"].(string); msg == "" {
+		r.t.Fatalf("error without message: %s", r.raw)
+	}
+	return r
+}
+
+// do sends a request. body may be nil, a string or []byte (sent as is), or
+// any value (sent as JSON).
+func (h *harness) do(method, path, key string, body any) response {
+	h.t.Helper()
+	return h.doHeaders(method, path, key, body, nil)
+}
+
+func (h *harness) doHeaders(method, path, key string, body any, headers map[string]string) response {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req := httptest.NewRequestWithContext(context.Background(), method, path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := h.srv.App().Test(req, -1)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := response{t: h.t, status: resp.StatusCode, header: resp.Header, raw: raw}
+	if len(raw) > 0 {
+		if raw[0] == '[' {
+			_ = json.Unmarshal(raw, &out.list)
+		} else {
+			_ = json.Unmarshal(raw, &out.json)
+		}
+	}
+	return out
+}

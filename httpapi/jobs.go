@@ -1,0 +1,417 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/events"
+	"github.com/spooled-go/spooled/queries"
+)
+
+type enqueueRequest struct {
+	QueueName         *string         `json:"queue_name"`
+	Payload           json.RawMessage `json:"payload"`
+	Priority          *int            `json:"priority"`
+	MaxRetries        *int            `json:"max_retries"`
+	TimeoutSeconds    *int            `json:"timeout_seconds"`
+	ScheduledAt       *time.Time      `json:"scheduled_at"`
+	ExpiresAt         *time.Time      `json:"expires_at"`
+	Tags              json.RawMessage `json:"tags"`
+	ParentJobID       *string         `json:"parent_job_id"`
+	CompletionWebhook *string         `json:"completion_webhook"`
+	IdempotencyKey    *string         `json:"idempotency_key"`
+}
+
+func (s *Server) enqueue(c *fiber.Ctx) error {
+	var r enqueueRequest
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	if err := requireField(r.QueueName != nil, "queue_name"); err != nil {
+		return err
+	}
+	if err := requireField(len(r.Payload) > 0, "payload"); err != nil {
+		return err
+	}
+	res, err := s.cmd.Enqueue(c.UserContext(), caller(c).actor(), []commands.NewJob{{
+		QueueName: *r.QueueName, Payload: r.Payload, Priority: r.Priority, MaxRetries: r.MaxRetries,
+		TimeoutSeconds: r.TimeoutSeconds, ScheduledAt: r.ScheduledAt, ExpiresAt: r.ExpiresAt, Tags: r.Tags,
+		ParentJobID: r.ParentJobID, CompletionWebhook: r.CompletionWebhook, IdempotencyKey: r.IdempotencyKey,
+	}})
+	if err != nil {
+		return err
+	}
+	status := fiber.StatusCreated
+	if !res[0].Created {
+		status = fiber.StatusOK
+	}
+	return c.Status(status).JSON(fiber.Map{"id": res[0].ID, "created": res[0].Created})
+}
+
+type bulkRequest struct {
+	QueueName *string `json:"queue_name"`
+	Jobs      *[]struct {
+		Payload        json.RawMessage `json:"payload"`
+		Priority       *int            `json:"priority"`
+		IdempotencyKey *string         `json:"idempotency_key"`
+		ScheduledAt    *time.Time      `json:"scheduled_at"`
+	} `json:"jobs"`
+	DefaultPriority       *int `json:"default_priority"`
+	DefaultMaxRetries     *int `json:"default_max_retries"`
+	DefaultTimeoutSeconds *int `json:"default_timeout_seconds"`
+}
+
+type bulkSucceeded struct {
+	Index   int       `json:"index"`
+	JobID   uuid.UUID `json:"job_id"`
+	Created bool      `json:"created"`
+}
+
+type bulkFailed struct {
+	Index int    `json:"index"`
+	Error string `json:"error"`
+}
+
+func (s *Server) bulkEnqueue(c *fiber.Ctx) error {
+	var r bulkRequest
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	if err := requireField(r.QueueName != nil, "queue_name"); err != nil {
+		return err
+	}
+	if err := requireField(r.Jobs != nil, "jobs"); err != nil {
+		return err
+	}
+	if err := commands.ValidateQueueName("queue_name", *r.QueueName); err != nil {
+		return err
+	}
+	items := *r.Jobs
+	if len(items) == 0 || len(items) > commands.MaxBulkJobs {
+		return validation("jobs", "length", "must hold 1 to 100 jobs")
+	}
+	jobs := make([]commands.NewJob, len(items))
+	for i, it := range items {
+		if len(it.Payload) == 0 {
+			return invalidJSON("jobs", "Missing required field: jobs[].payload")
+		}
+		if it.Priority != nil && (*it.Priority < -100 || *it.Priority > 100) {
+			return validation("jobs.priority", "range", "must be between -100 and 100")
+		}
+		prio := r.DefaultPriority
+		if it.Priority != nil {
+			prio = it.Priority
+		}
+		jobs[i] = commands.NewJob{
+			QueueName: *r.QueueName, Payload: it.Payload, Priority: prio, MaxRetries: r.DefaultMaxRetries,
+			TimeoutSeconds: r.DefaultTimeoutSeconds, ScheduledAt: it.ScheduledAt, IdempotencyKey: it.IdempotencyKey,
+		}
+	}
+	res, err := s.cmd.EnqueueBulk(c.UserContext(), caller(c).actor(), jobs)
+	if err != nil {
+		return err
+	}
+	succeeded := []bulkSucceeded{}
+	failed := []bulkFailed{}
+	for i, r := range res {
+		if r.Err != nil {
+			failed = append(failed, bulkFailed{Index: i, Error: "Failed to create job: " + r.Err.Error()})
+			continue
+		}
+		succeeded = append(succeeded, bulkSucceeded{Index: i, JobID: r.ID, Created: r.Created})
+	}
+	return c.JSON(fiber.Map{
+		"succeeded": succeeded, "failed": failed, "total": len(res),
+		"success_count": len(succeeded), "failure_count": len(failed),
+	})
+}
+
+var jobStatuses = map[string]bool{
+	"pending": true, "scheduled": true, "processing": true, "completed": true,
+	"failed": true, "deadletter": true, "cancelled": true,
+}
+
+// optionalQueueFilter reads queue_name (or the SDK's queue) as a filter;
+// a value that cannot be a queue name is ignored, as in Spooled.
+func optionalQueueFilter(c *fiber.Ctx) *string {
+	q := c.Query("queue_name", c.Query("queue"))
+	if q == "" || commands.ValidateQueueName("queue_name", q) != nil {
+		return nil
+	}
+	return &q
+}
+
+func (s *Server) listJobs(c *fiber.Ctx) error {
+	limit, err := queryInt(c, "limit", 50, 1, 100)
+	if err != nil {
+		return err
+	}
+	offset, err := queryInt(c, "offset", 0, 0, 1<<31-1)
+	if err != nil {
+		return err
+	}
+	p := queries.JobListParams{
+		OrganizationID: caller(c).OrgID, QueueName: optionalQueueFilter(c),
+		MaxRows: int32(limit), SkipRows: int32(offset),
+	}
+	if st := c.Query("status"); jobStatuses[st] {
+		p.Status = &st
+	}
+	if tag := c.Query("tag"); tag != "" {
+		p.Tag = &tag
+	}
+	rows, err := s.q.JobList(c.UserContext(), s.pool, p)
+	if err != nil {
+		return err
+	}
+	out := make([]jobSummaryJSON, len(rows))
+	for i, r := range rows {
+		out[i] = toSummary(r)
+	}
+	return c.JSON(out)
+}
+
+func (s *Server) listDeadLetters(c *fiber.Ctx) error {
+	limit, err := queryInt(c, "limit", 50, 1, 100)
+	if err != nil {
+		return err
+	}
+	offset, err := queryInt(c, "offset", 0, 0, 1<<31-1)
+	if err != nil {
+		return err
+	}
+	dead := "deadletter"
+	rows, err := s.q.JobList(c.UserContext(), s.pool, queries.JobListParams{
+		OrganizationID: caller(c).OrgID, QueueName: optionalQueueFilter(c), Status: &dead,
+		MaxRows: int32(limit), SkipRows: int32(offset),
+	})
+	if err != nil {
+		return err
+	}
+	out := make([]jobSummaryJSON, len(rows))
+	for i, r := range rows {
+		out[i] = toSummary(r)
+	}
+	return c.JSON(out)
+}
+
+// loadJob reads one job of the caller's organization; an id that is not a
+// UUID names no job.
+func (s *Server) loadJob(c *fiber.Ctx) (queries.Job, error) {
+	id, err := uuid.Parse(c.Params("id"))
+	if err != nil {
+		return queries.Job{}, notFound("Job not found")
+	}
+	j, err := s.q.JobGet(c.UserContext(), s.pool, queries.JobGetParams{ID: id, OrganizationID: caller(c).OrgID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return queries.Job{}, notFound("Job not found")
+	}
+	return j, err
+}
+
+func (s *Server) getJob(c *fiber.Ctx) error {
+	j, err := s.loadJob(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(toJobJSON(j))
+}
+
+func (s *Server) jobHistory(c *fiber.Ctx) error {
+	id, err := uuid.Parse(c.Params("id"))
+	if err != nil {
+		return notFound("Job not found")
+	}
+	evs, err := events.JobHistory(c.UserContext(), s.pool, caller(c).OrgID, id)
+	if err != nil {
+		return err
+	}
+	// A purged job has history but no read-model row; an unknown job has
+	// neither.
+	if len(evs) == 0 {
+		return notFound("Job not found")
+	}
+	type eventJSON struct {
+		Position   int64           `json:"position"`
+		Sequence   int32           `json:"sequence"`
+		Type       string          `json:"type"`
+		OccurredAt string          `json:"occurred_at"`
+		Actor      string          `json:"actor"`
+		Data       json.RawMessage `json:"data"`
+	}
+	out := make([]eventJSON, len(evs))
+	for i, e := range evs {
+		out[i] = eventJSON{Position: e.Position, Sequence: e.Sequence, Type: e.Type,
+			OccurredAt: ts(e.OccurredAt), Actor: e.Actor, Data: e.Data}
+	}
+	return c.JSON(fiber.Map{"job_id": id, "events": out})
+}
+
+func (s *Server) cancelJob(c *fiber.Ctx) error {
+	if err := s.cmd.Cancel(c.UserContext(), caller(c).actor(), c.Params("id")); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (s *Server) retryJob(c *fiber.Ctx) error {
+	j, err := s.cmd.Retry(c.UserContext(), caller(c).actor(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(toJobJSON(j))
+}
+
+func (s *Server) setPriority(c *fiber.Ctx) error {
+	var r struct {
+		Priority *int `json:"priority"`
+	}
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	if err := requireField(r.Priority != nil, "priority"); err != nil {
+		return err
+	}
+	ch, err := s.cmd.SetPriority(c.UserContext(), caller(c).actor(), c.Params("id"), *r.Priority)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"job_id": ch.JobID, "old_priority": ch.OldPriority, "new_priority": ch.NewPriority})
+}
+
+func (s *Server) jobStats(c *fiber.Ctx) error {
+	rows, err := s.q.JobCountByStatus(c.UserContext(), s.pool, queries.JobCountByStatusParams{
+		OrganizationID: caller(c).OrgID, QueueName: optionalQueueFilter(c),
+	})
+	if err != nil {
+		return err
+	}
+	out := fiber.Map{"pending": 0, "scheduled": 0, "processing": 0, "completed": 0,
+		"failed": 0, "deadletter": 0, "cancelled": 0}
+	var total int64
+	for _, r := range rows {
+		out[r.Status] = r.Jobs
+		total += r.Jobs
+	}
+	out["total"] = total
+	return c.JSON(out)
+}
+
+func (s *Server) jobStatuses(c *fiber.Ctx) error {
+	if !c.Context().QueryArgs().Has("ids") {
+		return badRequest("Missing query parameter: ids")
+	}
+	var ids []uuid.UUID
+	var n int
+	for _, part := range strings.Split(c.Query("ids"), ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		n++
+		if id, err := uuid.Parse(part); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	if n > 100 {
+		return badRequest("Maximum 100 job IDs allowed per request")
+	}
+	type statusJSON struct {
+		ID          uuid.UUID `json:"id"`
+		Status      string    `json:"status"`
+		QueueName   string    `json:"queue_name"`
+		RetryCount  int32     `json:"retry_count"`
+		CreatedAt   string    `json:"created_at"`
+		CompletedAt *string   `json:"completed_at"`
+	}
+	out := []statusJSON{}
+	if len(ids) > 0 {
+		rows, err := s.q.JobStatusByIDs(c.UserContext(), s.pool, queries.JobStatusByIDsParams{
+			OrganizationID: caller(c).OrgID, Ids: ids,
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			out = append(out, statusJSON{ID: r.ID, Status: r.Status, QueueName: r.QueueName,
+				RetryCount: r.RetryCount, CreatedAt: ts(r.CreatedAt), CompletedAt: tsp(r.CompletedAt)})
+		}
+	}
+	return c.JSON(out)
+}
+
+func (s *Server) retryDeadLetters(c *fiber.Ctx) error {
+	var r struct {
+		JobIDs    []string `json:"job_ids"`
+		QueueName *string  `json:"queue_name"`
+		Limit     *int     `json:"limit"`
+	}
+	if len(c.Body()) > 0 {
+		if err := decodeBody(c, &r); err != nil {
+			return err
+		}
+	}
+	if r.QueueName != nil && len(*r.QueueName) > 100 {
+		return validation("queue_name", "length", "must be at most 100 characters")
+	}
+	if len(r.JobIDs) > 100 {
+		return validation("job_ids", "length", "must name at most 100 jobs")
+	}
+	limit := 0
+	if r.Limit != nil {
+		limit = *r.Limit
+		if limit < 1 || limit > 100 {
+			return validation("limit", "range", "must be between 1 and 100")
+		}
+	}
+	jobs, err := s.cmd.RetryDeadLetters(c.UserContext(), caller(c).actor(), r.JobIDs, r.QueueName, limit)
+	if err != nil {
+		return err
+	}
+	ids := make([]uuid.UUID, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
+	}
+	return c.JSON(fiber.Map{"retried_count": len(ids), "retried_jobs": ids})
+}
+
+// purgeDeadLetters accepts the SDK's body without "confirm" (the SDK's purge
+// call is itself the confirmation) but refuses an explicit confirm: false.
+func (s *Server) purgeDeadLetters(c *fiber.Ctx) error {
+	var r struct {
+		Confirm   *bool      `json:"confirm"`
+		QueueName *string    `json:"queue_name"`
+		OlderThan *time.Time `json:"older_than"`
+		Limit     *int       `json:"limit"`
+	}
+	if len(c.Body()) > 0 {
+		if err := decodeBody(c, &r); err != nil {
+			return err
+		}
+	}
+	if r.Confirm != nil && !*r.Confirm {
+		return badRequest("Must set 'confirm: true' to purge dead-letter queue")
+	}
+	if r.QueueName != nil && len(*r.QueueName) > 100 {
+		return validation("queue_name", "length", "must be at most 100 characters")
+	}
+	limit := 0
+	if r.Limit != nil {
+		limit = *r.Limit
+		if limit < 1 || limit > 10000 {
+			return validation("limit", "range", "must be between 1 and 10000")
+		}
+	}
+	n, err := s.cmd.PurgeDeadLetters(c.UserContext(), caller(c).actor(), r.QueueName, r.OlderThan, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"purged_count": n})
+}

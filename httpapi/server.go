@@ -1,0 +1,182 @@
+// Package httpapi is the REST API: Spooled's v1 wire contract on Fiber.
+// Handlers are thin: they parse, call commands or a read, and map errors in
+// one place (errors.go). Every error leaves as JSON {code, message}.
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/internal/config"
+	"github.com/spooled-go/spooled/queries"
+)
+
+// Server is the REST API over one commands.Service.
+type Server struct {
+	cfg  config.Config
+	cmd  *commands.Service
+	pool *pgxpool.Pool
+	q    *queries.Queries
+	auth *keyAuthenticator
+	log  *slog.Logger
+	app  *fiber.App
+	// Health reports whether the wake-up bus is connected; nil means there
+	// is none to report (the contract's "cache" field is then true).
+	busHealthy func() bool
+}
+
+// Options are the optional parts of a Server.
+type Options struct {
+	Logger     *slog.Logger
+	BusHealthy func() bool
+}
+
+// New builds the Fiber app with every route.
+func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		cfg: cfg, cmd: cmd, pool: cmd.Pool(), q: queries.New(),
+		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
+	}
+	app := fiber.New(fiber.Config{
+		AppName:               "spooled",
+		BodyLimit:             cfg.MaxContentLength,
+		ErrorHandler:          errorHandler(log),
+		DisableStartupMessage: true,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          60 * time.Second,
+		IdleTimeout:           120 * time.Second,
+	})
+	app.Use(recover.New())
+	app.Use(requestID)
+
+	app.Get("/health", s.health)
+	app.Get("/health/live", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusOK) })
+	app.Get("/health/ready", s.ready)
+
+	v1 := app.Group("/api/v1", apiVersion)
+	v1.Post("/organizations", s.createOrganization)
+	v1.Post("/admin/organizations", s.requireAdmin, s.adminCreateOrganization)
+
+	k := v1.Group("", s.requireKey)
+	k.Get("/organizations", s.listOrganizations)
+	k.Get("/organizations/:id", s.getOrganization)
+
+	k.Get("/api-keys", s.listAPIKeys)
+	k.Post("/api-keys", s.createAPIKey)
+	k.Get("/api-keys/:id", s.getAPIKey)
+	k.Put("/api-keys/:id", s.updateAPIKey)
+	k.Delete("/api-keys/:id", s.revokeAPIKey)
+
+	// Static segments first: /jobs/stats is not a job id.
+	k.Get("/jobs/stats", s.jobStats)
+	k.Get("/jobs/status", s.jobStatuses)
+	k.Get("/jobs/dlq", s.listDeadLetters)
+	k.Post("/jobs/dlq/retry", s.retryDeadLetters)
+	k.Post("/jobs/dlq/purge", s.purgeDeadLetters)
+	k.Post("/jobs/bulk", s.bulkEnqueue)
+	k.Post("/jobs/claim", s.claim)
+	k.Get("/jobs", s.listJobs)
+	k.Post("/jobs", s.enqueue)
+	k.Get("/jobs/:id", s.getJob)
+	k.Delete("/jobs/:id", s.cancelJob)
+	k.Get("/jobs/:id/history", s.jobHistory)
+	k.Post("/jobs/:id/retry", s.retryJob)
+	k.Put("/jobs/:id/priority", s.setPriority)
+	k.Post("/jobs/:id/complete", s.complete)
+	k.Post("/jobs/:id/fail", s.fail)
+	k.Post("/jobs/:id/heartbeat", s.heartbeat)
+
+	s.app = app
+	return s
+}
+
+// App is the Fiber app, for listening and for in-process tests.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Listen serves until Shutdown.
+func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+// requestID echoes X-Request-ID, minting one when the client sent none.
+func requestID(c *fiber.Ctx) error {
+	id := c.Get("X-Request-ID")
+	if id == "" || len(id) > 200 {
+		id = uuid.NewString()
+	}
+	c.Set("X-Request-ID", id)
+	return c.Next()
+}
+
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9.]{1,16}$`)
+
+// apiVersion implements X-API-Version: absent or malformed means 1; any
+// other well-formed version is refused.
+func apiVersion(c *fiber.Ctx) error {
+	v := c.Get("X-API-Version")
+	if !versionRE.MatchString(v) {
+		v = "1"
+	}
+	c.Set("X-API-Version", v)
+	if v != "1" && v != "1.0" {
+		c.Set("X-API-Version", "1")
+		return badRequest("Unsupported API version: " + v + ". Supported versions: 1")
+	}
+	return c.Next()
+}
+
+// requireAdmin checks X-Admin-Key against ADMIN_API_KEY in constant time.
+func (s *Server) requireAdmin(c *fiber.Ctx) error {
+	if s.cfg.AdminAPIKey == "" {
+		return &apiError{Status: fiber.StatusUnauthorized, Code: "UNAUTHORIZED", Error_: "admin_not_configured",
+			Message: "Admin API is not configured (ADMIN_API_KEY is unset)"}
+	}
+	got := c.Get("X-Admin-Key")
+	if got == "" {
+		return &apiError{Status: fiber.StatusUnauthorized, Code: "UNAUTHORIZED", Error_: "missing_admin_key",
+			Message: "Missing X-Admin-Key header"}
+	}
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.cfg.AdminAPIKey))
+	if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
+		return &apiError{Status: fiber.StatusUnauthorized, Code: "UNAUTHORIZED", Error_: "invalid_admin_key",
+			Message: "Invalid admin key"}
+	}
+	return c.Next()
+}
+
+func (s *Server) health(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	dbOK := s.pool.Ping(ctx) == nil
+	busOK := s.busHealthy == nil || s.busHealthy()
+	status := "healthy"
+	if !dbOK || !busOK {
+		status = "degraded"
+	}
+	return c.JSON(fiber.Map{"status": status, "database": dbOK, "cache": busOK})
+}
+
+func (s *Server) ready(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	if s.pool.Ping(ctx) != nil {
+		return c.SendStatus(fiber.StatusServiceUnavailable)
+	}
+	return c.SendStatus(fiber.StatusOK)
+}

@@ -1,0 +1,181 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/spooled-go/spooled/commands"
+)
+
+type claimedJobJSON struct {
+	ID             uuid.UUID       `json:"id"`
+	QueueName      string          `json:"queue_name"`
+	Payload        json.RawMessage `json:"payload"`
+	RetryCount     int32           `json:"retry_count"`
+	MaxRetries     int32           `json:"max_retries"`
+	TimeoutSeconds int32           `json:"timeout_seconds"`
+	Priority       int32           `json:"priority"`
+	LeaseExpiresAt *string         `json:"lease_expires_at"`
+	LeaseID        *uuid.UUID      `json:"lease_id"`
+}
+
+func (s *Server) claim(c *fiber.Ctx) error {
+	var r struct {
+		QueueName         *string `json:"queue_name"`
+		WorkerID          *string `json:"worker_id"`
+		Limit             *int    `json:"limit"`
+		LeaseDurationSecs *int    `json:"lease_duration_secs"`
+	}
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	if err := requireField(r.QueueName != nil, "queue_name"); err != nil {
+		return err
+	}
+	if err := requireField(r.WorkerID != nil, "worker_id"); err != nil {
+		return err
+	}
+	req := commands.ClaimRequest{QueueName: *r.QueueName, WorkerID: *r.WorkerID}
+	if r.Limit != nil {
+		if *r.Limit < 1 || *r.Limit > 100 {
+			return validation("limit", "range", "must be between 1 and 100")
+		}
+		req.Limit = *r.Limit
+	}
+	if r.LeaseDurationSecs != nil {
+		if *r.LeaseDurationSecs < 5 || *r.LeaseDurationSecs > 3600 {
+			return validation("lease_duration_secs", "range", "must be between 5 and 3600")
+		}
+		req.LeaseSecs = *r.LeaseDurationSecs
+	}
+	jobs, err := s.cmd.Claim(c.UserContext(), caller(c).OrgID, req)
+	if err != nil {
+		return err
+	}
+	out := make([]claimedJobJSON, len(jobs))
+	for i, j := range jobs {
+		out[i] = claimedJobJSON{
+			ID: j.ID, QueueName: j.QueueName, Payload: j.Payload, RetryCount: j.RetryCount,
+			MaxRetries: j.MaxRetries, TimeoutSeconds: j.TimeoutSeconds, Priority: j.Priority,
+			LeaseExpiresAt: tsp(j.LeaseExpiresAt), LeaseID: j.LeaseID,
+		}
+	}
+	return c.JSON(fiber.Map{"jobs": out})
+}
+
+// leaseRef reads the worker id and optional fencing lease id of a worker call.
+func leaseRef(c *fiber.Ctx, workerID *string, leaseID *string) (commands.LeaseRef, error) {
+	if err := requireField(workerID != nil, "worker_id"); err != nil {
+		return commands.LeaseRef{}, err
+	}
+	ref := commands.LeaseRef{JobID: c.Params("id"), WorkerID: *workerID}
+	if leaseID != nil {
+		id, err := uuid.Parse(*leaseID)
+		if err != nil {
+			return commands.LeaseRef{}, validation("lease_id", "uuid", "must be a UUID returned by claim")
+		}
+		ref.LeaseID = &id
+	}
+	return ref, nil
+}
+
+// notOwned is Spooled's answer to a fail or heartbeat from a worker that
+// does not hold the job's lease.
+func notOwned(le *commands.LeaseError) *apiError {
+	return &apiError{
+		Status: fiber.StatusNotFound, Code: "NOT_FOUND", Error_: "job_not_found_or_not_owned",
+		Message: "Job not found or not owned by worker: " + le.Reason,
+		Extra:   map[string]any{"success": false},
+	}
+}
+
+func (s *Server) complete(c *fiber.Ctx) error {
+	var r struct {
+		WorkerID *string         `json:"worker_id"`
+		LeaseID  *string         `json:"lease_id"`
+		Result   json.RawMessage `json:"result"`
+	}
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	ref, err := leaseRef(c, r.WorkerID, r.LeaseID)
+	if err != nil {
+		return err
+	}
+	err = s.cmd.Complete(c.UserContext(), caller(c).OrgID, ref, r.Result)
+	var le *commands.LeaseError
+	if errors.As(err, &le) {
+		// Spooled answers a refused complete with 400, unlike fail and heartbeat.
+		return &apiError{Status: fiber.StatusBadRequest, Code: "VALIDATION_ERROR",
+			Message: "Job not found or not owned by worker: " + le.Reason}
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"success": true})
+}
+
+func (s *Server) fail(c *fiber.Ctx) error {
+	var r struct {
+		WorkerID *string `json:"worker_id"`
+		LeaseID  *string `json:"lease_id"`
+		Error    *string `json:"error"`
+	}
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	ref, err := leaseRef(c, r.WorkerID, r.LeaseID)
+	if err != nil {
+		return err
+	}
+	if err := requireField(r.Error != nil, "error"); err != nil {
+		return err
+	}
+	out, err := s.cmd.Fail(c.UserContext(), caller(c).OrgID, ref, *r.Error, true)
+	var le *commands.LeaseError
+	if errors.As(err, &le) {
+		return notOwned(le)
+	}
+	if err != nil {
+		return err
+	}
+	resp := fiber.Map{"success": true, "will_retry": out.WillRetry, "retry_count": out.RetryCount}
+	if out.RetryAt != nil {
+		resp["next_retry_at"] = ts(*out.RetryAt)
+	}
+	return c.JSON(resp)
+}
+
+func (s *Server) heartbeat(c *fiber.Ctx) error {
+	var r struct {
+		WorkerID          *string `json:"worker_id"`
+		LeaseID           *string `json:"lease_id"`
+		LeaseDurationSecs *int    `json:"lease_duration_secs"`
+	}
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	ref, err := leaseRef(c, r.WorkerID, r.LeaseID)
+	if err != nil {
+		return err
+	}
+	secs := 0
+	if r.LeaseDurationSecs != nil {
+		if *r.LeaseDurationSecs < 5 || *r.LeaseDurationSecs > 3600 {
+			return validation("lease_duration_secs", "range", "must be between 5 and 3600")
+		}
+		secs = *r.LeaseDurationSecs
+	}
+	until, err := s.cmd.RenewLease(c.UserContext(), caller(c).OrgID, ref, secs)
+	var le *commands.LeaseError
+	if errors.As(err, &le) {
+		return notOwned(le)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"success": true, "lease_expires_at": ts(until)})
+}

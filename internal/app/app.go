@@ -1,0 +1,161 @@
+// Package app wires the server together: database, migrations, commands,
+// background loops and the REST API, with one start and one stop.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/httpapi"
+	"github.com/spooled-go/spooled/internal/clock"
+	"github.com/spooled-go/spooled/internal/config"
+	"github.com/spooled-go/spooled/internal/migrate"
+	"github.com/spooled-go/spooled/internal/pgdb"
+	"github.com/spooled-go/spooled/workers"
+)
+
+// App is one running server instance.
+type App struct {
+	cfg   config.Config
+	log   *slog.Logger
+	pool  *pgxpool.Pool
+	cmd   *commands.Service
+	api   *httpapi.Server
+	loops []*workers.Loop
+	ln    net.Listener
+	serve chan error
+}
+
+// Options are for tests: a pinned clock, or a pool the caller owns.
+type Options struct {
+	Clock clock.Clock
+	Pool  *pgxpool.Pool
+}
+
+// New connects, migrates and builds every part, but starts nothing.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*App, error) {
+	pool := o.Pool
+	if pool == nil {
+		var err error
+		pool, err = pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConnections)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if _, err := migrate.Up(ctx, pool, log); err != nil {
+		if o.Pool == nil {
+			pool.Close()
+		}
+		return nil, err
+	}
+	cmd := commands.New(pool, o.Clock, nil, commands.Defaults{
+		MaxRetries: cfg.QueueDefaultMaxRetries, TimeoutSecs: cfg.QueueDefaultTimeoutSecs,
+		LeaseSecs: cfg.WorkerLeaseDurationSecs, MaxPayload: cfg.MaxPayloadSize,
+		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode,
+	})
+	a := &App{
+		cfg: cfg, log: log, pool: pool, cmd: cmd,
+		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log}),
+		loops: []*workers.Loop{
+			workers.NewLeaseReaper(cmd, cfg.LeaseReaperInterval, log),
+			workers.NewPartitionUpkeep(cmd, 24*time.Hour, log),
+		},
+	}
+	return a, nil
+}
+
+// Commands is the app's command service.
+func (a *App) Commands() *commands.Service { return a.cmd }
+
+// Addr is where the API listens, once Start has returned.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Start listens on HOST:PORT (port 0 picks a free one) and starts the
+// background loops.
+func (a *App) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.Host, strconv.Itoa(a.cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	a.ln = ln
+	a.serve = make(chan error, 1)
+	go func() { a.serve <- a.api.App().Listener(ln) }()
+	for _, l := range a.loops {
+		l.Start(ctx)
+	}
+	a.log.Info("spooled listening", "addr", ln.Addr().String(), "environment", a.cfg.Environment)
+	return nil
+}
+
+// Wait blocks until the HTTP server stops by itself (an error) or ctx ends.
+func (a *App) Wait(ctx context.Context) error {
+	select {
+	case err := <-a.serve:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// Stop drains: no new connections, in-flight requests finish (until ctx
+// ends), background loops stop, then the pool closes.
+func (a *App) Stop(ctx context.Context, closePool bool) error {
+	var errs []error
+	if a.ln != nil {
+		if err := a.api.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	for _, l := range a.loops {
+		if err := l.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop loop: %w", err))
+		}
+	}
+	if closePool {
+		a.pool.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// PrintDevBootstrap issues a fresh development key for the default
+// organization and prints it with curl examples.
+func (a *App) PrintDevBootstrap(ctx context.Context, w io.Writer) error {
+	key, err := a.cmd.DevBootstrap(ctx)
+	if err != nil {
+		return err
+	}
+	host := a.cfg.Host
+	if host == "0.0.0.0" || host == "" || host == "::" {
+		host = "127.0.0.1"
+	}
+	_, port, _ := net.SplitHostPort(a.Addr())
+	base := "http://" + net.JoinHostPort(host, port)
+	_, err = fmt.Fprintf(w, `
+Spooled is running at %[1]s (development).
+
+Development API key (organization default-org, replaced at every start):
+
+  export SPOOLED_API_KEY=%[2]s
+
+Try it:
+
+  curl -s -X POST %[1]s/api/v1/jobs -H "Authorization: Bearer $SPOOLED_API_KEY" \
+       -H 'Content-Type: application/json' -d '{"queue_name":"emails","payload":{"to":"a@example.com"}}'
+  curl -s -X POST %[1]s/api/v1/jobs/claim -H "Authorization: Bearer $SPOOLED_API_KEY" \
+       -H 'Content-Type: application/json' -d '{"queue_name":"emails","worker_id":"worker-1"}'
+  curl -s -X POST %[1]s/api/v1/jobs/JOB_ID/complete -H "Authorization: Bearer $SPOOLED_API_KEY" \
+       -H 'Content-Type: application/json' -d '{"worker_id":"worker-1","result":{"sent":true}}'
+  curl -s %[1]s/api/v1/jobs/JOB_ID/history -H "Authorization: Bearer $SPOOLED_API_KEY"
+
+`, base, key.Raw)
+	return err
+}
