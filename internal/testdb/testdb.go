@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -36,6 +37,14 @@ func New(t testing.TB) *pgxpool.Pool { return NewWith(t, Options{}) }
 
 // NewWith is New with options.
 func NewWith(t testing.TB, o Options) *pgxpool.Pool {
+	t.Helper()
+	pool, _ := NewWithURL(t, o)
+	return pool
+}
+
+// NewWithURL is NewWith that also returns a connection URL for the same
+// schema, for servers the test starts in another process.
+func NewWithURL(t testing.TB, o Options) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -83,5 +92,12 @@ func NewWith(t testing.TB, o Options) *pgxpool.Pool {
 	if _, err := migrate.Up(ctx, pool, nil); err != nil {
 		t.Fatalf("testdb: migrate: %v", err)
 	}
-	return pool
+	u, err := url.Parse(URL())
+	if err != nil {
+		t.Fatalf("testdb: parse url: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return pool, u.String()
 }
