@@ -240,24 +240,26 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 		pending[i] = i
 	}
 	queues := map[string]struct{}{}
+	created := map[string]int{}
 	for attempt := 0; attempt < 3 && len(pending) > 0; attempt++ {
 		batch := subset(p, pending)
 		rows, err := s.q.JobEnqueueBatch(ctx, s.pool, batch)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue jobs: %w", err)
 		}
-		inserted := make(map[uuid.UUID]string, len(rows))
+		inserted := make(map[uuid.UUID]struct{}, len(rows))
 		for _, r := range rows {
-			inserted[r.ID] = r.Status
+			inserted[r.ID] = struct{}{}
 		}
 		var keys []string
 		var unresolved []int
 		for _, i := range pending {
-			if status, ok := inserted[p.Ids[i]]; ok {
+			if _, ok := inserted[p.Ids[i]]; ok {
 				results[i] = EnqueueResult{ID: p.Ids[i], Created: true}
-				if status == "pending" {
-					queues[p.QueueNames[i]] = struct{}{}
-				}
+				// Scheduled jobs hint too: a waiting claim re-reads when its
+				// queue's next job falls due.
+				queues[p.QueueNames[i]] = struct{}{}
+				created[p.QueueNames[i]]++
 				continue
 			}
 			keys = append(keys, p.IdempotencyKeys[i])
@@ -290,6 +292,9 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 		return nil, fmt.Errorf("enqueue jobs: %d idempotency keys neither inserted nor found after retries", len(pending))
 	}
 	s.hintQueues(actor.OrgID, queues)
+	for q, n := range created {
+		s.observer.JobsEnqueued(q, n)
+	}
 	return results, nil
 }
 

@@ -65,6 +65,13 @@ func (s *Service) Claim(ctx context.Context, orgID string, r ClaimRequest) ([]qu
 	jobs := make([]queries.Job, len(rows))
 	for i, row := range rows {
 		jobs[i] = queries.Job(row)
+		if row.StartedAt != nil {
+			due := row.CreatedAt
+			if row.ScheduledAt != nil && row.ScheduledAt.After(due) {
+				due = *row.ScheduledAt
+			}
+			s.observer.JobClaimed(row.QueueName, row.StartedAt.Sub(due))
+		}
 	}
 	return jobs, nil
 }
@@ -83,7 +90,7 @@ func (s *Service) Complete(ctx context.Context, orgID string, ref LeaseRef, resu
 	if err != nil {
 		return err
 	}
-	_, err = s.q.JobComplete(ctx, s.pool, queries.JobCompleteParams{
+	row, err := s.q.JobComplete(ctx, s.pool, queries.JobCompleteParams{
 		Now: s.clock.Now(), JobID: id, OrganizationID: orgID, WorkerID: ref.WorkerID,
 		LeaseID: ref.LeaseID, Result: nullJSON(result), Actor: events.ActorWorker(ref.WorkerID),
 	})
@@ -92,6 +99,9 @@ func (s *Service) Complete(ctx context.Context, orgID string, ref LeaseRef, resu
 	}
 	if err != nil {
 		return fmt.Errorf("complete job: %w", err)
+	}
+	if row.StartedAt != nil {
+		s.observer.JobCompleted(row.QueueName, row.CompletedAt.Sub(*row.StartedAt))
 	}
 	return nil
 }
@@ -124,8 +134,13 @@ func (s *Service) Fail(ctx context.Context, orgID string, ref LeaseRef, message 
 		return FailOutcome{}, fmt.Errorf("fail job: %w", err)
 	}
 	out := FailOutcome{WillRetry: row.Status == "pending", RetryCount: int(row.RetryCount)}
+	s.observer.JobFailed(row.QueueName)
 	if out.WillRetry {
 		out.RetryAt = row.ScheduledAt
+		// The retry falls due later: waiting claims re-read their timers.
+		s.hints.JobsAvailable(orgID, row.QueueName)
+	} else {
+		s.observer.JobsDeadLettered(row.QueueName, 1)
 	}
 	return out, nil
 }
@@ -216,9 +231,27 @@ type Expired struct {
 // ExpireLeases releases up to max expired leases: each job retries at once
 // while it has retries left, else it is dead-lettered.
 func (s *Service) ExpireLeases(ctx context.Context, max int) ([]Expired, error) {
-	rows, err := s.q.JobExpireLeases(ctx, s.pool, queries.JobExpireLeasesParams{
+	return s.expireLeases(ctx, expireFilter{}, max)
+}
+
+// expireFilter narrows expireLeases to one worker's leases, expired or not.
+type expireFilter struct {
+	orgID    *string
+	workerID *string
+}
+
+func (s *Service) expireLeases(ctx context.Context, f expireFilter, max int) ([]Expired, error) {
+	p := queries.JobExpireLeasesParams{
 		Now: s.clock.Now(), MaxJobs: int32(max), Actor: events.ActorSystem("lease_reaper"),
-	})
+		Reason: "lease_expired", RetryError: "Lease expired (worker timeout)",
+		ExhaustedError: "Max retries exceeded after lease expiration",
+	}
+	if f.workerID != nil {
+		p.OrganizationID, p.WorkerID = f.orgID, f.workerID
+		p.Actor, p.Reason = events.ActorSystem("worker_health"), "worker_offline"
+		p.RetryError, p.ExhaustedError = "Worker went offline", "Max retries exceeded after worker went offline"
+	}
+	rows, err := s.q.JobExpireLeases(ctx, s.pool, p)
 	if err != nil {
 		return nil, fmt.Errorf("expire leases: %w", err)
 	}
@@ -228,6 +261,8 @@ func (s *Service) ExpireLeases(ctx context.Context, max int) ([]Expired, error) 
 		out[i] = Expired{ID: r.ID, OrgID: r.OrganizationID, QueueName: r.QueueName, Status: r.Status}
 		if r.Status == "pending" {
 			woken[[2]string{r.OrganizationID, r.QueueName}] = struct{}{}
+		} else {
+			s.observer.JobsDeadLettered(r.QueueName, 1)
 		}
 	}
 	for k := range woken {

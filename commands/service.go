@@ -83,18 +83,39 @@ type Service struct {
 	clock    clock.Clock
 	hints    Hinter
 	defaults Defaults
+	waiter   Waiter
+	observer Observer
+	poll     time.Duration
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithWaiter lets claims wait for hints (long polling), re-checking the
+// database at least every poll interval in case a hint was lost.
+func WithWaiter(w Waiter, poll time.Duration) Option {
+	return func(s *Service) { s.waiter, s.poll = w, poll }
+}
+
+// WithObserver reports transitions to o (metrics) after their commit.
+func WithObserver(o Observer) Option {
+	return func(s *Service) { s.observer = o }
 }
 
 // New returns a Service. A nil clock means the database clock; nil hints
 // means none are sent.
-func New(pool *pgxpool.Pool, c clock.Clock, hints Hinter, d Defaults) *Service {
+func New(pool *pgxpool.Pool, c clock.Clock, hints Hinter, d Defaults, opts ...Option) *Service {
 	if c == nil {
 		c = clock.Database{}
 	}
 	if hints == nil {
 		hints = NoHints{}
 	}
-	return &Service{pool: pool, q: queries.New(), clock: c, hints: hints, defaults: d}
+	s := &Service{pool: pool, q: queries.New(), clock: c, hints: hints, defaults: d, observer: noObserver{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Pool is the database the service writes to.

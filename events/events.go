@@ -31,6 +31,7 @@ const (
 	JobPriorityChanged = "job.priority_changed"
 	JobRetried         = "job.retried"
 	JobPurged          = "job.purged"
+	JobReleased        = "job.released"
 )
 
 // Control-plane event types.
@@ -39,6 +40,9 @@ const (
 	APIKeyCreated       = "api_key.created"
 	APIKeyUpdated       = "api_key.updated"
 	APIKeyRevoked       = "api_key.revoked"
+	WorkerRegistered    = "worker.registered"
+	WorkerStatusChanged = "worker.status_changed"
+	WorkerDeregistered  = "worker.deregistered"
 )
 
 // Stream types: what stream_id names.
@@ -143,6 +147,14 @@ type PriorityChanged struct {
 type Retried struct {
 	RetryCount int32  `json:"retry_count"`
 	Source     string `json:"source"`
+}
+
+// Released is the data of job.released: a worker gave a lease back (it
+// deregistered); the job waits again without spending a retry.
+type Released struct {
+	WorkerID string    `json:"worker_id"`
+	LeaseID  uuid.UUID `json:"lease_id"`
+	Reason   string    `json:"reason"`
 }
 
 // Event is one row of the log as readers see it.

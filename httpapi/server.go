@@ -7,17 +7,22 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/internal/config"
+	"github.com/spooled-go/spooled/internal/metrics"
 	"github.com/spooled-go/spooled/queries"
 )
 
@@ -37,8 +42,11 @@ type Server struct {
 
 // Options are the optional parts of a Server.
 type Options struct {
-	Logger     *slog.Logger
+	Logger *slog.Logger
+	// BusHealthy reports the NATS connection for /health's "cache" field.
 	BusHealthy func() bool
+	// Metrics, when set, times every request and serves /metrics.
+	Metrics *metrics.Metrics
 }
 
 // New builds the Fiber app with every route.
@@ -62,6 +70,10 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	})
 	app.Use(recover.New())
 	app.Use(requestID)
+	if o.Metrics != nil {
+		app.Use(observeRequests(o.Metrics))
+		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
+	}
 
 	app.Get("/health", s.health)
 	app.Get("/health/live", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusOK) })
@@ -100,6 +112,13 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	k.Post("/jobs/:id/fail", s.fail)
 	k.Post("/jobs/:id/heartbeat", s.heartbeat)
 
+	k.Post("/workers/register", s.registerWorker)
+	k.Get("/workers", s.listWorkers)
+	k.Get("/workers/:id", s.getWorker)
+	k.Post("/workers/:id/heartbeat", s.workerHeartbeat)
+	k.Post("/workers/:id/deregister", s.deregisterWorker)
+	k.Delete("/workers/:id", s.deregisterWorker)
+
 	s.app = app
 	return s
 }
@@ -113,6 +132,35 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 // Shutdown stops accepting connections and waits for in-flight requests
 // until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+// observeRequests times each request by its declared route, so the label
+// set stays bounded whatever paths clients send.
+func observeRequests(m *metrics.Metrics) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		err := c.Next()
+		status := c.Response().StatusCode()
+		if err != nil {
+			// The error handler has not written the status yet.
+			var fe *fiber.Error
+			var ae *apiError
+			switch {
+			case errors.As(err, &ae):
+				status = ae.Status
+			case errors.As(err, &fe):
+				status = fe.Code
+			default:
+				status = fiber.StatusInternalServerError
+			}
+		}
+		route := c.Route().Path
+		if status == fiber.StatusNotFound && route == "/" {
+			route = "unmatched"
+		}
+		m.Request(c.Method(), route, strconv.Itoa(status), time.Since(start))
+		return err
+	}
+}
 
 // requestID echoes X-Request-ID, minting one when the client sent none.
 func requestID(c *fiber.Ctx) error {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
@@ -28,9 +29,17 @@ func (s *Server) claim(c *fiber.Ctx) error {
 		WorkerID          *string `json:"worker_id"`
 		Limit             *int    `json:"limit"`
 		LeaseDurationSecs *int    `json:"lease_duration_secs"`
+		WaitMS            *int    `json:"wait_ms"`
 	}
 	if err := decodeBody(c, &r); err != nil {
 		return err
+	}
+	var wait time.Duration
+	if r.WaitMS != nil {
+		if *r.WaitMS < 0 || *r.WaitMS > int(commands.MaxClaimWait.Milliseconds()) {
+			return validation("wait_ms", "range", "must be between 0 and 30000")
+		}
+		wait = time.Duration(*r.WaitMS) * time.Millisecond
 	}
 	if err := requireField(r.QueueName != nil, "queue_name"); err != nil {
 		return err
@@ -51,7 +60,7 @@ func (s *Server) claim(c *fiber.Ctx) error {
 		}
 		req.LeaseSecs = *r.LeaseDurationSecs
 	}
-	jobs, err := s.cmd.Claim(c.UserContext(), caller(c).OrgID, req)
+	jobs, err := s.cmd.ClaimWait(c.UserContext(), caller(c).OrgID, req, wait)
 	if err != nil {
 		return err
 	}

@@ -41,3 +41,28 @@ WHERE organization_id = sqlc.arg('organization_id')
   AND stream_id = sqlc.arg('stream_id')
   AND occurred_at >= sqlc.arg('since')
 ORDER BY stream_seq;
+
+-- name: JobNextDue :one
+-- When the next waiting job of a queue becomes claimable (no row: none
+-- waits).
+SELECT p.run_at
+FROM pending_jobs p
+WHERE p.organization_id = sqlc.arg('organization_id')
+  AND p.queue_name = sqlc.arg('queue_name')
+  AND p.run_at > coalesce(sqlc.narg('now')::timestamptz, now())
+ORDER BY p.run_at
+LIMIT 1;
+
+-- name: MetricsPendingByQueue :many
+-- Scrape-time gauges: waiting jobs and the age of the oldest ready one, per
+-- queue across organizations (labels stay bounded by queue names).
+SELECT p.queue_name,
+       count(*)::bigint AS pending,
+       coalesce(extract(epoch FROM now() - min(p.run_at) FILTER (WHERE p.run_at <= now())), 0)::float8 AS max_age_seconds
+FROM pending_jobs p
+GROUP BY p.queue_name;
+
+-- name: MetricsProcessingByQueue :many
+SELECT queue_name, count(*)::bigint AS processing
+FROM processing_jobs
+GROUP BY queue_name;

@@ -254,6 +254,31 @@ func (q *Queries) JobList(ctx context.Context, db DBTX, arg JobListParams) ([]Jo
 	return items, nil
 }
 
+const jobNextDue = `-- name: JobNextDue :one
+SELECT p.run_at
+FROM pending_jobs p
+WHERE p.organization_id = $1
+  AND p.queue_name = $2
+  AND p.run_at > coalesce($3::timestamptz, now())
+ORDER BY p.run_at
+LIMIT 1
+`
+
+type JobNextDueParams struct {
+	OrganizationID string
+	QueueName      string
+	Now            *time.Time
+}
+
+// When the next waiting job of a queue becomes claimable (no row: none
+// waits).
+func (q *Queries) JobNextDue(ctx context.Context, db DBTX, arg JobNextDueParams) (time.Time, error) {
+	row := db.QueryRow(ctx, jobNextDue, arg.OrganizationID, arg.QueueName, arg.Now)
+	var run_at time.Time
+	err := row.Scan(&run_at)
+	return run_at, err
+}
+
 const jobStatusByIDs = `-- name: JobStatusByIDs :many
 SELECT id, status, queue_name, retry_count, created_at, completed_at
 FROM jobs
@@ -291,6 +316,73 @@ func (q *Queries) JobStatusByIDs(ctx context.Context, db DBTX, arg JobStatusByID
 			&i.CreatedAt,
 			&i.CompletedAt,
 		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const metricsPendingByQueue = `-- name: MetricsPendingByQueue :many
+SELECT p.queue_name,
+       count(*)::bigint AS pending,
+       coalesce(extract(epoch FROM now() - min(p.run_at) FILTER (WHERE p.run_at <= now())), 0)::float8 AS max_age_seconds
+FROM pending_jobs p
+GROUP BY p.queue_name
+`
+
+type MetricsPendingByQueueRow struct {
+	QueueName     string
+	Pending       int64
+	MaxAgeSeconds float64
+}
+
+// Scrape-time gauges: waiting jobs and the age of the oldest ready one, per
+// queue across organizations (labels stay bounded by queue names).
+func (q *Queries) MetricsPendingByQueue(ctx context.Context, db DBTX) ([]MetricsPendingByQueueRow, error) {
+	rows, err := db.Query(ctx, metricsPendingByQueue)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []MetricsPendingByQueueRow
+	for rows.Next() {
+		var i MetricsPendingByQueueRow
+		if err := rows.Scan(&i.QueueName, &i.Pending, &i.MaxAgeSeconds); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const metricsProcessingByQueue = `-- name: MetricsProcessingByQueue :many
+SELECT queue_name, count(*)::bigint AS processing
+FROM processing_jobs
+GROUP BY queue_name
+`
+
+type MetricsProcessingByQueueRow struct {
+	QueueName  string
+	Processing int64
+}
+
+func (q *Queries) MetricsProcessingByQueue(ctx context.Context, db DBTX) ([]MetricsProcessingByQueueRow, error) {
+	rows, err := db.Query(ctx, metricsProcessingByQueue)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []MetricsProcessingByQueueRow
+	for rows.Next() {
+		var i MetricsProcessingByQueueRow
+		if err := rows.Scan(&i.QueueName, &i.Processing); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

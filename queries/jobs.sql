@@ -65,9 +65,18 @@ WHERE organization_id = sqlc.arg('organization_id') AND idempotency_key = ANY(sq
 
 -- name: JobClaimBatch :many
 -- Leases up to max_jobs ready jobs of one queue, highest priority first, then
--- oldest. SKIP LOCKED lets concurrent claimers take disjoint sets.
+-- oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A
+-- registered worker gets no more than its max_concurrency minus the leases
+-- it holds; its row is locked so its concurrent claims cannot overshoot.
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), worker_slots AS (
+    SELECT greatest(w.max_concurrency - (
+               SELECT count(*) FROM processing_jobs h
+               WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0) AS slots
+    FROM workers w
+    WHERE w.id = sqlc.arg('worker_id')::text AND w.organization_id = sqlc.arg('organization_id')
+    FOR UPDATE
 ), picked AS (
     SELECT p.job_id
     FROM pending_jobs p
@@ -76,7 +85,7 @@ WITH clock AS (
       AND p.run_at <= (SELECT ts FROM clock)
       AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
     ORDER BY p.priority DESC, p.created_at, p.job_id
-    LIMIT sqlc.arg('max_jobs')
+    LIMIT least(sqlc.arg('max_jobs')::int, coalesce((SELECT slots FROM worker_slots), sqlc.arg('max_jobs')::int))
     FOR UPDATE SKIP LOCKED
 ), moved AS (
     DELETE FROM pending_jobs p
@@ -130,7 +139,10 @@ WITH clock AS (
 ), done AS (
     UPDATE jobs j
     SET status = 'completed',
-        result = sqlc.narg('result')::jsonb,
+        -- A JSON null result is stored as SQL NULL, however it is spelled
+        -- (" null" too): the event records it as JSON null either way, and
+        -- the read model must be what the log says.
+        result = nullif(sqlc.narg('result')::jsonb, 'null'::jsonb),
         completed_at = c.ts,
         lease_id = NULL,
         lease_expires_at = NULL,
@@ -398,15 +410,19 @@ WITH clock AS (
 SELECT count(*)::bigint FROM purged;
 
 -- name: JobExpireLeases :many
--- The reaper's sweep: every lease past its expiry is released, and its job
--- is retried at once while retries remain, else dead-lettered. Appends
--- job.lease_expired and then job.retry_scheduled or job.deadlettered.
+-- Takes leases back: the reaper's sweep of every lease past its expiry, or,
+-- with worker_id (and organization_id) set, every lease of a worker that went
+-- offline. Each job is retried at once while retries remain, else
+-- dead-lettered. Appends job.lease_expired (with the reason) and then
+-- job.retry_scheduled or job.deadlettered; retry_error and exhausted_error
+-- become last_error.
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
 ), stale AS (
     SELECT p.job_id
     FROM processing_jobs p
-    WHERE p.lease_expires_at <= (SELECT ts FROM clock)
+    WHERE (sqlc.narg('worker_id')::text IS NULL AND p.lease_expires_at <= (SELECT ts FROM clock))
+       OR (p.organization_id = sqlc.narg('organization_id')::text AND p.worker_id = sqlc.narg('worker_id')::text)
     ORDER BY p.lease_expires_at
     LIMIT sqlc.arg('max_jobs')
     FOR UPDATE SKIP LOCKED
@@ -419,8 +435,8 @@ WITH clock AS (
     UPDATE jobs j
     SET status = CASE WHEN j.retry_count < j.max_retries THEN 'pending' ELSE 'deadletter' END,
         retry_count = CASE WHEN j.retry_count < j.max_retries THEN j.retry_count + 1 ELSE j.retry_count END,
-        last_error = CASE WHEN j.retry_count < j.max_retries THEN 'Lease expired (worker timeout)'
-                          ELSE 'Max retries exceeded after lease expiration' END,
+        last_error = CASE WHEN j.retry_count < j.max_retries THEN sqlc.arg('retry_error')::text
+                          ELSE sqlc.arg('exhausted_error')::text END,
         scheduled_at = CASE WHEN j.retry_count < j.max_retries THEN c.ts ELSE j.scheduled_at END,
         lease_id = NULL,
         lease_expires_at = NULL,
@@ -442,7 +458,8 @@ WITH clock AS (
     FROM (
         SELECT r.organization_id, r.id, r.version - 1 AS seq, 'job.lease_expired' AS event_type,
                r.queue_name, r.updated_at,
-               jsonb_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id) AS data
+               jsonb_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id,
+                                  'reason', sqlc.arg('reason')::text) AS data
         FROM requeued r
         UNION ALL
         SELECT r.organization_id, r.id, r.version,
@@ -451,7 +468,7 @@ WITH clock AS (
                CASE WHEN r.status = 'pending'
                     THEN jsonb_build_object('retry_count', r.retry_count, 'run_at', r.updated_at,
                                             'error', r.last_error)
-                    ELSE jsonb_build_object('reason', 'lease_expired', 'retry_count', r.retry_count,
+                    ELSE jsonb_build_object('reason', sqlc.arg('reason')::text, 'retry_count', r.retry_count,
                                             'error', r.last_error)
                END
         FROM requeued r

@@ -60,15 +60,22 @@ func (q *Queries) JobCancel(ctx context.Context, db DBTX, arg JobCancelParams) (
 const jobClaimBatch = `-- name: JobClaimBatch :many
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS ts
+), worker_slots AS (
+    SELECT greatest(w.max_concurrency - (
+               SELECT count(*) FROM processing_jobs h
+               WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0) AS slots
+    FROM workers w
+    WHERE w.id = $2::text AND w.organization_id = $3
+    FOR UPDATE
 ), picked AS (
     SELECT p.job_id
     FROM pending_jobs p
-    WHERE p.organization_id = $2
-      AND p.queue_name = $3
+    WHERE p.organization_id = $3
+      AND p.queue_name = $4
       AND p.run_at <= (SELECT ts FROM clock)
       AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
     ORDER BY p.priority DESC, p.created_at, p.job_id
-    LIMIT $4
+    LIMIT least($5::int, coalesce((SELECT slots FROM worker_slots), $5::int))
     FOR UPDATE SKIP LOCKED
 ), moved AS (
     DELETE FROM pending_jobs p
@@ -78,7 +85,7 @@ WITH clock AS (
 ), claimed AS (
     UPDATE jobs j
     SET status = 'processing',
-        assigned_worker_id = $5::text,
+        assigned_worker_id = $2::text,
         lease_id = gen_random_uuid(),
         lease_expires_at = c.ts + make_interval(secs => $6::int),
         started_at = c.ts,
@@ -108,10 +115,10 @@ ORDER BY priority DESC, created_at, id
 
 type JobClaimBatchParams struct {
 	Now            *time.Time
+	WorkerID       string
 	OrganizationID string
 	QueueName      string
 	MaxJobs        int32
-	WorkerID       string
 	LeaseSecs      int32
 	Actor          string
 }
@@ -148,14 +155,16 @@ type JobClaimBatchRow struct {
 }
 
 // Leases up to max_jobs ready jobs of one queue, highest priority first, then
-// oldest. SKIP LOCKED lets concurrent claimers take disjoint sets.
+// oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A
+// registered worker gets no more than its max_concurrency minus the leases
+// it holds; its row is locked so its concurrent claims cannot overshoot.
 func (q *Queries) JobClaimBatch(ctx context.Context, db DBTX, arg JobClaimBatchParams) ([]JobClaimBatchRow, error) {
 	rows, err := db.Query(ctx, jobClaimBatch,
 		arg.Now,
+		arg.WorkerID,
 		arg.OrganizationID,
 		arg.QueueName,
 		arg.MaxJobs,
-		arg.WorkerID,
 		arg.LeaseSecs,
 		arg.Actor,
 	)
@@ -221,7 +230,10 @@ WITH clock AS (
 ), done AS (
     UPDATE jobs j
     SET status = 'completed',
-        result = $6::jsonb,
+        -- A JSON null result is stored as SQL NULL, however it is spelled
+        -- (" null" too): the event records it as JSON null either way, and
+        -- the read model must be what the log says.
+        result = nullif($6::jsonb, 'null'::jsonb),
         completed_at = c.ts,
         lease_id = NULL,
         lease_expires_at = NULL,
@@ -409,9 +421,10 @@ WITH clock AS (
 ), stale AS (
     SELECT p.job_id
     FROM processing_jobs p
-    WHERE p.lease_expires_at <= (SELECT ts FROM clock)
+    WHERE ($2::text IS NULL AND p.lease_expires_at <= (SELECT ts FROM clock))
+       OR (p.organization_id = $3::text AND p.worker_id = $2::text)
     ORDER BY p.lease_expires_at
-    LIMIT $2
+    LIMIT $4
     FOR UPDATE SKIP LOCKED
 ), expired AS (
     DELETE FROM processing_jobs p
@@ -422,8 +435,8 @@ WITH clock AS (
     UPDATE jobs j
     SET status = CASE WHEN j.retry_count < j.max_retries THEN 'pending' ELSE 'deadletter' END,
         retry_count = CASE WHEN j.retry_count < j.max_retries THEN j.retry_count + 1 ELSE j.retry_count END,
-        last_error = CASE WHEN j.retry_count < j.max_retries THEN 'Lease expired (worker timeout)'
-                          ELSE 'Max retries exceeded after lease expiration' END,
+        last_error = CASE WHEN j.retry_count < j.max_retries THEN $5::text
+                          ELSE $6::text END,
         scheduled_at = CASE WHEN j.retry_count < j.max_retries THEN c.ts ELSE j.scheduled_at END,
         lease_id = NULL,
         lease_expires_at = NULL,
@@ -440,12 +453,13 @@ WITH clock AS (
 ), logged AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
-    SELECT organization_id, 'job', id::text, seq, event_type, queue_name, $3::text,
+    SELECT organization_id, 'job', id::text, seq, event_type, queue_name, $7::text,
            data, updated_at
     FROM (
         SELECT r.organization_id, r.id, r.version - 1 AS seq, 'job.lease_expired' AS event_type,
                r.queue_name, r.updated_at,
-               jsonb_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id) AS data
+               jsonb_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id,
+                                  'reason', $8::text) AS data
         FROM requeued r
         UNION ALL
         SELECT r.organization_id, r.id, r.version,
@@ -454,7 +468,7 @@ WITH clock AS (
                CASE WHEN r.status = 'pending'
                     THEN jsonb_build_object('retry_count', r.retry_count, 'run_at', r.updated_at,
                                             'error', r.last_error)
-                    ELSE jsonb_build_object('reason', 'lease_expired', 'retry_count', r.retry_count,
+                    ELSE jsonb_build_object('reason', $8::text, 'retry_count', r.retry_count,
                                             'error', r.last_error)
                END
         FROM requeued r
@@ -465,9 +479,14 @@ SELECT id, organization_id, queue_name, status FROM requeued
 `
 
 type JobExpireLeasesParams struct {
-	Now     *time.Time
-	MaxJobs int32
-	Actor   string
+	Now            *time.Time
+	WorkerID       *string
+	OrganizationID *string
+	MaxJobs        int32
+	RetryError     string
+	ExhaustedError string
+	Actor          string
+	Reason         string
 }
 
 type JobExpireLeasesRow struct {
@@ -477,11 +496,23 @@ type JobExpireLeasesRow struct {
 	Status         string
 }
 
-// The reaper's sweep: every lease past its expiry is released, and its job
-// is retried at once while retries remain, else dead-lettered. Appends
-// job.lease_expired and then job.retry_scheduled or job.deadlettered.
+// Takes leases back: the reaper's sweep of every lease past its expiry, or,
+// with worker_id (and organization_id) set, every lease of a worker that went
+// offline. Each job is retried at once while retries remain, else
+// dead-lettered. Appends job.lease_expired (with the reason) and then
+// job.retry_scheduled or job.deadlettered; retry_error and exhausted_error
+// become last_error.
 func (q *Queries) JobExpireLeases(ctx context.Context, db DBTX, arg JobExpireLeasesParams) ([]JobExpireLeasesRow, error) {
-	rows, err := db.Query(ctx, jobExpireLeases, arg.Now, arg.MaxJobs, arg.Actor)
+	rows, err := db.Query(ctx, jobExpireLeases,
+		arg.Now,
+		arg.WorkerID,
+		arg.OrganizationID,
+		arg.MaxJobs,
+		arg.RetryError,
+		arg.ExhaustedError,
+		arg.Actor,
+		arg.Reason,
+	)
 	if err != nil {
 		return nil, err
 	}

@@ -159,3 +159,20 @@ type SchemaMigration struct {
 	Name      string
 	AppliedAt time.Time
 }
+
+type Worker struct {
+	ID             string
+	OrganizationID string
+	QueueName      string
+	QueueNames     []string
+	Hostname       string
+	WorkerType     *string
+	MaxConcurrency int32
+	CurrentJobs    int32
+	Status         string
+	LastHeartbeat  time.Time
+	Metadata       json.RawMessage
+	Version        *string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}

@@ -33,7 +33,7 @@ func TestServeDevBootstrap(t *testing.T) {
 	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
 
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "PORT=0", "HOST=127.0.0.1", "SPOOLED_DEV_BOOTSTRAP=true")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "PORT=0", "METRICS_PORT=0", "HOST=127.0.0.1", "SPOOLED_DEV_BOOTSTRAP=true")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -4,35 +4,46 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/httpapi"
 	"github.com/spooled-go/spooled/internal/clock"
 	"github.com/spooled-go/spooled/internal/config"
+	"github.com/spooled-go/spooled/internal/metrics"
 	"github.com/spooled-go/spooled/internal/migrate"
+	"github.com/spooled-go/spooled/internal/natsbus"
 	"github.com/spooled-go/spooled/internal/pgdb"
 	"github.com/spooled-go/spooled/workers"
 )
 
 // App is one running server instance.
 type App struct {
-	cfg   config.Config
-	log   *slog.Logger
-	pool  *pgxpool.Pool
-	cmd   *commands.Service
-	api   *httpapi.Server
-	loops []*workers.Loop
-	ln    net.Listener
-	serve chan error
+	cfg     config.Config
+	log     *slog.Logger
+	pool    *pgxpool.Pool
+	bus     *natsbus.Bus
+	wakeups *workers.Wakeups
+	metrics *metrics.Metrics
+	cmd     *commands.Service
+	api     *httpapi.Server
+	loops   []*workers.Loop
+	ln      net.Listener
+	serve   chan error
+	msrv    *http.Server
+	mln     net.Listener
 }
 
 // Options are for tests: a pinned clock, or a pool the caller owns.
@@ -57,17 +68,30 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		}
 		return nil, err
 	}
-	cmd := commands.New(pool, o.Clock, nil, commands.Defaults{
+	bus, err := natsbus.Open(natsbus.Config{URL: cfg.NATSURL, EmbeddedPort: cfg.NATSEmbeddedPort, Logger: log})
+	if err != nil {
+		if o.Pool == nil {
+			pool.Close()
+		}
+		return nil, err
+	}
+	m := metrics.New(pool, log)
+	m.NATSConnected(bus.Connected())
+	bus.OnConnectionChange(m.NATSConnected)
+	wakeups := workers.NewWakeups(bus)
+	cmd := commands.New(pool, o.Clock, wakeups, commands.Defaults{
 		MaxRetries: cfg.QueueDefaultMaxRetries, TimeoutSecs: cfg.QueueDefaultTimeoutSecs,
 		LeaseSecs: cfg.WorkerLeaseDurationSecs, MaxPayload: cfg.MaxPayloadSize,
 		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode,
-	})
+	}, commands.WithWaiter(wakeups, cfg.WorkerFallbackPollInterval), commands.WithObserver(m))
+	heartbeat := time.Duration(cfg.WorkerHeartbeatIntervalSecs) * time.Second
 	a := &App{
-		cfg: cfg, log: log, pool: pool, cmd: cmd,
-		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log}),
+		cfg: cfg, log: log, pool: pool, bus: bus, wakeups: wakeups, metrics: m, cmd: cmd,
+		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log, BusHealthy: bus.Connected, Metrics: m}),
 		loops: []*workers.Loop{
 			workers.NewLeaseReaper(cmd, cfg.LeaseReaperInterval, log),
 			workers.NewPartitionUpkeep(cmd, 24*time.Hour, log),
+			workers.NewWorkerHealth(cmd, heartbeat, cfg.WorkerHealthCheckInterval, log),
 		},
 	}
 	return a, nil
@@ -79,12 +103,44 @@ func (a *App) Commands() *commands.Service { return a.cmd }
 // Addr is where the API listens, once Start has returned.
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
+// MetricsAddr is where the metrics listener is ("" when METRICS_PORT is 0).
+func (a *App) MetricsAddr() string {
+	if a.mln == nil {
+		return ""
+	}
+	return a.mln.Addr().String()
+}
+
+// Bus is the NATS connection (tests stop and restart its embedded server).
+func (a *App) Bus() *natsbus.Bus { return a.bus }
+
+// Wakeups is the hint hub (tests count waiting claims).
+func (a *App) Wakeups() *workers.Wakeups { return a.wakeups }
+
 // Start listens on HOST:PORT (port 0 picks a free one) and starts the
 // background loops.
 func (a *App) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.Host, strconv.Itoa(a.cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if err := a.wakeups.Start(ctx); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if a.cfg.MetricsPort != 0 {
+		mln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.Host, strconv.Itoa(a.cfg.MetricsPort)))
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen for metrics (METRICS_PORT): %w", err)
+		}
+		a.mln = mln
+		a.msrv = &http.Server{Handler: metricsHandler(a.metrics, a.cfg.MetricsToken), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := a.msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("metrics listener stopped", "err", err)
+			}
+		}()
 	}
 	a.ln = ln
 	a.serve = make(chan error, 1)
@@ -115,15 +171,47 @@ func (a *App) Stop(ctx context.Context, closePool bool) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
 	}
+	// Waiting claims are woken so they return before the pool closes.
+	if err := a.wakeups.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if a.msrv != nil {
+		if err := a.msrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
+		}
+	}
 	for _, l := range a.loops {
 		if err := l.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop loop: %w", err))
 		}
 	}
+	a.bus.Close()
 	if closePool {
 		a.pool.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// metricsHandler serves /metrics (behind a bearer token when one is set)
+// and /health on the metrics listener.
+func metricsHandler(m *metrics.Metrics, token string) http.Handler {
+	mux := http.NewServeMux()
+	prom := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if token != "" {
+			want := sha256.Sum256([]byte("Bearer " + token))
+			got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+			if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte(`{"code":"UNAUTHORIZED","message":"metrics require Authorization: Bearer <METRICS_TOKEN>"}`))
+				return
+			}
+		}
+		prom.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) })
+	return mux
 }
 
 // PrintDevBootstrap issues a fresh development key for the default

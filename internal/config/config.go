@@ -59,6 +59,24 @@ type Config struct {
 	// MaxPayloadSize (MAX_PAYLOAD_SIZE, 1048576) caps a job's payload.
 	MaxContentLength int
 	MaxPayloadSize   int
+	// NATSURL (NATS_URL, unset) is the NATS that carries wake-up hints
+	// between server instances. Unset starts an embedded NATS server in the
+	// process, listening on NATSEmbeddedPort (NATS_EMBEDDED_PORT, 0: a free
+	// loopback port).
+	NATSURL          string
+	NATSEmbeddedPort int
+	// WorkerFallbackPollInterval (WORKER_FALLBACK_POLL_INTERVAL_SECS, 5) is
+	// how often a waiting claim re-reads the database when no hint wakes it
+	// (NATS down, or a hint lost).
+	WorkerFallbackPollInterval time.Duration
+	// WorkerHealthCheckInterval (WORKER_HEALTH_CHECK_INTERVAL_SECS, the
+	// heartbeat interval) is how often worker health is re-evaluated.
+	WorkerHealthCheckInterval time.Duration
+	// MetricsPort (METRICS_PORT, 9090) serves /metrics on its own listener
+	// (0 disables it; /metrics is also on the API port). MetricsToken
+	// (METRICS_TOKEN, unset) requires "Authorization: Bearer <token>" there.
+	MetricsPort  int
+	MetricsToken string
 	// JSONLogs (JSON_LOGS, false) switches logs to JSON.
 	JSONLogs bool
 	// DevBootstrap (SPOOLED_DEV_BOOTSTRAP, false) makes a development server
@@ -89,9 +107,15 @@ func Load(lookup Lookup) (Config, error) {
 		APIKeyCacheTTL:              time.Duration(p.int("API_KEY_CACHE_TTL_SECS", 10)) * time.Second,
 		MaxContentLength:            p.int("MAX_CONTENT_LENGTH", 5*1024*1024),
 		MaxPayloadSize:              p.int("MAX_PAYLOAD_SIZE", 1024*1024),
+		NATSURL:                     p.str("NATS_URL", ""),
+		NATSEmbeddedPort:            p.int("NATS_EMBEDDED_PORT", 0),
+		WorkerFallbackPollInterval:  time.Duration(p.int("WORKER_FALLBACK_POLL_INTERVAL_SECS", 5)) * time.Second,
+		MetricsPort:                 p.int("METRICS_PORT", 9090),
+		MetricsToken:                p.str("METRICS_TOKEN", ""),
 		JSONLogs:                    p.bool("JSON_LOGS", false),
 		DevBootstrap:                p.bool("SPOOLED_DEV_BOOTSTRAP", false),
 	}
+	c.WorkerHealthCheckInterval = time.Duration(p.int("WORKER_HEALTH_CHECK_INTERVAL_SECS", c.WorkerHeartbeatIntervalSecs)) * time.Second
 	if p.err != nil {
 		return Config{}, p.err
 	}
@@ -133,6 +157,10 @@ func (c Config) Validate() error {
 		{"LEASE_REAPER_INTERVAL_SECS", int(c.LeaseReaperInterval / time.Second), 1, 3600},
 		{"API_KEY_CACHE_TTL_SECS", int(c.APIKeyCacheTTL / time.Second), 0, 3600},
 		{"MAX_CONTENT_LENGTH", c.MaxContentLength, 1024, 1 << 30},
+		{"NATS_EMBEDDED_PORT", c.NATSEmbeddedPort, 0, 65535},
+		{"WORKER_FALLBACK_POLL_INTERVAL_SECS", int(c.WorkerFallbackPollInterval / time.Second), 1, 3600},
+		{"WORKER_HEALTH_CHECK_INTERVAL_SECS", int(c.WorkerHealthCheckInterval / time.Second), 1, 3600},
+		{"METRICS_PORT", c.MetricsPort, 0, 65535},
 		{"MAX_PAYLOAD_SIZE", c.MaxPayloadSize, 1, 1 << 30},
 	}
 	for _, ch := range checks {

@@ -1,0 +1,90 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spooled-go/spooled/queries"
+)
+
+// Waiter lets a claim sleep until a hint says its queue has work. The
+// channel carries at most one pending signal; cancel must be called.
+type Waiter interface {
+	Wait(orgID, queueName string) (wake <-chan struct{}, cancel func())
+}
+
+// Observer hears about transitions after they commit (metrics).
+type Observer interface {
+	JobsEnqueued(queue string, n int)
+	JobClaimed(queue string, waited time.Duration)
+	JobCompleted(queue string, ran time.Duration)
+	JobFailed(queue string)
+	JobsDeadLettered(queue string, n int)
+}
+
+type noObserver struct{}
+
+func (noObserver) JobsEnqueued(string, int)             {}
+func (noObserver) JobClaimed(string, time.Duration)     {}
+func (noObserver) JobCompleted(string, time.Duration)   {}
+func (noObserver) JobFailed(string)                     {}
+func (noObserver) JobsDeadLettered(queue string, n int) {}
+
+// MaxClaimWait is the longest a claim may wait for work.
+const MaxClaimWait = 30 * time.Second
+
+// ClaimWait is Claim that, finding nothing, waits up to wait for work: it
+// wakes on a hint for its queue, when the queue's next job falls due, and at
+// least every poll interval (the fallback when hints are lost or NATS is
+// down). It returns as soon as it wins a job, or empty at the deadline.
+func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, wait time.Duration) ([]queries.Job, error) {
+	if wait < 0 || wait > MaxClaimWait {
+		return nil, invalid("wait_ms", "range", "must be between 0 and %d", MaxClaimWait.Milliseconds())
+	}
+	if wait == 0 || s.waiter == nil {
+		return s.Claim(ctx, orgID, r)
+	}
+	deadline := time.Now().Add(wait)
+	// Registered before the first claim, so a hint for a commit that lands
+	// after that claim's snapshot is never missed.
+	wake, cancel := s.waiter.Wait(orgID, r.QueueName)
+	defer cancel()
+	for {
+		jobs, err := s.Claim(ctx, orgID, r)
+		if err != nil || len(jobs) > 0 {
+			return jobs, err
+		}
+		sleep := time.Until(deadline)
+		if sleep <= 0 {
+			return jobs, nil
+		}
+		if s.poll > 0 && s.poll < sleep {
+			sleep = s.poll
+		}
+		due, err := s.q.JobNextDue(ctx, s.pool, queries.JobNextDueParams{
+			OrganizationID: orgID, QueueName: r.QueueName, Now: s.clock.Now(),
+		})
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return nil, fmt.Errorf("read next due time: %w", err)
+		default:
+			if d := due.Sub(s.Now()); d < sleep {
+				sleep = max(d, time.Millisecond)
+			}
+		}
+		timer := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}

@@ -1,0 +1,177 @@
+// Package metrics is the server's Prometheus registry. It is created once
+// per server and passed to the parts that report; nothing registers with
+// the global default registry. Labels are bounded: queue names, routes as
+// declared (never raw paths or ids), status codes.
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/spooled-go/spooled/queries"
+)
+
+// Metrics holds every instrument.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	enqueued     *prometheus.CounterVec
+	claimed      *prometheus.CounterVec
+	completed    *prometheus.CounterVec
+	failed       *prometheus.CounterVec
+	deadlettered *prometheus.CounterVec
+	waitSeconds  *prometheus.HistogramVec
+	runSeconds   *prometheus.HistogramVec
+	requests     *prometheus.HistogramVec
+	natsUp       prometheus.Gauge
+}
+
+// New builds the registry. pool feeds the scrape-time gauges (jobs pending,
+// oldest job age, healthy workers, connections in use).
+func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
+	reg := prometheus.NewRegistry()
+	byQueue := []string{"queue"}
+	latency := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+	m := &Metrics{
+		Registry: reg,
+		enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spooled_jobs_enqueued_total", Help: "Jobs enqueued (idempotent repeats excluded).",
+		}, byQueue),
+		claimed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spooled_jobs_claimed_total", Help: "Jobs leased to workers.",
+		}, byQueue),
+		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spooled_jobs_completed_total", Help: "Jobs completed.",
+		}, byQueue),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spooled_jobs_failed_total", Help: "Failed attempts reported by workers (retried or dead-lettered).",
+		}, byQueue),
+		deadlettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spooled_jobs_deadlettered_total", Help: "Jobs moved to the dead-letter queue.",
+		}, byQueue),
+		waitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "spooled_job_wait_seconds", Help: "Enqueue-to-start latency: from when a job became due to its claim.",
+			Buckets: latency,
+		}, byQueue),
+		runSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "spooled_job_run_seconds", Help: "Run time: from claim to completion.",
+			Buckets: latency,
+		}, byQueue),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "spooled_api_request_duration_seconds", Help: "REST API request duration.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "route", "status"}),
+		natsUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spooled_nats_connected", Help: "1 while the NATS connection for wake-up hints is up.",
+		}),
+	}
+	reg.MustRegister(m.enqueued, m.claimed, m.completed, m.failed, m.deadlettered, m.waitSeconds,
+		m.runSeconds, m.requests, m.natsUp,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if pool != nil {
+		reg.MustRegister(&dbCollector{pool: pool, q: queries.New(), log: log})
+	}
+	return m
+}
+
+// JobsEnqueued counts new jobs.
+func (m *Metrics) JobsEnqueued(queue string, n int) { m.enqueued.WithLabelValues(queue).Add(float64(n)) }
+
+// JobClaimed counts a claim and observes how long the job waited once due.
+func (m *Metrics) JobClaimed(queue string, waited time.Duration) {
+	m.claimed.WithLabelValues(queue).Inc()
+	m.waitSeconds.WithLabelValues(queue).Observe(max(waited.Seconds(), 0))
+}
+
+// JobCompleted counts a completion and observes its run time.
+func (m *Metrics) JobCompleted(queue string, ran time.Duration) {
+	m.completed.WithLabelValues(queue).Inc()
+	m.runSeconds.WithLabelValues(queue).Observe(max(ran.Seconds(), 0))
+}
+
+// JobFailed counts a failed attempt.
+func (m *Metrics) JobFailed(queue string) { m.failed.WithLabelValues(queue).Inc() }
+
+// JobsDeadLettered counts jobs entering the dead-letter queue.
+func (m *Metrics) JobsDeadLettered(queue string, n int) {
+	m.deadlettered.WithLabelValues(queue).Add(float64(n))
+}
+
+// Request observes one API request; route is the declared pattern.
+func (m *Metrics) Request(method, route, status string, d time.Duration) {
+	m.requests.WithLabelValues(method, route, status).Observe(d.Seconds())
+}
+
+// NATSConnected sets the connection gauge.
+func (m *Metrics) NATSConnected(up bool) {
+	if up {
+		m.natsUp.Set(1)
+	} else {
+		m.natsUp.Set(0)
+	}
+}
+
+// dbCollector reads the gauges that describe stored state at scrape time,
+// so every instance reports the same truth and nothing drifts.
+type dbCollector struct {
+	pool *pgxpool.Pool
+	q    *queries.Queries
+	log  *slog.Logger
+}
+
+var (
+	descPending    = prometheus.NewDesc("spooled_jobs_pending", "Jobs waiting in a queue (ready, scheduled or backing off).", []string{"queue"}, nil)
+	descProcessing = prometheus.NewDesc("spooled_jobs_processing", "Jobs leased to workers.", []string{"queue"}, nil)
+	descMaxAge     = prometheus.NewDesc("spooled_job_max_age_seconds", "Age of the oldest ready job of a queue since it became due.", []string{"queue"}, nil)
+	descWorkers    = prometheus.NewDesc("spooled_workers_healthy", "Registered workers whose heartbeats are on time.", nil, nil)
+	descWorkersBy  = prometheus.NewDesc("spooled_workers", "Registered workers by status.", []string{"status"}, nil)
+	descConns      = prometheus.NewDesc("spooled_database_connections_active", "Database connections in use.", nil, nil)
+	descConnsTotal = prometheus.NewDesc("spooled_database_connections_total", "Database connections open (idle and in use).", nil, nil)
+)
+
+func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPending, descProcessing, descMaxAge, descWorkers, descWorkersBy, descConns, descConnsTotal} {
+		ch <- d
+	}
+}
+
+func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
+	stat := c.pool.Stat()
+	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(stat.AcquiredConns()))
+	ch <- prometheus.MustNewConstMetric(descConnsTotal, prometheus.GaugeValue, float64(stat.TotalConns()))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pending, err := c.q.MetricsPendingByQueue(ctx, c.pool)
+	if err != nil {
+		c.log.Warn("metrics: read pending jobs", "err", err)
+	}
+	for _, p := range pending {
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(p.Pending), p.QueueName)
+		ch <- prometheus.MustNewConstMetric(descMaxAge, prometheus.GaugeValue, p.MaxAgeSeconds, p.QueueName)
+	}
+	processing, err := c.q.MetricsProcessingByQueue(ctx, c.pool)
+	if err != nil {
+		c.log.Warn("metrics: read processing jobs", "err", err)
+	}
+	for _, p := range processing {
+		ch <- prometheus.MustNewConstMetric(descProcessing, prometheus.GaugeValue, float64(p.Processing), p.QueueName)
+	}
+	workers, err := c.q.WorkerCountByStatus(ctx, c.pool)
+	if err != nil {
+		c.log.Warn("metrics: read workers", "err", err)
+	}
+	healthy := 0.0
+	for _, w := range workers {
+		ch <- prometheus.MustNewConstMetric(descWorkersBy, prometheus.GaugeValue, float64(w.Workers), w.Status)
+		if w.Status == "healthy" {
+			healthy = float64(w.Workers)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, healthy)
+}
