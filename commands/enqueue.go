@@ -70,6 +70,16 @@ func (s *Service) ValidateJob(prefix string, j NewJob) error {
 			return err
 		}
 	}
+	for _, t := range []struct {
+		field string
+		at    *time.Time
+	}{{"scheduled_at", j.ScheduledAt}, {"expires_at", j.ExpiresAt}} {
+		// The log stores timestamps as JSON text; years outside 1..9999
+		// would not read back as RFC 3339.
+		if t.at != nil && (t.at.Year() < 1 || t.at.Year() > 9999) {
+			return invalid(prefix+t.field, "range", "must be a timestamp between years 1 and 9999")
+		}
+	}
 	if len(j.Tags) > maxTagsBytes {
 		return invalid(prefix+"tags", "length", "must be at most %d bytes", maxTagsBytes)
 	}
