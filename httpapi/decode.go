@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -47,10 +48,93 @@ func decodeBody(c *fiber.Ctx, dst any) error {
 			return invalidJSON("body", "Invalid JSON format: "+err.Error())
 		}
 	}
-	if dec.More() {
+	// Only JSON whitespace may follow the value. (Decoder.More is not enough:
+	// it reports no more input before a stray ']' or '}'.)
+	if len(bytes.Trim(body[dec.InputOffset():], " \t\r\n")) > 0 {
 		return invalidJSON("body", "Invalid JSON format: more than one JSON value")
 	}
+	return checkStorable(body)
+}
+
+// checkStorable refuses valid JSON text that Postgres cannot store in a
+// jsonb column, so it is a 400 rather than a database error (a 500): a \u
+// escape of a lone UTF-16 surrogate, and a number outside numeric's range.
+// body must already have parsed as JSON.
+func checkStorable(body []byte) error {
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c == '"':
+			for i++; body[i] != '"'; i++ {
+				if body[i] != '\\' {
+					continue
+				}
+				i++
+				if body[i] != 'u' {
+					continue
+				}
+				r := hex4(body[i+1 : i+5])
+				i += 4
+				if !utf16.IsSurrogate(r) {
+					continue
+				}
+				if r < 0xDC00 && i+6 < len(body) && body[i+1] == '\\' && body[i+2] == 'u' {
+					if lo := hex4(body[i+3 : i+7]); lo >= 0xDC00 && lo <= 0xDFFF {
+						i += 6
+						continue
+					}
+				}
+				return invalidJSON("body", "Invalid JSON format: a \\u escape names a lone UTF-16 surrogate")
+			}
+		case c == '-' || (c >= '0' && c <= '9'):
+			j := i
+			for j < len(body) && strings.IndexByte("+-.0123456789eE", body[j]) >= 0 {
+				j++
+			}
+			if !numericFits(body[i:j]) {
+				return invalidJSON("body", "Invalid JSON format: number "+abbreviate(body[i:j])+" is out of range")
+			}
+			i = j - 1
+		}
+	}
 	return nil
+}
+
+func hex4(b []byte) rune {
+	n, _ := strconv.ParseUint(string(b), 16, 32)
+	return rune(n)
+}
+
+// numericFits reports whether a JSON number literal fits Postgres numeric:
+// at most 131072 digits before the decimal point and 16383 after it, and an
+// exponent below 2^30 in magnitude.
+func numericFits(lit []byte) bool {
+	s := strings.TrimPrefix(string(lit), "-")
+	mant, expPart, hasExp := strings.Cut(strings.ToLower(s), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	exp := 0
+	if hasExp {
+		e, err := strconv.Atoi(expPart)
+		if err != nil || e >= 1073741823 || e <= -1073741823 {
+			return false
+		}
+		exp = e
+	}
+	if len(frac)-exp > 16383 {
+		return false
+	}
+	digits := intPart + frac
+	lead := len(digits) - len(strings.TrimLeft(digits, "0"))
+	if lead == len(digits) {
+		return true // zero
+	}
+	return len(intPart)+exp-lead <= 131072
+}
+
+func abbreviate(b []byte) string {
+	if len(b) > 32 {
+		return string(b[:32]) + "..."
+	}
+	return string(b)
 }
 
 // jsonKind names a Go type the way a client thinks of JSON.
