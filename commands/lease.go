@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spooled-go/spooled/events"
+	"github.com/spooled-go/spooled/internal/pgdb"
 	"github.com/spooled-go/spooled/queries"
 )
 
@@ -55,12 +56,26 @@ func (s *Service) Claim(ctx context.Context, orgID string, r ClaimRequest) ([]qu
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.q.JobClaimBatch(ctx, s.pool, queries.JobClaimBatchParams{
-		Now: s.clock.Now(), OrganizationID: orgID, QueueName: r.QueueName, MaxJobs: int32(r.Limit),
-		WorkerID: r.WorkerID, LeaseSecs: int32(secs), Actor: events.ActorWorker(r.WorkerID),
+	var rows []queries.JobClaimBatchRow
+	err = pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		// The worker's row is locked before the claim statement starts, so
+		// the claim's snapshot includes the leases of concurrent claims for
+		// the same registered worker and max_concurrency holds.
+		_, err := s.q.WorkerLockForClaim(ctx, tx, queries.WorkerLockForClaimParams{ID: r.WorkerID, OrganizationID: orgID})
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("lock worker: %w", err)
+		}
+		rows, err = s.q.JobClaimBatch(ctx, tx, queries.JobClaimBatchParams{
+			Now: s.clock.Now(), OrganizationID: orgID, QueueName: r.QueueName, MaxJobs: int32(r.Limit),
+			WorkerID: r.WorkerID, LeaseSecs: int32(secs), Actor: events.ActorWorker(r.WorkerID),
+		})
+		if err != nil {
+			return fmt.Errorf("claim jobs: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("claim jobs: %w", err)
+		return nil, err
 	}
 	jobs := make([]queries.Job, len(rows))
 	for i, row := range rows {

@@ -111,7 +111,7 @@ func (s *Service) WorkerHeartbeat(ctx context.Context, actor Actor, workerID str
 	if currentJobs < 0 || currentJobs > 100000 {
 		return queries.Worker{}, invalid("current_jobs", "range", "must be between 0 and 100000")
 	}
-	if !workerStatuses[status] || status == "offline" {
+	if !workerStatuses[status] {
 		status = "healthy"
 	}
 	meta := nullJSON(metadata)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -157,7 +158,9 @@ func observeRequests(m *metrics.Metrics) fiber.Handler {
 		if status == fiber.StatusNotFound && route == "/" {
 			route = "unmatched"
 		}
-		m.Request(c.Method(), route, strconv.Itoa(status), time.Since(start))
+		// Fiber's Method() aliases the connection's request buffer, which the
+		// next request on it overwrites; the label outlives this request.
+		m.Request(strings.Clone(c.Method()), route, strconv.Itoa(status), time.Since(start))
 		return err
 	}
 }

@@ -67,7 +67,10 @@ WHERE organization_id = sqlc.arg('organization_id') AND idempotency_key = ANY(sq
 -- Leases up to max_jobs ready jobs of one queue, highest priority first, then
 -- oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A
 -- registered worker gets no more than its max_concurrency minus the leases
--- it holds; its row is locked so its concurrent claims cannot overshoot.
+-- it holds. Locking its row here is not enough to stop concurrent claims
+-- overshooting (this statement's snapshot predates the lock, so it would not
+-- see the leases of a claim that committed while it waited): run
+-- WorkerLockForClaim first, in the same transaction.
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
 ), worker_slots AS (

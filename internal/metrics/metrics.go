@@ -80,7 +80,9 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 }
 
 // JobsEnqueued counts new jobs.
-func (m *Metrics) JobsEnqueued(queue string, n int) { m.enqueued.WithLabelValues(queue).Add(float64(n)) }
+func (m *Metrics) JobsEnqueued(queue string, n int) {
+	m.enqueued.WithLabelValues(queue).Add(float64(n))
+}
 
 // JobClaimed counts a claim and observes how long the job waited once due.
 func (m *Metrics) JobClaimed(queue string, waited time.Duration) {
