@@ -203,6 +203,8 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 	n := len(jobs)
 	p := queries.JobEnqueueBatchParams{
 		Now:                s.clock.Now(),
+		DefaultMaxRetries:  int32(s.defaults.MaxRetries),
+		DefaultTimeoutSecs: int32(s.defaults.TimeoutSecs),
 		OrganizationID:     actor.OrgID,
 		Actor:              actor.Name,
 		Ids:                make([]uuid.UUID, n),
@@ -227,8 +229,9 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 		p.QueueNames[i] = j.QueueName
 		p.Payloads[i] = j.Payload
 		p.Priorities[i] = int32(deref(j.Priority, 0))
-		p.MaxRetries[i] = int32(deref(j.MaxRetries, s.defaults.MaxRetries))
-		p.TimeoutSeconds[i] = int32(deref(j.TimeoutSeconds, s.defaults.TimeoutSecs))
+		// -1: left out, so the queue's configured default applies.
+		p.MaxRetries[i] = int32(deref(j.MaxRetries, -1))
+		p.TimeoutSeconds[i] = int32(deref(j.TimeoutSeconds, -1))
 		if j.ScheduledAt != nil {
 			p.ScheduledAts[i] = *j.ScheduledAt
 		}

@@ -58,13 +58,16 @@ func (s *Service) Claim(ctx context.Context, orgID string, r ClaimRequest) ([]qu
 	}
 	var rows []queries.JobClaimBatchRow
 	err = pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		// The worker's row is locked before the claim statement starts, so
-		// the claim's snapshot includes the leases of concurrent claims for
-		// the same registered worker and max_concurrency holds.
-		_, err := s.q.WorkerLockForClaim(ctx, tx, queries.WorkerLockForClaimParams{ID: r.WorkerID, OrganizationID: orgID})
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("lock worker: %w", err)
+		// Lock the queue's limits row and the registered worker's row in a
+		// statement of their own, so the claim statement's snapshot includes
+		// every concurrent claim of the same queue or worker (across server
+		// instances) and the caps and the rate hold.
+		if _, err := s.q.ClaimLocks(ctx, tx, queries.ClaimLocksParams{
+			OrganizationID: orgID, QueueName: r.QueueName, WorkerID: r.WorkerID,
+		}); err != nil {
+			return fmt.Errorf("lock queue and worker: %w", err)
 		}
+		var err error
 		rows, err = s.q.JobClaimBatch(ctx, tx, queries.JobClaimBatchParams{
 			Now: s.clock.Now(), OrganizationID: orgID, QueueName: r.QueueName, MaxJobs: int32(r.Limit),
 			WorkerID: r.WorkerID, LeaseSecs: int32(secs), Actor: events.ActorWorker(r.WorkerID),

@@ -43,6 +43,10 @@ const (
 	WorkerRegistered    = "worker.registered"
 	WorkerStatusChanged = "worker.status_changed"
 	WorkerDeregistered  = "worker.deregistered"
+	QueueConfigured     = "queue.configured"
+	QueuePaused         = "queue.paused"
+	QueueResumed        = "queue.resumed"
+	QueueDeleted        = "queue.deleted"
 )
 
 // Stream types: what stream_id names.
@@ -50,6 +54,7 @@ const (
 	StreamJob          = "job"
 	StreamOrganization = "organization"
 	StreamAPIKey       = "api_key"
+	StreamQueue        = "queue"
 )
 
 // Actors name who caused an event: "api_key:<id>", "worker:<id>" or
@@ -83,6 +88,9 @@ type Claimed struct {
 	LeaseID        uuid.UUID `json:"lease_id"`
 	LeaseExpiresAt time.Time `json:"lease_expires_at"`
 	Attempt        int32     `json:"attempt"`
+	// DueAt is when the job became claimable: the enqueue-to-start latency
+	// is the claim's occurred_at minus DueAt.
+	DueAt *time.Time `json:"due_at,omitempty"`
 }
 
 // Completed is the data of job.completed.
@@ -90,6 +98,9 @@ type Completed struct {
 	WorkerID string          `json:"worker_id"`
 	LeaseID  uuid.UUID       `json:"lease_id"`
 	Result   json.RawMessage `json:"result"`
+	// StartedAt is when the attempt was claimed: the run time is the
+	// completion's occurred_at minus StartedAt.
+	StartedAt *time.Time `json:"started_at,omitempty"`
 }
 
 // Failed is the data of job.failed; job.retry_scheduled or
@@ -147,6 +158,7 @@ type PriorityChanged struct {
 type Retried struct {
 	RetryCount int32  `json:"retry_count"`
 	Source     string `json:"source"`
+	FromStatus string `json:"from_status,omitempty"`
 }
 
 // Released is the data of job.released: a worker gave a lease back (it

@@ -286,24 +286,6 @@ func (s *Server) setPriority(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"job_id": ch.JobID, "old_priority": ch.OldPriority, "new_priority": ch.NewPriority})
 }
 
-func (s *Server) jobStats(c *fiber.Ctx) error {
-	rows, err := s.q.JobCountByStatus(c.UserContext(), s.pool, queries.JobCountByStatusParams{
-		OrganizationID: caller(c).OrgID, QueueName: optionalQueueFilter(c),
-	})
-	if err != nil {
-		return err
-	}
-	out := fiber.Map{"pending": 0, "scheduled": 0, "processing": 0, "completed": 0,
-		"failed": 0, "deadletter": 0, "cancelled": 0}
-	var total int64
-	for _, r := range rows {
-		out[r.Status] = r.Jobs
-		total += r.Jobs
-	}
-	out["total"] = total
-	return c.JSON(out)
-}
-
 func (s *Server) jobStatuses(c *fiber.Ctx) error {
 	if !c.Context().QueryArgs().Has("ids") {
 		return badRequest("Missing query parameter: ids")

@@ -39,7 +39,11 @@ type Server struct {
 	// Health reports whether the wake-up bus is connected; nil means there
 	// is none to report (the contract's "cache" field is then true).
 	busHealthy func() bool
+	started    time.Time
 }
+
+// Version is the server version /dashboard reports.
+const Version = "0.1.0"
 
 // Options are the optional parts of a Server.
 type Options struct {
@@ -59,6 +63,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	s := &Server{
 		cfg: cfg, cmd: cmd, pool: cmd.Pool(), q: queries.New(),
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
+		started: time.Now(),
 	}
 	app := fiber.New(fiber.Config{
 		AppName:               "spooled",
@@ -112,6 +117,16 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	k.Post("/jobs/:id/complete", s.complete)
 	k.Post("/jobs/:id/fail", s.fail)
 	k.Post("/jobs/:id/heartbeat", s.heartbeat)
+
+	k.Get("/queues", s.listQueues)
+	k.Get("/queues/:name", s.getQueue)
+	k.Put("/queues/:name", s.configureQueue)
+	k.Put("/queues/:name/config", s.configureQueue)
+	k.Get("/queues/:name/stats", s.queueStats)
+	k.Post("/queues/:name/pause", s.pauseQueue)
+	k.Post("/queues/:name/resume", s.resumeQueue)
+	k.Delete("/queues/:name", s.deleteQueue)
+	k.Get("/dashboard", s.dashboard)
 
 	k.Post("/workers/register", s.registerWorker)
 	k.Get("/workers", s.listWorkers)

@@ -19,13 +19,6 @@ SELECT id, status, queue_name, retry_count, created_at, completed_at
 FROM jobs
 WHERE organization_id = sqlc.arg('organization_id') AND id = ANY(sqlc.arg('ids')::uuid[]);
 
--- name: JobCountByStatus :many
-SELECT status, count(*)::bigint AS jobs
-FROM jobs
-WHERE organization_id = sqlc.arg('organization_id')
-  AND (sqlc.narg('queue_name')::text IS NULL OR queue_name = sqlc.narg('queue_name')::text)
-GROUP BY status;
-
 -- name: JobLeaseState :one
 -- What a refused worker call is told: why its lease no longer holds.
 SELECT status, assigned_worker_id, lease_id, lease_expires_at

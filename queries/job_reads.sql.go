@@ -13,44 +13,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const jobCountByStatus = `-- name: JobCountByStatus :many
-SELECT status, count(*)::bigint AS jobs
-FROM jobs
-WHERE organization_id = $1
-  AND ($2::text IS NULL OR queue_name = $2::text)
-GROUP BY status
-`
-
-type JobCountByStatusParams struct {
-	OrganizationID string
-	QueueName      *string
-}
-
-type JobCountByStatusRow struct {
-	Status string
-	Jobs   int64
-}
-
-func (q *Queries) JobCountByStatus(ctx context.Context, db DBTX, arg JobCountByStatusParams) ([]JobCountByStatusRow, error) {
-	rows, err := db.Query(ctx, jobCountByStatus, arg.OrganizationID, arg.QueueName)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []JobCountByStatusRow
-	for rows.Next() {
-		var i JobCountByStatusRow
-		if err := rows.Scan(&i.Status, &i.Jobs); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const jobGet = `-- name: JobGet :one
 
 SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version FROM jobs WHERE id = $1 AND organization_id = $2

@@ -31,10 +31,15 @@ WITH clock AS (
                       dependency_mode, dependencies_met, version)
     SELECT i.id, sqlc.arg('organization_id')::text, i.queue_name,
            CASE WHEN i.scheduled_at > c.ts THEN 'scheduled' ELSE 'pending' END,
-           i.payload, 0, i.max_retries, c.ts, i.scheduled_at, i.expires_at, i.priority, i.tags,
-           i.timeout_seconds, i.parent_job_id, nullif(i.completion_webhook, ''),
+           i.payload, 0,
+           -- Left out (-1): the queue's configured default, else the server's.
+           coalesce(nullif(i.max_retries, -1), q.max_retries, sqlc.arg('default_max_retries')::int),
+           c.ts, i.scheduled_at, i.expires_at, i.priority, i.tags,
+           coalesce(nullif(i.timeout_seconds, -1), q.default_timeout, sqlc.arg('default_timeout_secs')::int),
+           i.parent_job_id, nullif(i.completion_webhook, ''),
            nullif(i.idempotency_key, ''), c.ts, 'all', true, 1
     FROM input i CROSS JOIN clock c
+    LEFT JOIN queue_config q ON q.organization_id = sqlc.arg('organization_id')::text AND q.queue_name = i.queue_name
     ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), queued AS (
@@ -65,21 +70,41 @@ WHERE organization_id = sqlc.arg('organization_id') AND idempotency_key = ANY(sq
 
 -- name: JobClaimBatch :many
 -- Leases up to max_jobs ready jobs of one queue, highest priority first, then
--- oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A
--- registered worker gets no more than its max_concurrency minus the leases
--- it holds. Locking its row here is not enough to stop concurrent claims
--- overshooting (this statement's snapshot predates the lock, so it would not
--- see the leases of a claim that committed while it waited): run
--- WorkerLockForClaim first, in the same transaction.
+-- oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A paused
+-- queue hands out nothing. The batch is also capped by the queue's
+-- max_concurrent_jobs minus its leased jobs, by its rate limit's token
+-- bucket, and by a registered worker's max_concurrency minus the leases it
+-- holds. Those counts are only current if ClaimLocks ran first, in the same
+-- transaction: this statement's snapshot predates any lock it would take.
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
-), worker_slots AS (
-    SELECT greatest(w.max_concurrency - (
-               SELECT count(*) FROM processing_jobs h
-               WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0) AS slots
-    FROM workers w
-    WHERE w.id = sqlc.arg('worker_id')::text AND w.organization_id = sqlc.arg('organization_id')
-    FOR UPDATE
+), queue AS (
+    SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
+           -- The bucket holds a tenth of a second's tokens (at least one), so
+           -- a burst never runs far ahead of the rate.
+           least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
+                 q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
+                                 * q.rate_limit_per_second)::float8 AS tokens
+    FROM queue_config q, clock c
+    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+), slots AS (
+    SELECT least(
+        sqlc.arg('max_jobs')::int,
+        coalesce((SELECT CASE WHEN NOT q.enabled THEN 0 END FROM queue q), sqlc.arg('max_jobs')::int),
+        coalesce((SELECT greatest(q.max_concurrent_jobs - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = sqlc.arg('organization_id')
+                        AND h.queue_name = sqlc.arg('queue_name')), 0)
+                  FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), sqlc.arg('max_jobs')::int),
+        coalesce((SELECT floor(q.tokens)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
+                 sqlc.arg('max_jobs')::int),
+        coalesce((SELECT greatest(w.max_concurrency - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0)
+                  FROM workers w
+                  WHERE w.id = sqlc.arg('worker_id')::text AND w.organization_id = sqlc.arg('organization_id')),
+                 sqlc.arg('max_jobs')::int)
+    )::int AS n
 ), picked AS (
     SELECT p.job_id
     FROM pending_jobs p
@@ -88,7 +113,7 @@ WITH clock AS (
       AND p.run_at <= (SELECT ts FROM clock)
       AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
     ORDER BY p.priority DESC, p.created_at, p.job_id
-    LIMIT least(sqlc.arg('max_jobs')::int, coalesce((SELECT slots FROM worker_slots), sqlc.arg('max_jobs')::int))
+    LIMIT (SELECT n FROM slots)
     FOR UPDATE SKIP LOCKED
 ), moved AS (
     DELETE FROM pending_jobs p
@@ -112,13 +137,20 @@ WITH clock AS (
                                  lease_expires_at, claimed_at)
     SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
     FROM claimed
+), spent AS (
+    UPDATE queue_config q
+    SET rate_tokens = (SELECT tokens FROM queue) - (SELECT count(*) FROM claimed),
+        rate_refilled_at = (SELECT ts FROM clock)
+    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+      AND q.rate_limit_per_second IS NOT NULL
 ), logged AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name,
            sqlc.arg('actor')::text,
            jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1),
+                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
     FROM claimed
 )
@@ -161,7 +193,7 @@ WITH clock AS (
     SELECT organization_id, 'job', id::text, version, 'job.completed', queue_name,
            sqlc.arg('actor')::text,
            jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
-                              'result', result),
+                              'result', result, 'started_at', started_at),
            updated_at
     FROM done
 )
@@ -348,7 +380,7 @@ SELECT id, old_priority, priority AS new_priority FROM changed;
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
 ), targets AS (
-    SELECT t.id
+    SELECT t.id, t.status
     FROM jobs t
     WHERE t.organization_id = sqlc.arg('organization_id')
       AND t.status = ANY(sqlc.arg('from_statuses')::text[])
@@ -366,7 +398,7 @@ WITH clock AS (
         version = j.version + 1
     FROM targets t, clock c
     WHERE j.id = t.id
-    RETURNING j.*
+    RETURNING j.*, t.status AS from_status
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, updated_at, expires_at, created_at
@@ -376,11 +408,16 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.retried', queue_name,
            sqlc.arg('actor')::text,
-           jsonb_build_object('retry_count', retry_count, 'source', sqlc.arg('source')::text),
+           jsonb_build_object('retry_count', retry_count, 'source', sqlc.arg('source')::text,
+                              'from_status', from_status),
            updated_at
     FROM retried
 )
-SELECT * FROM retried
+SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error,
+       created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds,
+       parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key,
+       updated_at, workflow_id, dependency_mode, dependencies_met, version
+FROM retried
 ORDER BY created_at, id;
 
 -- name: JobPurgeDeadLetters :one

@@ -60,22 +60,42 @@ func (q *Queries) JobCancel(ctx context.Context, db DBTX, arg JobCancelParams) (
 const jobClaimBatch = `-- name: JobClaimBatch :many
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS ts
-), worker_slots AS (
-    SELECT greatest(w.max_concurrency - (
-               SELECT count(*) FROM processing_jobs h
-               WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0) AS slots
-    FROM workers w
-    WHERE w.id = $2::text AND w.organization_id = $3
-    FOR UPDATE
+), queue AS (
+    SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
+           -- The bucket holds a tenth of a second's tokens (at least one), so
+           -- a burst never runs far ahead of the rate.
+           least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
+                 q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
+                                 * q.rate_limit_per_second)::float8 AS tokens
+    FROM queue_config q, clock c
+    WHERE q.organization_id = $2 AND q.queue_name = $3
+), slots AS (
+    SELECT least(
+        $4::int,
+        coalesce((SELECT CASE WHEN NOT q.enabled THEN 0 END FROM queue q), $4::int),
+        coalesce((SELECT greatest(q.max_concurrent_jobs - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = $2
+                        AND h.queue_name = $3), 0)
+                  FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), $4::int),
+        coalesce((SELECT floor(q.tokens)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
+                 $4::int),
+        coalesce((SELECT greatest(w.max_concurrency - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0)
+                  FROM workers w
+                  WHERE w.id = $5::text AND w.organization_id = $2),
+                 $4::int)
+    )::int AS n
 ), picked AS (
     SELECT p.job_id
     FROM pending_jobs p
-    WHERE p.organization_id = $3
-      AND p.queue_name = $4
+    WHERE p.organization_id = $2
+      AND p.queue_name = $3
       AND p.run_at <= (SELECT ts FROM clock)
       AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
     ORDER BY p.priority DESC, p.created_at, p.job_id
-    LIMIT least($5::int, coalesce((SELECT slots FROM worker_slots), $5::int))
+    LIMIT (SELECT n FROM slots)
     FOR UPDATE SKIP LOCKED
 ), moved AS (
     DELETE FROM pending_jobs p
@@ -85,7 +105,7 @@ WITH clock AS (
 ), claimed AS (
     UPDATE jobs j
     SET status = 'processing',
-        assigned_worker_id = $2::text,
+        assigned_worker_id = $5::text,
         lease_id = gen_random_uuid(),
         lease_expires_at = c.ts + make_interval(secs => $6::int),
         started_at = c.ts,
@@ -99,13 +119,20 @@ WITH clock AS (
                                  lease_expires_at, claimed_at)
     SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
     FROM claimed
+), spent AS (
+    UPDATE queue_config q
+    SET rate_tokens = (SELECT tokens FROM queue) - (SELECT count(*) FROM claimed),
+        rate_refilled_at = (SELECT ts FROM clock)
+    WHERE q.organization_id = $2 AND q.queue_name = $3
+      AND q.rate_limit_per_second IS NOT NULL
 ), logged AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name,
            $7::text,
            jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1),
+                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
     FROM claimed
 )
@@ -115,10 +142,10 @@ ORDER BY priority DESC, created_at, id
 
 type JobClaimBatchParams struct {
 	Now            *time.Time
-	WorkerID       string
 	OrganizationID string
 	QueueName      string
 	MaxJobs        int32
+	WorkerID       string
 	LeaseSecs      int32
 	Actor          string
 }
@@ -155,19 +182,19 @@ type JobClaimBatchRow struct {
 }
 
 // Leases up to max_jobs ready jobs of one queue, highest priority first, then
-// oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A
-// registered worker gets no more than its max_concurrency minus the leases
-// it holds. Locking its row here is not enough to stop concurrent claims
-// overshooting (this statement's snapshot predates the lock, so it would not
-// see the leases of a claim that committed while it waited): run
-// WorkerLockForClaim first, in the same transaction.
+// oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A paused
+// queue hands out nothing. The batch is also capped by the queue's
+// max_concurrent_jobs minus its leased jobs, by its rate limit's token
+// bucket, and by a registered worker's max_concurrency minus the leases it
+// holds. Those counts are only current if ClaimLocks ran first, in the same
+// transaction: this statement's snapshot predates any lock it would take.
 func (q *Queries) JobClaimBatch(ctx context.Context, db DBTX, arg JobClaimBatchParams) ([]JobClaimBatchRow, error) {
 	rows, err := db.Query(ctx, jobClaimBatch,
 		arg.Now,
-		arg.WorkerID,
 		arg.OrganizationID,
 		arg.QueueName,
 		arg.MaxJobs,
+		arg.WorkerID,
 		arg.LeaseSecs,
 		arg.Actor,
 	)
@@ -252,7 +279,7 @@ WITH clock AS (
     SELECT organization_id, 'job', id::text, version, 'job.completed', queue_name,
            $7::text,
            jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
-                              'result', result),
+                              'result', result, 'started_at', started_at),
            updated_at
     FROM done
 )
@@ -324,10 +351,15 @@ WITH clock AS (
                       dependency_mode, dependencies_met, version)
     SELECT i.id, $14::text, i.queue_name,
            CASE WHEN i.scheduled_at > c.ts THEN 'scheduled' ELSE 'pending' END,
-           i.payload, 0, i.max_retries, c.ts, i.scheduled_at, i.expires_at, i.priority, i.tags,
-           i.timeout_seconds, i.parent_job_id, nullif(i.completion_webhook, ''),
+           i.payload, 0,
+           -- Left out (-1): the queue's configured default, else the server's.
+           coalesce(nullif(i.max_retries, -1), q.max_retries, $15::int),
+           c.ts, i.scheduled_at, i.expires_at, i.priority, i.tags,
+           coalesce(nullif(i.timeout_seconds, -1), q.default_timeout, $16::int),
+           i.parent_job_id, nullif(i.completion_webhook, ''),
            nullif(i.idempotency_key, ''), c.ts, 'all', true, 1
     FROM input i CROSS JOIN clock c
+    LEFT JOIN queue_config q ON q.organization_id = $14::text AND q.queue_name = i.queue_name
     ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version
 ), queued AS (
@@ -339,7 +371,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.enqueued', queue_name,
-           $15::text,
+           $17::text,
            jsonb_build_object(
                'status', status, 'payload', payload, 'priority', priority,
                'max_retries', max_retries, 'timeout_seconds', timeout_seconds,
@@ -367,6 +399,8 @@ type JobEnqueueBatchParams struct {
 	CompletionWebhooks []string
 	IdempotencyKeys    []string
 	OrganizationID     string
+	DefaultMaxRetries  int32
+	DefaultTimeoutSecs int32
 	Actor              string
 }
 
@@ -398,6 +432,8 @@ func (q *Queries) JobEnqueueBatch(ctx context.Context, db DBTX, arg JobEnqueueBa
 		arg.CompletionWebhooks,
 		arg.IdempotencyKeys,
 		arg.OrganizationID,
+		arg.DefaultMaxRetries,
+		arg.DefaultTimeoutSecs,
 		arg.Actor,
 	)
 	if err != nil {
@@ -850,7 +886,7 @@ const jobRetry = `-- name: JobRetry :many
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS ts
 ), targets AS (
-    SELECT t.id
+    SELECT t.id, t.status
     FROM jobs t
     WHERE t.organization_id = $2
       AND t.status = ANY($3::text[])
@@ -868,7 +904,7 @@ WITH clock AS (
         version = j.version + 1
     FROM targets t, clock c
     WHERE j.id = t.id
-    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version
+    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, t.status AS from_status
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, updated_at, expires_at, created_at
@@ -878,11 +914,16 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.retried', queue_name,
            $8::text,
-           jsonb_build_object('retry_count', retry_count, 'source', $9::text),
+           jsonb_build_object('retry_count', retry_count, 'source', $9::text,
+                              'from_status', from_status),
            updated_at
     FROM retried
 )
-SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version FROM retried
+SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error,
+       created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds,
+       parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key,
+       updated_at, workflow_id, dependency_mode, dependencies_met, version
+FROM retried
 ORDER BY created_at, id
 `
 

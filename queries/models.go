@@ -154,6 +154,55 @@ type ProcessingJobsRebuild struct {
 	ClaimedAt      time.Time
 }
 
+type ProjectorCheckpoint struct {
+	Name         string
+	LastTxID     pgtype.Uint64
+	LastPosition int64
+	LastEventAt  *time.Time
+	UpdatedAt    time.Time
+}
+
+type QueueConfig struct {
+	ID                 uuid.UUID
+	OrganizationID     string
+	QueueName          string
+	MaxRetries         int32
+	DefaultTimeout     int32
+	RateLimitPerSecond *int32
+	MaxConcurrentJobs  *int32
+	Enabled            bool
+	PausedAt           *time.Time
+	PausedReason       *string
+	Settings           json.RawMessage
+	RateTokens         float64
+	RateRefilledAt     *time.Time
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+}
+
+type QueueStat struct {
+	OrganizationID string
+	QueueName      string
+	Enqueued       int64
+	Completed      int64
+	Deadletter     int64
+	Cancelled      int64
+}
+
+type QueueStatsHourly struct {
+	OrganizationID string
+	QueueName      string
+	Hour           time.Time
+	Created        int64
+	Completed      int64
+	Failed         int64
+	Deadlettered   int64
+	RunMsSum       int64
+	RunCount       int64
+	WaitMsSum      int64
+	WaitCount      int64
+}
+
 type SchemaMigration struct {
 	Version   int32
 	Name      string

@@ -47,16 +47,6 @@ WHERE w.organization_id = sqlc.arg('organization_id')
 ORDER BY w.last_heartbeat DESC, w.id
 LIMIT 100;
 
--- name: WorkerLockForClaim :one
--- Locks a registered worker's row ahead of its claim, in a statement of its
--- own: the claim statement that follows in the same transaction then takes
--- its snapshot after every concurrent claim for this worker has committed,
--- so it counts their leases against max_concurrency. No row: the worker id
--- is free text, not a registered worker.
-SELECT id FROM workers
-WHERE id = sqlc.arg('id') AND organization_id = sqlc.arg('organization_id')
-FOR UPDATE;
-
 -- name: WorkerLeasedCount :one
 SELECT count(*)::int FROM processing_jobs
 WHERE organization_id = sqlc.arg('organization_id') AND worker_id = sqlc.arg('worker_id');

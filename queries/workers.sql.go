@@ -290,29 +290,6 @@ func (q *Queries) WorkerList(ctx context.Context, db DBTX, organizationID string
 	return items, nil
 }
 
-const workerLockForClaim = `-- name: WorkerLockForClaim :one
-SELECT id FROM workers
-WHERE id = $1 AND organization_id = $2
-FOR UPDATE
-`
-
-type WorkerLockForClaimParams struct {
-	ID             string
-	OrganizationID string
-}
-
-// Locks a registered worker's row ahead of its claim, in a statement of its
-// own: the claim statement that follows in the same transaction then takes
-// its snapshot after every concurrent claim for this worker has committed,
-// so it counts their leases against max_concurrency. No row: the worker id
-// is free text, not a registered worker.
-func (q *Queries) WorkerLockForClaim(ctx context.Context, db DBTX, arg WorkerLockForClaimParams) (string, error) {
-	row := db.QueryRow(ctx, workerLockForClaim, arg.ID, arg.OrganizationID)
-	var id string
-	err := row.Scan(&id)
-	return id, err
-}
-
 const workerRegister = `-- name: WorkerRegister :one
 
 INSERT INTO workers (id, organization_id, queue_name, queue_names, hostname, worker_type,

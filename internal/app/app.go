@@ -26,6 +26,7 @@ import (
 	"github.com/spooled-go/spooled/internal/migrate"
 	"github.com/spooled-go/spooled/internal/natsbus"
 	"github.com/spooled-go/spooled/internal/pgdb"
+	"github.com/spooled-go/spooled/projections"
 	"github.com/spooled-go/spooled/workers"
 )
 
@@ -40,6 +41,7 @@ type App struct {
 	cmd     *commands.Service
 	api     *httpapi.Server
 	loops   []*workers.Loop
+	proj    *projections.Projector
 	ln      net.Listener
 	serve   chan error
 	msrv    *http.Server
@@ -85,7 +87,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode,
 	}, commands.WithWaiter(wakeups, cfg.WorkerFallbackPollInterval), commands.WithObserver(m))
 	heartbeat := time.Duration(cfg.WorkerHeartbeatIntervalSecs) * time.Second
+	proj := projections.NewProjector(pool, []projections.Projection{projections.NewQueueStats()},
+		projections.ProjectorOptions{Logger: log, OnLag: m.ProjectionLag})
 	a := &App{
+		proj: proj,
 		cfg: cfg, log: log, pool: pool, bus: bus, wakeups: wakeups, metrics: m, cmd: cmd,
 		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log, BusHealthy: bus.Connected, Metrics: m}),
 		loops: []*workers.Loop{
@@ -110,6 +115,9 @@ func (a *App) MetricsAddr() string {
 	}
 	return a.mln.Addr().String()
 }
+
+// Projector runs the asynchronous projections (tests call CatchUp).
+func (a *App) Projector() *projections.Projector { return a.proj }
 
 // Bus is the NATS connection (tests stop and restart its embedded server).
 func (a *App) Bus() *natsbus.Bus { return a.bus }
@@ -148,6 +156,7 @@ func (a *App) Start(ctx context.Context) error {
 	for _, l := range a.loops {
 		l.Start(ctx)
 	}
+	a.proj.Start(ctx)
 	a.log.Info("spooled listening", "addr", ln.Addr().String(), "environment", a.cfg.Environment)
 	return nil
 }
@@ -166,14 +175,15 @@ func (a *App) Wait(ctx context.Context) error {
 // ends), background loops stop, then the pool closes.
 func (a *App) Stop(ctx context.Context, closePool bool) error {
 	var errs []error
+	// Waiting claims are released first: they answer empty at once, so the
+	// drain below does not wait out their wait_ms (up to 30 s).
+	if err := a.wakeups.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if a.ln != nil {
 		if err := a.api.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
-	}
-	// Waiting claims are woken so they return before the pool closes.
-	if err := a.wakeups.Stop(ctx); err != nil {
-		errs = append(errs, err)
 	}
 	if a.msrv != nil {
 		if err := a.msrv.Shutdown(ctx); err != nil {
@@ -184,6 +194,9 @@ func (a *App) Stop(ctx context.Context, closePool bool) error {
 		if err := l.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop loop: %w", err))
 		}
+	}
+	if err := a.proj.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop projector: %w", err))
 	}
 	a.bus.Close()
 	if closePool {

@@ -29,6 +29,7 @@ type Metrics struct {
 	runSeconds   *prometheus.HistogramVec
 	requests     *prometheus.HistogramVec
 	natsUp       prometheus.Gauge
+	projLag      *prometheus.GaugeVec
 }
 
 // New builds the registry. pool feeds the scrape-time gauges (jobs pending,
@@ -69,9 +70,13 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 		natsUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spooled_nats_connected", Help: "1 while the NATS connection for wake-up hints is up.",
 		}),
+		projLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spooled_projection_lag_seconds",
+			Help: "How far an asynchronous projection trails the log (age of the newest event it applied when behind; 0 when caught up).",
+		}, []string{"projection"}),
 	}
 	reg.MustRegister(m.enqueued, m.claimed, m.completed, m.failed, m.deadlettered, m.waitSeconds,
-		m.runSeconds, m.requests, m.natsUp,
+		m.runSeconds, m.requests, m.natsUp, m.projLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
 		reg.MustRegister(&dbCollector{pool: pool, q: queries.New(), log: log})
@@ -107,6 +112,11 @@ func (m *Metrics) JobsDeadLettered(queue string, n int) {
 // Request observes one API request; route is the declared pattern.
 func (m *Metrics) Request(method, route, status string, d time.Duration) {
 	m.requests.WithLabelValues(method, route, status).Observe(d.Seconds())
+}
+
+// ProjectionLag sets a projection's lag gauge.
+func (m *Metrics) ProjectionLag(name string, lag time.Duration) {
+	m.projLag.WithLabelValues(name).Set(lag.Seconds())
 }
 
 // NATSConnected sets the connection gauge.

@@ -1,0 +1,91 @@
+-- Queue configuration and the locks a limited claim takes first.
+
+-- name: QueueConfigGet :one
+SELECT * FROM queue_config
+WHERE organization_id = sqlc.arg('organization_id') AND queue_name = sqlc.arg('queue_name');
+
+-- name: QueueConfigList :many
+SELECT * FROM queue_config
+WHERE organization_id = sqlc.arg('organization_id')
+ORDER BY queue_name
+LIMIT 100;
+
+-- name: QueueConfigUpsert :one
+-- Creates or changes a queue's configuration. A field left out (NULL) keeps
+-- its value (or takes the default on a new row); clear_* removes a limit.
+-- enabled is never touched here: pause and resume are their own commands.
+INSERT INTO queue_config (id, organization_id, queue_name, max_retries, default_timeout,
+                          rate_limit_per_second, max_concurrent_jobs, settings, created_at, updated_at)
+VALUES (sqlc.arg('id'), sqlc.arg('organization_id'), sqlc.arg('queue_name'),
+        coalesce(sqlc.narg('max_retries')::int, sqlc.arg('default_max_retries')::int),
+        coalesce(sqlc.narg('default_timeout')::int, sqlc.arg('default_timeout_secs')::int),
+        sqlc.narg('rate_limit_per_second')::int, sqlc.narg('max_concurrent_jobs')::int,
+        coalesce(sqlc.narg('settings')::jsonb, '{}'::jsonb),
+        coalesce(sqlc.narg('now')::timestamptz, now()), coalesce(sqlc.narg('now')::timestamptz, now()))
+ON CONFLICT (organization_id, queue_name) DO UPDATE
+SET max_retries = coalesce(sqlc.narg('max_retries')::int, queue_config.max_retries),
+    default_timeout = coalesce(sqlc.narg('default_timeout')::int, queue_config.default_timeout),
+    rate_limit_per_second = CASE WHEN sqlc.arg('clear_rate_limit')::bool THEN NULL
+                                 ELSE coalesce(sqlc.narg('rate_limit_per_second')::int, queue_config.rate_limit_per_second) END,
+    max_concurrent_jobs = CASE WHEN sqlc.arg('clear_max_concurrent_jobs')::bool THEN NULL
+                               ELSE coalesce(sqlc.narg('max_concurrent_jobs')::int, queue_config.max_concurrent_jobs) END,
+    settings = coalesce(sqlc.narg('settings')::jsonb, queue_config.settings),
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+RETURNING *;
+
+-- name: QueueSetPaused :one
+-- Pauses or resumes a queue, creating its configuration with the defaults
+-- when it has none. Returns the row with the state before the change.
+WITH prev AS (
+    SELECT q.organization_id, q.queue_name, q.enabled, q.paused_at
+    FROM queue_config q
+    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+    FOR UPDATE
+), upserted AS (
+    INSERT INTO queue_config (id, organization_id, queue_name, max_retries, default_timeout, enabled,
+                              paused_at, paused_reason, created_at, updated_at)
+    VALUES (sqlc.arg('id'), sqlc.arg('organization_id'), sqlc.arg('queue_name'),
+            sqlc.arg('default_max_retries')::int, sqlc.arg('default_timeout_secs')::int, NOT sqlc.arg('paused')::bool,
+            CASE WHEN sqlc.arg('paused')::bool THEN coalesce(sqlc.narg('now')::timestamptz, now()) END,
+            CASE WHEN sqlc.arg('paused')::bool THEN sqlc.narg('reason')::text END,
+            coalesce(sqlc.narg('now')::timestamptz, now()), coalesce(sqlc.narg('now')::timestamptz, now()))
+    ON CONFLICT (organization_id, queue_name) DO UPDATE
+    SET enabled = NOT sqlc.arg('paused')::bool,
+        -- Pausing a paused queue keeps the original pause time.
+        paused_at = CASE WHEN sqlc.arg('paused')::bool
+                         THEN coalesce(queue_config.paused_at, coalesce(sqlc.narg('now')::timestamptz, now())) END,
+        paused_reason = CASE WHEN sqlc.arg('paused')::bool
+                             THEN coalesce(sqlc.narg('reason')::text, queue_config.paused_reason) END,
+        updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+    RETURNING *
+)
+SELECT u.*, coalesce((SELECT p.enabled FROM prev p), true)::bool AS was_enabled,
+       (SELECT p.paused_at FROM prev p) AS was_paused_at
+FROM upserted u;
+
+-- name: QueueConfigDelete :one
+DELETE FROM queue_config q
+WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+RETURNING q.id;
+
+-- name: QueueActiveJobs :one
+SELECT ((SELECT count(*) FROM pending_jobs p
+         WHERE p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name'))
+      + (SELECT count(*) FROM processing_jobs h
+         WHERE h.organization_id = sqlc.arg('organization_id') AND h.queue_name = sqlc.arg('queue_name')))::bigint;
+
+-- name: ClaimLocks :one
+-- Run ahead of JobClaimBatch in the same transaction, as a statement of its
+-- own: it locks the queue's configuration row when the queue has a
+-- concurrency cap or a rate limit, and the worker's row when the worker is
+-- registered. The claim statement then starts after every concurrent claim
+-- of the same queue or worker has committed, so its counts of leases held
+-- and its token bucket are current across server instances.
+SELECT
+    coalesce((SELECT q.id::text FROM queue_config q
+              WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+                AND (q.max_concurrent_jobs IS NOT NULL OR q.rate_limit_per_second IS NOT NULL)
+              FOR UPDATE), '')::text AS queue_lock,
+    coalesce((SELECT w.id FROM workers w
+              WHERE w.id = sqlc.arg('worker_id') AND w.organization_id = sqlc.arg('organization_id')
+              FOR UPDATE), '')::text AS worker_lock;
