@@ -90,8 +90,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	proj := projections.NewProjector(pool, []projections.Projection{projections.NewQueueStats()},
 		projections.ProjectorOptions{Logger: log, OnLag: m.ProjectionLag})
 	a := &App{
-		proj: proj,
-		cfg: cfg, log: log, pool: pool, bus: bus, wakeups: wakeups, metrics: m, cmd: cmd,
+		cfg: cfg, log: log, pool: pool, bus: bus, wakeups: wakeups, metrics: m, cmd: cmd, proj: proj,
 		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log, BusHealthy: bus.Connected, Metrics: m}),
 		loops: []*workers.Loop{
 			workers.NewLeaseReaper(cmd, cfg.LeaseReaperInterval, log),
