@@ -129,6 +129,9 @@ func (s *Service) Enqueue(ctx context.Context, actor Actor, jobs []NewJob) ([]En
 	if err := s.checkParents(ctx, actor.OrgID, jobs); err != nil {
 		return nil, err
 	}
+	if err := s.checkPlan(ctx, actor, jobs); err != nil {
+		return nil, err
+	}
 	return s.insert(ctx, actor, jobs, make([]EnqueueResult, len(jobs)))
 }
 
@@ -154,6 +157,10 @@ func (s *Service) EnqueueBulk(ctx context.Context, actor Actor, jobs []NewJob) (
 	}
 	if len(ok) == 0 {
 		return results, nil
+	}
+	// The whole batch is checked against the plan first, as in Spooled.
+	if err := s.checkPlan(ctx, actor, ok); err != nil {
+		return nil, err
 	}
 	part, err := s.insert(ctx, actor, ok, make([]EnqueueResult, len(ok)))
 	if err != nil {

@@ -69,11 +69,13 @@ type Defaults struct {
 	Registration string
 }
 
-// Actor is who asks: the organization the credential belongs to, and the
-// name recorded in the log.
+// Actor is who asks: the organization the credential belongs to, the name
+// recorded in the log, and the organization's plan limits (nil: none, for
+// the server's own callers).
 type Actor struct {
-	OrgID string
-	Name  string
+	OrgID  string
+	Name   string
+	Limits *PlanLimits
 }
 
 // Service runs commands against one database.

@@ -21,11 +21,12 @@ type principal struct {
 	OrgID  string
 	KeyID  uuid.UUID
 	Queues []string
-	Plan   string
+	Limits commands.PlanLimits
 }
 
 func (p principal) actor() commands.Actor {
-	return commands.Actor{OrgID: p.OrgID, Name: events.ActorAPIKey(p.KeyID)}
+	limits := p.Limits
+	return commands.Actor{OrgID: p.OrgID, Name: events.ActorAPIKey(p.KeyID), Limits: &limits}
 }
 
 // keyAuthenticator resolves API keys. A key is found by the SHA-256 of the
@@ -89,7 +90,11 @@ func (a *keyAuthenticator) authenticate(ctx context.Context, raw string) (princi
 	if row.ExpiresAt != nil && !row.ExpiresAt.After(now) {
 		return principal{}, errExpiredKey
 	}
-	p := principal{OrgID: row.OrganizationID, KeyID: row.ID, Queues: row.Queues, Plan: row.PlanTier}
+	limits, err := commands.LimitsFor(row.PlanTier, row.CustomLimits)
+	if err != nil {
+		return principal{}, err
+	}
+	p := principal{OrgID: row.OrganizationID, KeyID: row.ID, Queues: row.Queues, Limits: limits}
 	if a.ttl > 0 {
 		a.mu.Lock()
 		a.byKey[hash] = cachedKey{p: p, keyExpiry: row.ExpiresAt, cachedAt: now}
@@ -132,6 +137,13 @@ func (s *Server) requireKey(c *fiber.Ctx) error {
 	p, err := s.auth.authenticate(c.UserContext(), strings.TrimSpace(token))
 	if err != nil {
 		return err
+	}
+	// The plan's request rate, per organization (per server instance).
+	if rate := p.Limits.RateLimitRequestsPerSecond; rate > 0 {
+		v := s.orgs.take(p.OrgID, float64(rate), int(max(p.Limits.RateLimitBurst, 1)))
+		if !v.allowed {
+			return rateLimited(v, "organization")
+		}
 	}
 	c.Locals(principalKey, p)
 	return c.Next()

@@ -241,7 +241,7 @@ func TestAdminOrganizations(t *testing.T) {
 
 	t.Run("not configured", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t)
+		h := newHarness(t, func(c *config.Config) { c.AdminAPIKey = "" })
 		for _, hdr := range []map[string]string{nil, {"X-Admin-Key": "anything"}, {"X-Admin-Key": ""}} {
 			before := h.counts()
 			res := h.doHeaders("POST", "/api/v1/admin/organizations", "", body, hdr).expectError(401, "UNAUTHORIZED")

@@ -67,9 +67,25 @@ func toAPIError(err error, log *slog.Logger, path string) *apiError {
 	var ve *commands.ValidationError
 	var pe *commands.PayloadTooLargeError
 	var fe *fiber.Error
+	var ple *commands.PlanLimitError
+	var ppe *commands.PlanPayloadError
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &ple):
+		extra := map[string]any{"resource": ple.Resource, "current": ple.Current, "limit": ple.Limit, "plan": ple.Plan}
+		if ple.UpgradeTo != "" {
+			extra["upgrade_to"] = ple.UpgradeTo
+		}
+		return &apiError{Status: fiber.StatusForbidden, Code: "LIMIT_EXCEEDED", Error_: "limit_exceeded",
+			Message: ple.Error(), Extra: extra}
+	case errors.As(err, &ppe):
+		extra := map[string]any{"current": ppe.Size, "limit": ppe.Limit, "plan": ppe.Plan}
+		if ppe.UpgradeTo != "" {
+			extra["upgrade_to"] = ppe.UpgradeTo
+		}
+		return &apiError{Status: fiber.StatusRequestEntityTooLarge, Code: "PAYLOAD_TOO_LARGE", Error_: "payload_too_large",
+			Message: ppe.Error(), Extra: extra}
 	case errors.As(err, &ve):
 		return validation(ve.Field, ve.Code, ve.Message)
 	case errors.As(err, &pe):

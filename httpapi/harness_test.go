@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/spooled-go/spooled/internal/clock"
 	"github.com/spooled-go/spooled/internal/config"
 	"github.com/spooled-go/spooled/internal/testdb"
+	"github.com/spooled-go/spooled/projections"
 )
 
 // harness is a REST API on a fresh schema, driven in-process.
@@ -25,6 +27,18 @@ type harness struct {
 	pool *pgxpool.Pool
 	cmd  *commands.Service
 	srv  *httpapi.Server
+	proj *projections.Projector
+}
+
+// catchUp applies every committed event to the asynchronous projections,
+// as the server's projector would within its interval.
+func (h *harness) catchUp() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.proj.Sync(ctx); err != nil {
+		h.t.Fatalf("projector: %v", err)
+	}
 }
 
 func newHarness(t *testing.T, opts ...func(*config.Config)) *harness {
@@ -34,6 +48,11 @@ func newHarness(t *testing.T, opts ...func(*config.Config)) *harness {
 func newHarnessClock(t *testing.T, clk clock.Clock, opts ...func(*config.Config)) *harness {
 	t.Helper()
 	cfg := config.Default()
+	// Tests act as many clients at once from one process: the per-client
+	// limit is off unless a test turns it on; organizations come from the
+	// admin route on the enterprise plan (free caps active jobs at 10).
+	cfg.RateLimitRequestsPerSecond = 0
+	cfg.AdminAPIKey = testAdminKey
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -43,14 +62,25 @@ func newHarnessClock(t *testing.T, clk clock.Clock, opts ...func(*config.Config)
 		LeaseSecs: cfg.WorkerLeaseDurationSecs, MaxPayload: cfg.MaxPayloadSize,
 		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode,
 	})
-	return &harness{t: t, cfg: cfg, pool: pool, cmd: cmd, srv: httpapi.New(cfg, cmd, httpapi.Options{})}
+	proj := projections.NewProjector(pool, []projections.Projection{projections.NewQueueStats()}, projections.ProjectorOptions{})
+	return &harness{t: t, cfg: cfg, pool: pool, cmd: cmd, srv: httpapi.New(cfg, cmd, httpapi.Options{}), proj: proj}
 }
 
-// org creates an organization through the public route and returns its id
-// and first API key.
+const testAdminKey = "test-admin-key-0123456789abcdef"
+
+// org creates an enterprise organization through the admin route and
+// returns its id and first API key.
 func (h *harness) org(slug string) (orgID, key string) {
 	h.t.Helper()
-	res := h.do("POST", "/api/v1/organizations", "", map[string]any{"name": "Org " + slug, "slug": slug})
+	return h.orgOnPlan(slug, "enterprise")
+}
+
+// orgOnPlan creates an organization on a plan and returns its id and key.
+func (h *harness) orgOnPlan(slug, plan string) (orgID, key string) {
+	h.t.Helper()
+	res := h.doHeaders("POST", "/api/v1/admin/organizations", "",
+		map[string]any{"name": "Org " + slug, "slug": slug, "plan_tier": plan},
+		map[string]string{"X-Admin-Key": h.cfg.AdminAPIKey})
 	res.expect(201)
 	org := res.json["organization"].(map[string]any)
 	k := res.json["api_key"].(map[string]any)

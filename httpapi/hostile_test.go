@@ -256,6 +256,7 @@ func TestHostileQueryStrings(t *testing.T) {
 			t.Fatalf("%s shows another organization's job: %s", path, res.raw)
 		}
 	}
+	h.catchUp()
 	if n := h.do("GET", "/api/v1/jobs/stats?queue_name="+sql, key, nil).json["total"]; n != float64(1) {
 		t.Fatalf("stats with an ignored filter: total %v, want 1", n)
 	}

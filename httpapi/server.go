@@ -40,6 +40,8 @@ type Server struct {
 	// is none to report (the contract's "cache" field is then true).
 	busHealthy func() bool
 	started    time.Time
+	clients    *limiter // per client (RATE_LIMIT_*)
+	orgs       *limiter // per organization (plan rate)
 }
 
 // Version is the server version /dashboard reports.
@@ -63,7 +65,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	s := &Server{
 		cfg: cfg, cmd: cmd, pool: cmd.Pool(), q: queries.New(),
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
-		started: time.Now(),
+		started: time.Now(), clients: newLimiter(), orgs: newLimiter(),
 	}
 	app := fiber.New(fiber.Config{
 		AppName:               "spooled",
@@ -75,6 +77,8 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 		IdleTimeout:           120 * time.Second,
 	})
 	app.Use(recover.New())
+	app.Use(securityHeaders(cfg.EnableHSTS))
+	app.Use(corsPolicy(cfg))
 	app.Use(requestID)
 	if o.Metrics != nil {
 		app.Use(observeRequests(o.Metrics))
@@ -85,7 +89,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	app.Get("/health/live", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusOK) })
 	app.Get("/health/ready", s.ready)
 
-	v1 := app.Group("/api/v1", apiVersion)
+	v1 := app.Group("/api/v1", apiVersion, s.limitClients)
 	v1.Post("/organizations", s.createOrganization)
 	v1.Post("/admin/organizations", s.requireAdmin, s.adminCreateOrganization)
 

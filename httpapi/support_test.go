@@ -173,6 +173,7 @@ func (h *harness) historyLen(key, id string) int {
 // stats is GET /jobs/stats.
 func (h *harness) stats(key string) map[string]any {
 	h.t.Helper()
+	h.catchUp()
 	return h.do("GET", "/api/v1/jobs/stats", key, nil).expect(200).json
 }
 

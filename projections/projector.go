@@ -138,6 +138,37 @@ func (p *Projector) step(ctx context.Context, proj Projection) (int, time.Durati
 	return applied, lag, err
 }
 
+// Sync catches every projection up with every event committed before it
+// was called: it repeats CatchUp until nothing is left after any
+// checkpoint. Events of a transaction still running anywhere in the
+// cluster stay unreadable until it ends, so Sync waits (polling) for such
+// transactions, up to ctx's deadline.
+func (p *Projector) Sync(ctx context.Context) error {
+	delay := time.Millisecond
+	for {
+		if _, err := p.CatchUp(ctx); err != nil {
+			return err
+		}
+		left := int64(0)
+		for _, proj := range p.projs {
+			n, err := p.q.EventsAfterCheckpoint(ctx, p.pool, proj.Name())
+			if err != nil {
+				return fmt.Errorf("count unapplied events: %w", err)
+			}
+			left += n
+		}
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("projections still %d events behind: %w", left, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 50*time.Millisecond)
+	}
+}
+
 // Reset empties a projection and moves its checkpoint to the start of the
 // log, in one transaction; the next pass rebuilds it.
 func (p *Projector) Reset(ctx context.Context, name string) error {

@@ -40,3 +40,10 @@ WHERE (tx_id, position) > (sqlc.arg('after_tx_id')::bigint::text::xid8, sqlc.arg
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY tx_id, position
 LIMIT sqlc.arg('max_rows');
+
+-- name: EventsAfterCheckpoint :one
+-- Events a projection has not applied yet, readable or not (a transaction
+-- still running holds later ones back).
+SELECT count(*)::bigint
+FROM job_events e, projector_checkpoints cp
+WHERE cp.name = sqlc.arg('name') AND (e.tx_id, e.position) > (cp.last_tx_id, cp.last_position);

@@ -11,6 +11,21 @@ import (
 	"time"
 )
 
+const eventsAfterCheckpoint = `-- name: EventsAfterCheckpoint :one
+SELECT count(*)::bigint
+FROM job_events e, projector_checkpoints cp
+WHERE cp.name = $1 AND (e.tx_id, e.position) > (cp.last_tx_id, cp.last_position)
+`
+
+// Events a projection has not applied yet, readable or not (a transaction
+// still running holds later ones back).
+func (q *Queries) EventsAfterCheckpoint(ctx context.Context, db DBTX, name string) (int64, error) {
+	row := db.QueryRow(ctx, eventsAfterCheckpoint, name)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const eventsAfterCursor = `-- name: EventsAfterCursor :many
 SELECT position, tx_id::text::bigint AS tx_id, organization_id, stream_type, stream_id, stream_seq,
        event_type, queue_name, actor, data, occurred_at

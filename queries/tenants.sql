@@ -19,7 +19,7 @@ RETURNING *;
 
 -- name: APIKeyByHash :one
 -- Authentication: one probe of the unique hash index.
-SELECT k.id, k.organization_id, k.name, k.queues, k.is_active, k.expires_at, o.plan_tier
+SELECT k.id, k.organization_id, k.name, k.queues, k.is_active, k.expires_at, o.plan_tier, o.custom_limits
 FROM api_keys k
 JOIN organizations o ON o.id = k.organization_id
 WHERE k.key_hash = sqlc.arg('key_hash');

@@ -7,13 +7,14 @@ package queries
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
 )
 
 const aPIKeyByHash = `-- name: APIKeyByHash :one
-SELECT k.id, k.organization_id, k.name, k.queues, k.is_active, k.expires_at, o.plan_tier
+SELECT k.id, k.organization_id, k.name, k.queues, k.is_active, k.expires_at, o.plan_tier, o.custom_limits
 FROM api_keys k
 JOIN organizations o ON o.id = k.organization_id
 WHERE k.key_hash = $1
@@ -27,6 +28,7 @@ type APIKeyByHashRow struct {
 	IsActive       bool
 	ExpiresAt      *time.Time
 	PlanTier       string
+	CustomLimits   json.RawMessage
 }
 
 // Authentication: one probe of the unique hash index.
@@ -41,6 +43,7 @@ func (q *Queries) APIKeyByHash(ctx context.Context, db DBTX, keyHash string) (AP
 		&i.IsActive,
 		&i.ExpiresAt,
 		&i.PlanTier,
+		&i.CustomLimits,
 	)
 	return i, err
 }

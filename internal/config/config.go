@@ -77,6 +77,29 @@ type Config struct {
 	// (METRICS_TOKEN, unset) requires "Authorization: Bearer <token>" there.
 	MetricsPort  int
 	MetricsToken string
+	// RateLimitRequestsPerSecond (RATE_LIMIT_REQUESTS_PER_SECOND, 100) and
+	// RateLimitBurstSize (RATE_LIMIT_BURST_SIZE, 200) limit each client
+	// (API key, else X-Forwarded-For address, else User-Agent) per server
+	// instance; 0 disables the limit.
+	RateLimitRequestsPerSecond int
+	RateLimitBurstSize         int
+	// MaxWebhookPayloadSize (MAX_WEBHOOK_PAYLOAD_SIZE, 5242880) caps incoming
+	// webhook bodies.
+	MaxWebhookPayloadSize int
+	// CORSAllowedOrigins (CORS_ALLOWED_ORIGINS, comma separated) are the
+	// origins browsers may call from in production; development allows any.
+	CORSAllowedOrigins []string
+	// EnableHSTS (ENABLE_HSTS, false) sends Strict-Transport-Security.
+	EnableHSTS bool
+	// JWTSecret (JWT_SECRET) signs access tokens; production and staging
+	// refuse a secret under 32 characters or the development default.
+	JWTSecret          string
+	JWTExpirationHours int
+	// GitHubWebhookSecret (GITHUB_WEBHOOK_SECRET) and StripeWebhookSecret
+	// (STRIPE_WEBHOOK_SECRET) verify incoming webhooks; production refuses
+	// one under 16 characters.
+	GitHubWebhookSecret string
+	StripeWebhookSecret string
 	// JSONLogs (JSON_LOGS, false) switches logs to JSON.
 	JSONLogs bool
 	// DevBootstrap (SPOOLED_DEV_BOOTSTRAP, false) makes a development server
@@ -112,6 +135,15 @@ func Load(lookup Lookup) (Config, error) {
 		WorkerFallbackPollInterval:  time.Duration(p.int("WORKER_FALLBACK_POLL_INTERVAL_SECS", 5)) * time.Second,
 		MetricsPort:                 p.int("METRICS_PORT", 9090),
 		MetricsToken:                p.str("METRICS_TOKEN", ""),
+		RateLimitRequestsPerSecond:  p.int("RATE_LIMIT_REQUESTS_PER_SECOND", 100),
+		RateLimitBurstSize:          p.int("RATE_LIMIT_BURST_SIZE", 200),
+		MaxWebhookPayloadSize:       p.int("MAX_WEBHOOK_PAYLOAD_SIZE", 5*1024*1024),
+		CORSAllowedOrigins:          splitList(p.str("CORS_ALLOWED_ORIGINS", "")),
+		EnableHSTS:                  p.bool("ENABLE_HSTS", false),
+		JWTSecret:                   p.str("JWT_SECRET", DevelopmentJWTSecret),
+		JWTExpirationHours:          p.int("JWT_EXPIRATION_HOURS", 24),
+		GitHubWebhookSecret:         p.str("GITHUB_WEBHOOK_SECRET", ""),
+		StripeWebhookSecret:         p.str("STRIPE_WEBHOOK_SECRET", ""),
 		JSONLogs:                    p.bool("JSON_LOGS", false),
 		DevBootstrap:                p.bool("SPOOLED_DEV_BOOTSTRAP", false),
 	}
@@ -161,6 +193,10 @@ func (c Config) Validate() error {
 		{"WORKER_FALLBACK_POLL_INTERVAL_SECS", int(c.WorkerFallbackPollInterval / time.Second), 1, 3600},
 		{"WORKER_HEALTH_CHECK_INTERVAL_SECS", int(c.WorkerHealthCheckInterval / time.Second), 1, 3600},
 		{"METRICS_PORT", c.MetricsPort, 0, 65535},
+		{"RATE_LIMIT_REQUESTS_PER_SECOND", c.RateLimitRequestsPerSecond, 0, 1000000},
+		{"RATE_LIMIT_BURST_SIZE", c.RateLimitBurstSize, 0, 1000000},
+		{"MAX_WEBHOOK_PAYLOAD_SIZE", c.MaxWebhookPayloadSize, 1024, 1 << 30},
+		{"JWT_EXPIRATION_HOURS", c.JWTExpirationHours, 1, 8760},
 		{"MAX_PAYLOAD_SIZE", c.MaxPayloadSize, 1, 1 << 30},
 	}
 	for _, ch := range checks {
@@ -172,10 +208,43 @@ func (c Config) Validate() error {
 		return fmt.Errorf("WORKER_HEARTBEAT_INTERVAL_SECS (%d) must be shorter than WORKER_LEASE_DURATION_SECS (%d)",
 			c.WorkerHeartbeatIntervalSecs, c.WorkerLeaseDurationSecs)
 	}
+	if c.RateLimitRequestsPerSecond > 0 && c.RateLimitBurstSize < 1 {
+		return fmt.Errorf("RATE_LIMIT_BURST_SIZE must be at least 1 when RATE_LIMIT_REQUESTS_PER_SECOND is set")
+	}
+	if c.Environment != Development {
+		switch {
+		case c.JWTSecret == DevelopmentJWTSecret:
+			return fmt.Errorf("JWT_SECRET: the development default is refused in %s; set a random secret of at least 32 characters", c.Environment)
+		case len(c.JWTSecret) < 32:
+			return fmt.Errorf("JWT_SECRET: %d characters is too short for %s (at least 32): a short HS256 secret can be brute-forced and every token forged", len(c.JWTSecret), c.Environment)
+		}
+	}
+	if c.Environment == Production {
+		for _, w := range []struct{ name, v string }{
+			{"GITHUB_WEBHOOK_SECRET", c.GitHubWebhookSecret}, {"STRIPE_WEBHOOK_SECRET", c.StripeWebhookSecret},
+		} {
+			if w.v != "" && len(w.v) < 16 {
+				return fmt.Errorf("%s: %d characters is too short for production (at least 16): webhook signatures with a short secret can be forged", w.name, len(w.v))
+			}
+		}
+	}
 	if c.DevBootstrap && c.Environment == Production {
 		return fmt.Errorf("SPOOLED_DEV_BOOTSTRAP: refused in production (it prints a live API key)")
 	}
 	return nil
+}
+
+// DevelopmentJWTSecret is JWT_SECRET's default, refused outside development.
+const DevelopmentJWTSecret = "development-secret-change-in-production"
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 // KeyPrefix is the prefix of API keys this server issues.
