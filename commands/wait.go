@@ -12,7 +12,9 @@ import (
 )
 
 // Waiter lets a claim sleep until a hint says its queue has work. The
-// channel carries at most one pending signal; cancel must be called.
+// channel carries at most one pending signal, and is closed when the waiter
+// shuts down (the claim then returns empty at once, so that it does not hold
+// up the server's drain); cancel must be called.
 type Waiter interface {
 	Wait(orgID, queueName string) (wake <-chan struct{}, cancel func())
 }
@@ -82,7 +84,11 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 		case <-ctx.Done():
 			timer.Stop()
 			return nil, ctx.Err()
-		case <-wake:
+		case _, open := <-wake:
+			if !open {
+				timer.Stop()
+				return jobs, nil
+			}
 		case <-timer.C:
 		}
 		timer.Stop()

@@ -29,8 +29,8 @@ func securityHeaders(hsts bool) fiber.Handler {
 // CORS_ALLOWED_ORIGINS elsewhere (none when unset).
 func corsPolicy(cfg config.Config) fiber.Handler {
 	c := cors.Config{
-		AllowMethods: "GET,POST,PUT,PATCH,DELETE,OPTIONS",
-		AllowHeaders: "Authorization,Content-Type,X-API-Key,X-Request-ID,X-Admin-Key,X-Organization-ID,X-API-Version",
+		AllowMethods:  "GET,POST,PUT,PATCH,DELETE,OPTIONS",
+		AllowHeaders:  "Authorization,Content-Type,X-API-Key,X-Request-ID,X-Admin-Key,X-Organization-ID,X-API-Version",
 		ExposeHeaders: "X-Request-ID,X-API-Version,Retry-After,X-RateLimit-Limit,X-RateLimit-Remaining,X-RateLimit-Reset",
 		MaxAge:        600,
 	}

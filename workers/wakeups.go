@@ -17,6 +17,7 @@ type Wakeups struct {
 	mu      sync.Mutex
 	waiters map[queueKey]map[*waiter]struct{}
 	unsub   func()
+	stopped bool
 }
 
 type queueKey struct{ org, queue string }
@@ -53,16 +54,24 @@ func (w *Wakeups) Start(context.Context) error {
 	return nil
 }
 
-// Stop unsubscribes and wakes every waiter so none sleeps past shutdown.
+// Stop unsubscribes and releases every waiter: their channels are closed,
+// and so is the channel of any later Wait, so waiting claims return at once
+// instead of holding the shutdown drain until their wait runs out.
 func (w *Wakeups) Stop(context.Context) error {
 	w.mu.Lock()
 	unsub := w.unsub
 	w.unsub = nil
+	w.stopped = true
+	for k, set := range w.waiters {
+		for wt := range set {
+			close(wt.ch)
+		}
+		delete(w.waiters, k)
+	}
 	w.mu.Unlock()
 	if unsub != nil {
 		unsub()
 	}
-	w.wakeAll()
 	return nil
 }
 
@@ -76,11 +85,17 @@ func (w *Wakeups) JobsAvailable(org, queue string) {
 }
 
 // Wait registers interest in a queue. The channel receives (at most one
-// buffered signal) whenever a hint arrives; cancel must be called.
+// buffered signal) whenever a hint arrives, and is closed when the hub
+// stops; cancel must be called.
 func (w *Wakeups) Wait(org, queue string) (<-chan struct{}, func()) {
 	k := queueKey{org, queue}
 	wt := &waiter{ch: make(chan struct{}, 1)}
 	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		close(wt.ch)
+		return wt.ch, func() {}
+	}
 	set := w.waiters[k]
 	if set == nil {
 		set = map[*waiter]struct{}{}

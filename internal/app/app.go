@@ -170,8 +170,9 @@ func (a *App) Wait(ctx context.Context) error {
 	}
 }
 
-// Stop drains: no new connections, in-flight requests finish (until ctx
-// ends), background loops stop, then the pool closes.
+// Stop drains: waiting claims answer empty, no new connections, in-flight
+// requests finish (until ctx ends), background loops stop, then the pool
+// closes.
 func (a *App) Stop(ctx context.Context, closePool bool) error {
 	var errs []error
 	// Waiting claims are released first: they answer empty at once, so the
