@@ -254,7 +254,9 @@ WITH clock AS (
                f.queue_name, f.updated_at,
                CASE WHEN f.status = 'pending'
                     THEN jsonb_build_object('retry_count', f.retry_count, 'run_at', f.scheduled_at)
-                    ELSE jsonb_build_object('reason', 'retries_exhausted', 'retry_count', f.retry_count)
+                    ELSE jsonb_build_object('reason', CASE WHEN sqlc.arg('allow_retry')::bool
+                                                           THEN 'retries_exhausted' ELSE 'retry_declined' END,
+                                            'retry_count', f.retry_count)
                END
         FROM failed f
     ) e

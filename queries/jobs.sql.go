@@ -626,7 +626,9 @@ WITH clock AS (
                f.queue_name, f.updated_at,
                CASE WHEN f.status = 'pending'
                     THEN jsonb_build_object('retry_count', f.retry_count, 'run_at', f.scheduled_at)
-                    ELSE jsonb_build_object('reason', 'retries_exhausted', 'retry_count', f.retry_count)
+                    ELSE jsonb_build_object('reason', CASE WHEN $6::bool
+                                                           THEN 'retries_exhausted' ELSE 'retry_declined' END,
+                                            'retry_count', f.retry_count)
                END
         FROM failed f
     ) e
