@@ -260,6 +260,12 @@ func TestMetrics(t *testing.T) {
 	c := mxClient{t: t, base: base}
 	org := c.do("POST", "/api/v1/organizations", map[string]any{"name": "Scraped", "slug": "scraped"}, 201)
 	c.key = org["api_key"].(map[string]any)["key"].(string)
+	// The public route gives the free plan (5 requests/s); this test makes
+	// more, so the organization moves to enterprise before its key is used.
+	if _, err := pool.Exec(ctx, "UPDATE organizations SET plan_tier = 'enterprise' WHERE id = $1",
+		org["organization"].(map[string]any)["id"]); err != nil {
+		t.Fatal(err)
+	}
 
 	// alpha: 5 enqueued, 3 claimed, 2 completed -> 2 pending, 1 processing.
 	// beta: 4 enqueued (one without retries, first in line), 2 claimed, the

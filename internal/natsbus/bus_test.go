@@ -1,0 +1,297 @@
+package natsbus_test
+
+import (
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/spooled-go/spooled/internal/natsbus"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// queue names as users write them (letters, digits, '-', '_', '.'), plus
+// the characters the escaping must protect even if validation loosens.
+var awkwardQueues = []string{
+	"emails", "emails.high", "a.b.c.d", "billing-v2_eu", "-_-", "x.", "trailing.dot.",
+	"50%", "%", "%%", "%2E", "%2e", "a%2Eb", "100%.done", "%25", "%zz", "%4",
+	"*", ">", "a.*", "a.>", "with space", "tab\tand\nnewline", "ünïcode.ä",
+}
+
+// TestHintSubjectRoundTrip: every queue name maps to a subject of exactly
+// four valid tokens, and parses back to the same organization and queue.
+func TestHintSubjectRoundTrip(t *testing.T) {
+	orgs := []string{"0196a0c4-6f1e-7c55-9d3c-3f1c6e2b7a10", "default-org", "org.with.dots", "org%"}
+	for _, org := range orgs {
+		for _, q := range awkwardQueues {
+			subject := natsbus.HintSubject(org, q)
+			tokens := strings.Split(subject, ".")
+			if len(tokens) != 4 || tokens[0] != "spooled" || tokens[1] != "hints" {
+				t.Fatalf("HintSubject(%q, %q) = %q: want spooled.hints.<org>.<queue>", org, q, subject)
+			}
+			for _, tok := range tokens {
+				if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+					t.Fatalf("HintSubject(%q, %q) = %q: token %q is not a literal NATS token", org, q, subject, tok)
+				}
+			}
+			gotOrg, gotQ, ok := natsbus.ParseHintSubject(subject)
+			if !ok || gotOrg != org || gotQ != q {
+				t.Fatalf("ParseHintSubject(%q) = (%q, %q, %v), want (%q, %q, true)", subject, gotOrg, gotQ, ok, org, q)
+			}
+		}
+	}
+	// Distinct names never share a subject.
+	seen := map[string]string{}
+	for _, q := range awkwardQueues {
+		s := natsbus.HintSubject("org", q)
+		if prev, dup := seen[s]; dup {
+			t.Fatalf("queues %q and %q share subject %q", prev, q, s)
+		}
+		seen[s] = q
+	}
+	if natsbus.Token("emails-v2_eu") != "emails-v2_eu" {
+		t.Fatalf("plain names must stay readable, got %q", natsbus.Token("emails-v2_eu"))
+	}
+}
+
+func TestParseHintSubjectRefuses(t *testing.T) {
+	for _, s := range []string{
+		"", "spooled.hints", "spooled.hints.", "spooled.hints.org", "spooled.hints.org.",
+		"spooled.hints..queue", "spooled.hints.org.a.b", "other.hints.org.queue", "spooled.hintsX.org.q",
+	} {
+		if org, q, ok := natsbus.ParseHintSubject(s); ok {
+			t.Errorf("ParseHintSubject(%q) = (%q, %q, true), want refused", s, org, q)
+		}
+	}
+}
+
+// FuzzHintSubjectRoundTrip: any non-empty queue name survives the trip.
+func FuzzHintSubjectRoundTrip(f *testing.F) {
+	for _, q := range awkwardQueues {
+		f.Add("org", q)
+	}
+	f.Fuzz(func(t *testing.T, org, q string) {
+		if org == "" || q == "" {
+			t.Skip()
+		}
+		subject := natsbus.HintSubject(org, q)
+		gotOrg, gotQ, ok := natsbus.ParseHintSubject(subject)
+		if !ok || gotOrg != org || gotQ != q {
+			t.Fatalf("ParseHintSubject(HintSubject(%q, %q) = %q) = (%q, %q, %v)", org, q, subject, gotOrg, gotQ, ok)
+		}
+	})
+}
+
+// collector records the subjects a subscription delivers, in order.
+type collector struct {
+	mu   sync.Mutex
+	got  []string
+	sign chan struct{}
+}
+
+func newCollector() *collector { return &collector{sign: make(chan struct{}, 1)} }
+
+func (c *collector) add(subject string, _ []byte) {
+	c.mu.Lock()
+	c.got = append(c.got, subject)
+	c.mu.Unlock()
+	select {
+	case c.sign <- struct{}{}:
+	default:
+	}
+}
+
+func (c *collector) subjects() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.got...)
+}
+
+// waitFor waits until subject has been delivered.
+func (c *collector) waitFor(t *testing.T, subject string, limit time.Duration) {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		for _, s := range c.subjects() {
+			if s == subject {
+				return
+			}
+		}
+		select {
+		case <-c.sign:
+		case <-deadline:
+			t.Fatalf("%s not delivered within %s (got %v)", subject, limit, c.subjects())
+		}
+	}
+}
+
+// until polls cond every 5 ms, failing after limit.
+func until(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(limit)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+	}
+	return time.Since(start)
+}
+
+// TestHintSubjectsOverNATS: the escaped subjects are accepted by a real
+// server and arrive on the wildcard subscription intact.
+func TestHintSubjectsOverNATS(t *testing.T) {
+	b, err := natsbus.Open(natsbus.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	c := newCollector()
+	unsub, err := b.Subscribe(natsbus.HintWildcard, c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	for _, q := range awkwardQueues {
+		b.Publish(natsbus.HintSubject("org-1", q), nil)
+	}
+	last := natsbus.HintSubject("org-1", awkwardQueues[len(awkwardQueues)-1])
+	c.waitFor(t, last, 5*time.Second)
+	got := c.subjects()
+	if len(got) != len(awkwardQueues) {
+		t.Fatalf("got %d hints, want %d: %v", len(got), len(awkwardQueues), got)
+	}
+	for i, s := range got {
+		org, q, ok := natsbus.ParseHintSubject(s)
+		if !ok || org != "org-1" || q != awkwardQueues[i] {
+			t.Fatalf("hint %d: %q parsed to (%q, %q, %v), want queue %q", i, s, org, q, ok, awkwardQueues[i])
+		}
+	}
+}
+
+// TestPublishWhileDisconnected: with the server down, Publish returns at
+// once and keeps nothing: after the reconnect, a hint published during the
+// outage is never delivered, while one published after it is.
+func TestPublishWhileDisconnected(t *testing.T) {
+	b, err := natsbus.Open(natsbus.Config{ReconnectWait: 50 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	var changes []bool
+	var mu sync.Mutex
+	b.OnConnectionChange(func(up bool) { mu.Lock(); changes = append(changes, up); mu.Unlock() })
+
+	c := newCollector()
+	unsub, err := b.Subscribe("test.>", c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	b.Publish("test.before", nil)
+	c.waitFor(t, "test.before", 5*time.Second)
+
+	b.StopEmbedded()
+	noticed := until(t, 5*time.Second, "bus disconnected", func() bool { return !b.Connected() })
+	t.Logf("disconnect noticed after %s", noticed)
+
+	const n = 1000
+	start := time.Now()
+	for range n {
+		b.Publish("test.lost", []byte("a hint nobody will get"))
+	}
+	took := time.Since(start)
+	t.Logf("%d publishes while disconnected took %s", n, took)
+	if took > 200*time.Millisecond {
+		t.Fatalf("%d publishes while disconnected took %s: Publish must drop, not wait", n, took)
+	}
+
+	if err := b.RestartEmbedded(); err != nil {
+		t.Fatal(err)
+	}
+	back := until(t, 10*time.Second, "bus reconnected", b.Connected)
+	t.Logf("reconnected %s after the restart", back)
+	b.Publish("test.after", nil)
+	c.waitFor(t, "test.after", 5*time.Second)
+	// One connection delivers in order: anything kept from the outage would
+	// have arrived before test.after.
+	got := c.subjects()
+	if len(got) != 2 || got[0] != "test.before" || got[1] != "test.after" {
+		t.Fatalf("delivered %v, want [test.before test.after] (nothing from the outage)", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(changes) != 2 || changes[0] || !changes[1] {
+		t.Fatalf("connection changes %v, want [false true]", changes)
+	}
+}
+
+// TestOpenUnreachableExternal: an external NATS that is not up yet does not
+// fail Open or block Publish; the bus connects by itself once it is up.
+func TestOpenUnreachableExternal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+
+	start := time.Now()
+	b, err := natsbus.Open(natsbus.Config{URL: "nats://127.0.0.1:" + strconv.Itoa(port), ReconnectWait: 50 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatalf("Open with NATS down: %v", err)
+	}
+	t.Cleanup(b.Close)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Open took %s with NATS down", took)
+	}
+	if b.Connected() || b.Embedded() {
+		t.Fatalf("connected=%v embedded=%v, want neither", b.Connected(), b.Embedded())
+	}
+	up := make(chan bool, 4)
+	b.OnConnectionChange(func(v bool) { up <- v })
+	start = time.Now()
+	b.Publish("test.void", nil)
+	if took := time.Since(start); took > 50*time.Millisecond {
+		t.Fatalf("Publish with NATS down took %s", took)
+	}
+
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("test NATS server did not start")
+	}
+	select {
+	case v := <-up:
+		if !v {
+			t.Fatal("first connection change was a disconnect")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("bus did not connect once NATS came up")
+	}
+	if !b.Connected() {
+		t.Fatal("Connected() false after the connect callback")
+	}
+	c := newCollector()
+	unsub, err := b.Subscribe("test.>", c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	b.Publish("test.hello", nil)
+	c.waitFor(t, "test.hello", 5*time.Second)
+}
