@@ -42,6 +42,10 @@ type Server struct {
 	started    time.Time
 	clients    *limiter // per client (RATE_LIMIT_*)
 	orgs       *limiter // per organization (plan rate)
+	logWaiter  LogWaiter
+	// streamCtx ends every open stream when the server shuts down.
+	streamCtx  context.Context
+	stopStream context.CancelFunc
 }
 
 // Version is the server version /dashboard reports.
@@ -54,6 +58,8 @@ type Options struct {
 	BusHealthy func() bool
 	// Metrics, when set, times every request and serves /metrics.
 	Metrics *metrics.Metrics
+	// LogWaiter wakes log followers (streams); nil: they poll.
+	LogWaiter LogWaiter
 }
 
 // New builds the Fiber app with every route.
@@ -65,8 +71,9 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	s := &Server{
 		cfg: cfg, cmd: cmd, pool: cmd.Pool(), q: queries.New(),
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
-		started: time.Now(), clients: newLimiter(), orgs: newLimiter(),
+		started: time.Now(), clients: newLimiter(), orgs: newLimiter(), logWaiter: o.LogWaiter,
 	}
+	s.streamCtx, s.stopStream = context.WithCancel(context.Background())
 	app := fiber.New(fiber.Config{
 		AppName:               "spooled",
 		BodyLimit:             cfg.MaxContentLength,
@@ -93,6 +100,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	v1.Post("/organizations", s.createOrganization)
 	v1.Post("/admin/organizations", s.requireAdmin, s.adminCreateOrganization)
 
+	v1.Use(queryCredential)
 	k := v1.Group("", s.requireKey)
 	k.Get("/organizations", s.listOrganizations)
 	k.Get("/organizations/:id", s.getOrganization)
@@ -132,6 +140,10 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	k.Delete("/queues/:name", s.deleteQueue)
 	k.Get("/dashboard", s.dashboard)
 
+	k.Get("/events/log", s.readLog(false))
+	k.Get("/events/log/stream", s.streamLog)
+	k.Get("/audit", s.readLog(true))
+
 	k.Post("/workers/register", s.registerWorker)
 	k.Get("/workers", s.listWorkers)
 	k.Get("/workers/:id", s.getWorker)
@@ -149,9 +161,24 @@ func (s *Server) App() *fiber.App { return s.app }
 // Listen serves until Shutdown.
 func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 
-// Shutdown stops accepting connections and waits for in-flight requests
-// until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+// Shutdown ends open streams, stops accepting connections and waits for
+// in-flight requests until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopStream()
+	return s.app.ShutdownWithContext(ctx)
+}
+
+// queryCredential lets the streaming routes take the API key from ?api_key=
+// or ?token= (browsers' EventSource and WebSocket cannot set headers).
+func queryCredential(c *fiber.Ctx) error {
+	p := c.Path()
+	if c.Get(fiber.HeaderAuthorization) == "" && (strings.HasPrefix(p, "/api/v1/events") || p == "/api/v1/ws") {
+		if tok := c.Query("api_key", c.Query("token")); tok != "" {
+			c.Request().Header.Set(fiber.HeaderAuthorization, "Bearer "+tok)
+		}
+	}
+	return c.Next()
+}
 
 // observeRequests times each request by its declared route, so the label
 // set stays bounded whatever paths clients send.

@@ -30,6 +30,12 @@ type Projection interface {
 	Reset(ctx context.Context, tx pgx.Tx) error
 }
 
+// AfterCommitter is a projection that acts once its batch is committed
+// (publishing, for instance: never before the commit).
+type AfterCommitter interface {
+	AfterCommit(batch []LogEvent)
+}
+
 // Projector runs asynchronous projections: each follows the log from its
 // checkpoint in batches. Several server instances may run projectors on one
 // database: a projection's checkpoint row is locked while a batch is
@@ -105,6 +111,7 @@ func (p *Projector) step(ctx context.Context, proj Projection) (int, time.Durati
 	}
 	applied := 0
 	var lag time.Duration
+	var done []LogEvent
 	err := pgdb.WithTx(ctx, p.pool, func(tx pgx.Tx) error {
 		cp, err := p.q.ProjectorCheckpointLock(ctx, tx, proj.Name())
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -133,8 +140,12 @@ func (p *Projector) step(ctx context.Context, proj Projection) (int, time.Durati
 		}
 		applied = len(evs)
 		lag = time.Since(last.OccurredAt)
+		done = evs
 		return nil
 	})
+	if ac, ok := proj.(AfterCommitter); ok && err == nil && len(done) > 0 {
+		ac.AfterCommit(done)
+	}
 	return applied, lag, err
 }
 

@@ -43,6 +43,17 @@ func (w *Wakeups) Start(context.Context) error {
 	if err != nil {
 		return err
 	}
+	unsubLog, err := w.bus.Subscribe(natsbus.LogWildcard, func(subject string, _ []byte) {
+		if org, ok := natsbus.ParseLogSubject(subject); ok {
+			w.notifyLocal(org, orgWide)
+		}
+	})
+	if err != nil {
+		unsub()
+		return err
+	}
+	both := unsub
+	unsub = func() { both(); unsubLog() }
 	w.bus.OnConnectionChange(func(connected bool) {
 		if connected {
 			w.wakeAll()
@@ -74,6 +85,24 @@ func (w *Wakeups) Stop(context.Context) error {
 	}
 	return nil
 }
+
+// orgWide is the queue key of waiters for any event of an organization
+// (log followers); queue names cannot be empty, so it never collides.
+const orgWide = ""
+
+// LogAdvanced says that an organization's log has new events: followers of
+// that organization (on every instance, through NATS) read the next page.
+func (w *Wakeups) LogAdvanced(org string) {
+	w.notifyLocal(org, orgWide)
+	if w.bus != nil {
+		w.bus.Publish(natsbus.LogSubject(org), nil)
+	}
+}
+
+// WaitLog registers a follower of an organization's log: the channel
+// receives a signal when LogAdvanced runs anywhere, and is closed when the
+// hub stops; cancel must be called.
+func (w *Wakeups) WaitLog(org string) (<-chan struct{}, func()) { return w.Wait(org, orgWide) }
 
 // JobsAvailable is called after a commit that makes work available (or
 // changes when it becomes due) on a queue.

@@ -87,11 +87,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode,
 	}, commands.WithWaiter(wakeups, cfg.WorkerFallbackPollInterval), commands.WithObserver(m))
 	heartbeat := time.Duration(cfg.WorkerHeartbeatIntervalSecs) * time.Second
-	proj := projections.NewProjector(pool, []projections.Projection{projections.NewQueueStats()},
-		projections.ProjectorOptions{Logger: log, OnLag: m.ProjectionLag})
+	proj := projections.NewProjector(pool,
+		[]projections.Projection{projections.NewQueueStats(), projections.NewFanout(wakeups)},
+		projections.ProjectorOptions{Logger: log, OnLag: m.ProjectionLag, Interval: 100 * time.Millisecond})
 	a := &App{
 		cfg: cfg, log: log, pool: pool, bus: bus, wakeups: wakeups, metrics: m, cmd: cmd, proj: proj,
-		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log, BusHealthy: bus.Connected, Metrics: m}),
+		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log, BusHealthy: bus.Connected, Metrics: m, LogWaiter: wakeups}),
 		loops: []*workers.Loop{
 			workers.NewLeaseReaper(cmd, cfg.LeaseReaperInterval, log),
 			workers.NewPartitionUpkeep(cmd, 24*time.Hour, log),

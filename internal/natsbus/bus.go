@@ -24,11 +24,30 @@ import (
 //	spooled.hints.<org>.<queue>
 //
 // with each token escaped by Token (queue names may contain '.').
+//
+// and "the organization's log advanced" hints go to
+//
+//	spooled.log.<org>
 const (
 	hintPrefix = "spooled.hints."
 	// HintWildcard is every hint of every organization and queue.
 	HintWildcard = hintPrefix + ">"
+	logPrefix    = "spooled.log."
+	// LogWildcard is every organization's log-advanced hint.
+	LogWildcard = logPrefix + "*"
 )
+
+// LogSubject is the subject of an organization's log-advanced hints.
+func LogSubject(orgID string) string { return logPrefix + Token(orgID) }
+
+// ParseLogSubject reads the organization of a log-advanced hint.
+func ParseLogSubject(subject string) (orgID string, ok bool) {
+	rest, found := strings.CutPrefix(subject, logPrefix)
+	if !found || rest == "" || strings.Contains(rest, ".") {
+		return "", false
+	}
+	return untoken(rest), true
+}
 
 // Token escapes a value for use as one subject token: '%' and the
 // characters NATS gives meaning to ('.', '*', '>', whitespace) become %XX.
