@@ -208,49 +208,9 @@ func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob)
 
 func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, results []EnqueueResult) ([]EnqueueResult, error) {
 	n := len(jobs)
-	p := queries.JobEnqueueBatchParams{
-		Now:                s.clock.Now(),
-		DefaultMaxRetries:  int32(s.defaults.MaxRetries),
-		DefaultTimeoutSecs: int32(s.defaults.TimeoutSecs),
-		OrganizationID:     actor.OrgID,
-		Actor:              actor.Name,
-		Ids:                make([]uuid.UUID, n),
-		QueueNames:         make([]string, n),
-		Payloads:           make([]json.RawMessage, n),
-		Priorities:         make([]int32, n),
-		MaxRetries:         make([]int32, n),
-		TimeoutSeconds:     make([]int32, n),
-		ScheduledAts:       make([]time.Time, n),
-		ExpiresAts:         make([]time.Time, n),
-		Tags:               make([]json.RawMessage, n),
-		ParentJobIds:       make([]uuid.UUID, n),
-		CompletionWebhooks: make([]string, n),
-		IdempotencyKeys:    make([]string, n),
-	}
-	for i, j := range jobs {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, fmt.Errorf("mint job id: %w", err)
-		}
-		p.Ids[i] = id
-		p.QueueNames[i] = j.QueueName
-		p.Payloads[i] = j.Payload
-		p.Priorities[i] = int32(deref(j.Priority, 0))
-		// -1: left out, so the queue's configured default applies.
-		p.MaxRetries[i] = int32(deref(j.MaxRetries, -1))
-		p.TimeoutSeconds[i] = int32(deref(j.TimeoutSeconds, -1))
-		if j.ScheduledAt != nil {
-			p.ScheduledAts[i] = *j.ScheduledAt
-		}
-		if j.ExpiresAt != nil {
-			p.ExpiresAts[i] = *j.ExpiresAt
-		}
-		p.Tags[i] = nullJSON(j.Tags)
-		if j.ParentJobID != nil {
-			p.ParentJobIds[i] = uuid.MustParse(*j.ParentJobID)
-		}
-		p.CompletionWebhooks[i] = deref(j.CompletionWebhook, "")
-		p.IdempotencyKeys[i] = deref(j.IdempotencyKey, "")
+	p, err := s.batchParams(actor, jobs)
+	if err != nil {
+		return nil, err
 	}
 
 	// A key held by a transaction that then rolls back is free again, so the
@@ -318,6 +278,58 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 	return results, nil
 }
 
+// batchParams lays jobs out as the enqueue statement's parallel arrays,
+// minting each a UUIDv7.
+func (s *Service) batchParams(actor Actor, jobs []NewJob) (queries.JobEnqueueBatchParams, error) {
+	n := len(jobs)
+	p := queries.JobEnqueueBatchParams{
+		Now:                s.clock.Now(),
+		DefaultMaxRetries:  int32(s.defaults.MaxRetries),
+		DefaultTimeoutSecs: int32(s.defaults.TimeoutSecs),
+		OrganizationID:     actor.OrgID,
+		Actor:              actor.Name,
+		Ids:                make([]uuid.UUID, n),
+		QueueNames:         make([]string, n),
+		Payloads:           make([]json.RawMessage, n),
+		Priorities:         make([]int32, n),
+		MaxRetries:         make([]int32, n),
+		TimeoutSeconds:     make([]int32, n),
+		ScheduledAts:       make([]time.Time, n),
+		ExpiresAts:         make([]time.Time, n),
+		Tags:               make([]json.RawMessage, n),
+		ParentJobIds:       make([]uuid.UUID, n),
+		CompletionWebhooks: make([]string, n),
+		IdempotencyKeys:    make([]string, n),
+		ReplayOf:           make([]uuid.UUID, n),
+	}
+	for i, j := range jobs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return p, fmt.Errorf("mint job id: %w", err)
+		}
+		p.Ids[i] = id
+		p.QueueNames[i] = j.QueueName
+		p.Payloads[i] = j.Payload
+		p.Priorities[i] = int32(deref(j.Priority, 0))
+		// -1: left out, so the queue's configured default applies.
+		p.MaxRetries[i] = int32(deref(j.MaxRetries, -1))
+		p.TimeoutSeconds[i] = int32(deref(j.TimeoutSeconds, -1))
+		if j.ScheduledAt != nil {
+			p.ScheduledAts[i] = *j.ScheduledAt
+		}
+		if j.ExpiresAt != nil {
+			p.ExpiresAts[i] = *j.ExpiresAt
+		}
+		p.Tags[i] = nullJSON(j.Tags)
+		if j.ParentJobID != nil {
+			p.ParentJobIds[i] = uuid.MustParse(*j.ParentJobID)
+		}
+		p.CompletionWebhooks[i] = deref(j.CompletionWebhook, "")
+		p.IdempotencyKeys[i] = deref(j.IdempotencyKey, "")
+	}
+	return p, nil
+}
+
 // subset picks the rows idx of a batch.
 func subset(p queries.JobEnqueueBatchParams, idx []int) queries.JobEnqueueBatchParams {
 	if len(idx) == len(p.Ids) {
@@ -328,7 +340,7 @@ func subset(p queries.JobEnqueueBatchParams, idx []int) queries.JobEnqueueBatchP
 	out.Priorities, out.MaxRetries, out.TimeoutSeconds = pick(p.Priorities, idx), pick(p.MaxRetries, idx), pick(p.TimeoutSeconds, idx)
 	out.ScheduledAts, out.ExpiresAts, out.Tags = pick(p.ScheduledAts, idx), pick(p.ExpiresAts, idx), pick(p.Tags, idx)
 	out.ParentJobIds, out.CompletionWebhooks = pick(p.ParentJobIds, idx), pick(p.CompletionWebhooks, idx)
-	out.IdempotencyKeys = pick(p.IdempotencyKeys, idx)
+	out.IdempotencyKeys, out.ReplayOf = pick(p.IdempotencyKeys, idx), pick(p.ReplayOf, idx)
 	return out
 }
 

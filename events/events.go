@@ -32,6 +32,7 @@ const (
 	JobRetried         = "job.retried"
 	JobPurged          = "job.purged"
 	JobReleased        = "job.released"
+	JobReplayed        = "job.replayed"
 )
 
 // Control-plane event types.
@@ -80,6 +81,13 @@ type Enqueued struct {
 	ParentJobID       *uuid.UUID      `json:"parent_job_id"`
 	CompletionWebhook *string         `json:"completion_webhook"`
 	IdempotencyKey    *string         `json:"idempotency_key"`
+	// ReplayOf names the job this one replays (POST /jobs/{id}/replay).
+	ReplayOf *uuid.UUID `json:"replay_of,omitempty"`
+}
+
+// Replayed is the data of job.replayed, in the original's history.
+type Replayed struct {
+	ReplayJobID uuid.UUID `json:"replay_job_id"`
 }
 
 // Claimed is the data of job.claimed.

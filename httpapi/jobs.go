@@ -12,6 +12,7 @@ import (
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/events"
+	"github.com/spooled-go/spooled/projections"
 	"github.com/spooled-go/spooled/queries"
 )
 
@@ -217,11 +218,97 @@ func (s *Server) loadJob(c *fiber.Ctx) (queries.Job, error) {
 }
 
 func (s *Server) getJob(c *fiber.Ctx) error {
+	if raw := c.Query("as_of"); raw != "" {
+		return s.getJobAsOf(c, raw)
+	}
 	j, err := s.loadJob(c)
 	if err != nil {
 		return err
 	}
 	return c.JSON(toJobJSON(j))
+}
+
+// getJobAsOf answers GET /jobs/{id}?as_of=<RFC3339>: the job as it stood
+// then, folded from its events up to that moment by the same fold that
+// rebuilds the projections. A purged job can be read as of before its purge.
+func (s *Server) getJobAsOf(c *fiber.Ctx, raw string) error {
+	asOf, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil {
+		return validation("as_of", "timestamp", "must be an RFC 3339 timestamp")
+	}
+	id, err := uuid.Parse(c.Params("id"))
+	if err != nil {
+		return notFound("Job not found")
+	}
+	rows, err := s.q.JobEventsUntil(c.UserContext(), s.pool, queries.JobEventsUntilParams{
+		OrganizationID: caller(c).OrgID, StreamID: id.String(), Since: historySince(id), Until: asOf,
+	})
+	if err != nil {
+		return err
+	}
+	evs := make([]projections.JobEvent, len(rows))
+	for i, r := range rows {
+		evs[i] = projections.JobEvent{OrganizationID: r.OrganizationID, StreamID: r.StreamID, Seq: r.StreamSeq,
+			Type: r.EventType, QueueName: r.QueueName, Data: r.Data, OccurredAt: r.OccurredAt}
+	}
+	st, err := projections.FoldJob(evs)
+	if err != nil {
+		return err
+	}
+	if st.Job == nil {
+		return notFound("Job did not exist at that time")
+	}
+	return c.JSON(toJobJSON(*st.Job))
+}
+
+// historySince is the earliest time a job's events can carry (its UUIDv7
+// time less a day for clock skew), so reads skip older log partitions.
+func historySince(id uuid.UUID) time.Time {
+	if id.Version() == 7 {
+		sec, nsec := id.Time().UnixTime()
+		return time.Unix(sec, nsec).Add(-24 * time.Hour)
+	}
+	return time.Unix(0, 0)
+}
+
+func (s *Server) replayJob(c *fiber.Ctx) error {
+	r, err := s.cmd.Replay(c.UserContext(), caller(c).actor(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"id": r.JobID, "created": true, "replay_of": r.OriginalID})
+}
+
+// replayDeadLetters serves POST /jobs/dlq/replay {queue_name?, from?, to?,
+// limit?}: a new job for each dead-lettered job dead-lettered in [from, to).
+func (s *Server) replayDeadLetters(c *fiber.Ctx) error {
+	var r struct {
+		QueueName *string    `json:"queue_name"`
+		From      *time.Time `json:"from"`
+		To        *time.Time `json:"to"`
+		Limit     *int       `json:"limit"`
+	}
+	if len(c.Body()) > 0 {
+		if err := decodeBody(c, &r); err != nil {
+			return err
+		}
+	}
+	limit := 0
+	if r.Limit != nil {
+		if *r.Limit < 1 || *r.Limit > 100 {
+			return validation("limit", "range", "must be between 1 and 100")
+		}
+		limit = *r.Limit
+	}
+	out, err := s.cmd.ReplayDeadLetters(c.UserContext(), caller(c).actor(), r.QueueName, r.From, r.To, limit)
+	if err != nil {
+		return err
+	}
+	jobs := make([]fiber.Map, len(out))
+	for i, x := range out {
+		jobs[i] = fiber.Map{"original_id": x.OriginalID, "job_id": x.JobID}
+	}
+	return c.JSON(fiber.Map{"replayed_count": len(out), "jobs": jobs})
 }
 
 func (s *Server) jobHistory(c *fiber.Ctx) error {

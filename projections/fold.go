@@ -92,9 +92,10 @@ func (s *JobState) apply(e JobEvent) error {
 	}
 	j := s.Job
 	j.Version = e.Seq
-	// Every transition but a refused attempt stamps updated_at with the
-	// statement's clock, which is the event's occurred_at.
-	if e.Type != events.JobAttemptRejected {
+	// Every transition but a refused attempt or a replay link stamps
+	// updated_at with the statement's clock, which is the event's
+	// occurred_at.
+	if e.Type != events.JobAttemptRejected && e.Type != events.JobReplayed {
 		j.UpdatedAt = e.OccurredAt
 	}
 
@@ -218,6 +219,13 @@ func (s *JobState) apply(e JobEvent) error {
 		// A refusal changes nothing but the stream position; its data is
 		// history only, but it must still be well formed.
 		var d events.AttemptRejected
+		if err := decode(e, &d); err != nil {
+			return err
+		}
+
+	case events.JobReplayed:
+		// A link to the job that replays this one: history only.
+		var d events.Replayed
 		if err := decode(e, &d); err != nil {
 			return err
 		}

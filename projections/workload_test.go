@@ -90,6 +90,7 @@ func TestRebuildMatchesLiveAfterRandomWorkload(t *testing.T) {
 		{"register_worker", 3, w.registerWorker},
 		{"deregister_worker", 2, w.deregisterWorker},
 		{"sweep_worker_health", 2, w.sweepWorkerHealth},
+		{"replay", 2, w.replay},
 	}
 	total := 0
 	for _, o := range ops {
@@ -125,7 +126,7 @@ func TestRebuildMatchesLiveAfterRandomWorkload(t *testing.T) {
 	for _, typ := range []string{events.JobEnqueued, events.JobClaimed, events.JobCompleted, events.JobFailed,
 		events.JobRetryScheduled, events.JobDeadLettered, events.JobCancelled, events.JobLeaseExpired,
 		events.JobLeaseRenewed, events.JobAttemptRejected, events.JobPriorityChanged, events.JobRetried,
-		events.JobPurged, events.JobReleased} {
+		events.JobPurged, events.JobReleased, events.JobReplayed} {
 		if types[typ] == 0 {
 			t.Errorf("workload appended no %s event: %v", typ, types)
 		}
@@ -518,6 +519,22 @@ func (w *workload) deregisterWorker() {
 func (w *workload) sweepWorkerHealth() {
 	_, err := w.svc.SweepWorkerHealth(w.ctx, 10*time.Second)
 	w.check("sweep worker health", err)
+}
+
+// replay enqueues a copy of a random job (dead-lettered ones most often
+// matter, but any job can be replayed); a purged original still replays.
+func (w *workload) replay() {
+	a := w.org()
+	id, ok := w.someJob(a.OrgID)
+	if !ok {
+		return
+	}
+	r, err := w.svc.Replay(w.ctx, a, id.String())
+	if w.stateRefused(err) {
+		return
+	}
+	w.check("replay", err)
+	w.jobs[a.OrgID] = append(w.jobs[a.OrgID], r.JobID)
 }
 
 func (w *workload) check(what string, err error) {

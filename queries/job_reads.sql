@@ -59,3 +59,23 @@ GROUP BY p.queue_name;
 SELECT queue_name, count(*)::bigint AS processing
 FROM processing_jobs
 GROUP BY queue_name;
+
+-- name: JobEventsUntil :many
+-- A job's events up to a moment, for reading the job as it stood then.
+-- since (from the UUIDv7 id) lets the planner skip older partitions.
+SELECT organization_id, stream_id, stream_seq, event_type, queue_name, data, occurred_at
+FROM job_events
+WHERE organization_id = sqlc.arg('organization_id')
+  AND stream_id = sqlc.arg('stream_id')
+  AND occurred_at >= sqlc.arg('since')
+  AND occurred_at <= sqlc.arg('until')
+ORDER BY stream_seq;
+
+-- name: JobEnqueuedEvent :one
+-- The event a replay copies.
+SELECT data, queue_name
+FROM job_events
+WHERE organization_id = sqlc.arg('organization_id')
+  AND stream_id = sqlc.arg('stream_id')
+  AND occurred_at >= sqlc.arg('since')
+  AND stream_seq = 1;

@@ -13,6 +13,96 @@ import (
 	"github.com/google/uuid"
 )
 
+const jobEnqueuedEvent = `-- name: JobEnqueuedEvent :one
+SELECT data, queue_name
+FROM job_events
+WHERE organization_id = $1
+  AND stream_id = $2
+  AND occurred_at >= $3
+  AND stream_seq = 1
+`
+
+type JobEnqueuedEventParams struct {
+	OrganizationID string
+	StreamID       string
+	Since          time.Time
+}
+
+type JobEnqueuedEventRow struct {
+	Data      json.RawMessage
+	QueueName *string
+}
+
+// The event a replay copies.
+func (q *Queries) JobEnqueuedEvent(ctx context.Context, db DBTX, arg JobEnqueuedEventParams) (JobEnqueuedEventRow, error) {
+	row := db.QueryRow(ctx, jobEnqueuedEvent, arg.OrganizationID, arg.StreamID, arg.Since)
+	var i JobEnqueuedEventRow
+	err := row.Scan(&i.Data, &i.QueueName)
+	return i, err
+}
+
+const jobEventsUntil = `-- name: JobEventsUntil :many
+SELECT organization_id, stream_id, stream_seq, event_type, queue_name, data, occurred_at
+FROM job_events
+WHERE organization_id = $1
+  AND stream_id = $2
+  AND occurred_at >= $3
+  AND occurred_at <= $4
+ORDER BY stream_seq
+`
+
+type JobEventsUntilParams struct {
+	OrganizationID string
+	StreamID       string
+	Since          time.Time
+	Until          time.Time
+}
+
+type JobEventsUntilRow struct {
+	OrganizationID string
+	StreamID       string
+	StreamSeq      int32
+	EventType      string
+	QueueName      *string
+	Data           json.RawMessage
+	OccurredAt     time.Time
+}
+
+// A job's events up to a moment, for reading the job as it stood then.
+// since (from the UUIDv7 id) lets the planner skip older partitions.
+func (q *Queries) JobEventsUntil(ctx context.Context, db DBTX, arg JobEventsUntilParams) ([]JobEventsUntilRow, error) {
+	rows, err := db.Query(ctx, jobEventsUntil,
+		arg.OrganizationID,
+		arg.StreamID,
+		arg.Since,
+		arg.Until,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []JobEventsUntilRow
+	for rows.Next() {
+		var i JobEventsUntilRow
+		if err := rows.Scan(
+			&i.OrganizationID,
+			&i.StreamID,
+			&i.StreamSeq,
+			&i.EventType,
+			&i.QueueName,
+			&i.Data,
+			&i.OccurredAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const jobGet = `-- name: JobGet :one
 
 SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version FROM jobs WHERE id = $1 AND organization_id = $2

@@ -23,7 +23,8 @@ WITH clock AS (
            nullif(unnest(sqlc.arg('tags')::jsonb[]), 'null'::jsonb) AS tags,
            nullif(unnest(sqlc.arg('parent_job_ids')::uuid[]), '00000000-0000-0000-0000-000000000000') AS parent_job_id,
            unnest(sqlc.arg('completion_webhooks')::text[]) AS completion_webhook,
-           unnest(sqlc.arg('idempotency_keys')::text[]) AS idempotency_key
+           unnest(sqlc.arg('idempotency_keys')::text[]) AS idempotency_key,
+           nullif(unnest(sqlc.arg('replay_of')::uuid[]), '00000000-0000-0000-0000-000000000000') AS replay_of
 ), inserted AS (
     INSERT INTO jobs (id, organization_id, queue_name, status, payload, retry_count, max_retries,
                       created_at, scheduled_at, expires_at, priority, tags, timeout_seconds,
@@ -42,6 +43,8 @@ WITH clock AS (
     LEFT JOIN queue_config q ON q.organization_id = sqlc.arg('organization_id')::text AND q.queue_name = i.queue_name
     ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
+), replays AS (
+    SELECT i.id, i.replay_of FROM input i WHERE i.replay_of IS NOT NULL
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, greatest(coalesce(scheduled_at, created_at), created_at),
@@ -50,16 +53,18 @@ WITH clock AS (
 ), logged AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
-    SELECT organization_id, 'job', id::text, version, 'job.enqueued', queue_name,
+    SELECT n.organization_id, 'job', n.id::text, n.version, 'job.enqueued', n.queue_name,
            sqlc.arg('actor')::text,
            jsonb_build_object(
-               'status', status, 'payload', payload, 'priority', priority,
-               'max_retries', max_retries, 'timeout_seconds', timeout_seconds,
-               'scheduled_at', scheduled_at, 'expires_at', expires_at, 'tags', tags,
-               'parent_job_id', parent_job_id, 'completion_webhook', completion_webhook,
-               'idempotency_key', idempotency_key),
-           created_at
-    FROM inserted
+               'status', n.status, 'payload', n.payload, 'priority', n.priority,
+               'max_retries', n.max_retries, 'timeout_seconds', n.timeout_seconds,
+               'scheduled_at', n.scheduled_at, 'expires_at', n.expires_at, 'tags', n.tags,
+               'parent_job_id', n.parent_job_id, 'completion_webhook', n.completion_webhook,
+               'idempotency_key', n.idempotency_key)
+           || CASE WHEN r.replay_of IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('replay_of', r.replay_of) END,
+           n.created_at
+    FROM inserted n
+    LEFT JOIN replays r ON r.id = n.id
 )
 SELECT id, status FROM inserted;
 
@@ -96,7 +101,11 @@ WITH clock AS (
                       WHERE h.organization_id = sqlc.arg('organization_id')
                         AND h.queue_name = sqlc.arg('queue_name')), 0)
                   FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), sqlc.arg('max_jobs')::int),
-        coalesce((SELECT floor(q.tokens)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
+        -- The bucket can be below zero: with the database clock a claim runs
+        -- at its transaction's start, which may precede the refill time a
+        -- claim that took the lock first recorded. A negative LIMIT is an
+        -- error, so the slot count stops at zero.
+        coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
                  sqlc.arg('max_jobs')::int),
         coalesce((SELECT greatest(w.max_concurrency - (
                       SELECT count(*) FROM processing_jobs h
@@ -518,3 +527,31 @@ WITH clock AS (
     ORDER BY id, seq
 )
 SELECT id, organization_id, queue_name, status FROM requeued;
+
+-- name: JobRecordReplay :one
+-- Links a job to its replay in the original's history (no state changes).
+WITH bumped AS (
+    UPDATE jobs j
+    SET version = j.version + 1
+    WHERE j.id = sqlc.arg('job_id') AND j.organization_id = sqlc.arg('organization_id')
+    RETURNING j.id, j.organization_id, j.queue_name, j.version
+)
+INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                        queue_name, actor, data, occurred_at)
+SELECT b.organization_id, 'job', b.id::text, b.version, 'job.replayed', b.queue_name,
+       sqlc.arg('actor')::text, jsonb_build_object('replay_job_id', sqlc.arg('replay_job_id')::uuid),
+       coalesce(sqlc.narg('now')::timestamptz, now())
+FROM bumped b
+RETURNING position;
+
+-- name: JobDeadLettersInWindow :many
+-- Dead-lettered jobs of a queue whose dead-lettering (their last
+-- transition) falls in [from, to), oldest first: a bulk replay's targets.
+SELECT j.id
+FROM jobs j
+WHERE j.organization_id = sqlc.arg('organization_id') AND j.status = 'deadletter'
+  AND (sqlc.narg('queue_name')::text IS NULL OR j.queue_name = sqlc.narg('queue_name')::text)
+  AND (sqlc.narg('from_time')::timestamptz IS NULL OR j.updated_at >= sqlc.narg('from_time')::timestamptz)
+  AND (sqlc.narg('to_time')::timestamptz IS NULL OR j.updated_at < sqlc.narg('to_time')::timestamptz)
+ORDER BY j.updated_at, j.id
+LIMIT sqlc.arg('max_jobs');

@@ -78,7 +78,11 @@ WITH clock AS (
                       WHERE h.organization_id = $2
                         AND h.queue_name = $3), 0)
                   FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), $4::int),
-        coalesce((SELECT floor(q.tokens)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
+        -- The bucket can be below zero: with the database clock a claim runs
+        -- at its transaction's start, which may precede the refill time a
+        -- claim that took the lock first recorded. A negative LIMIT is an
+        -- error, so the slot count stops at zero.
+        coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
                  $4::int),
         coalesce((SELECT greatest(w.max_concurrency - (
                       SELECT count(*) FROM processing_jobs h
@@ -325,6 +329,53 @@ func (q *Queries) JobComplete(ctx context.Context, db DBTX, arg JobCompleteParam
 	return i, err
 }
 
+const jobDeadLettersInWindow = `-- name: JobDeadLettersInWindow :many
+SELECT j.id
+FROM jobs j
+WHERE j.organization_id = $1 AND j.status = 'deadletter'
+  AND ($2::text IS NULL OR j.queue_name = $2::text)
+  AND ($3::timestamptz IS NULL OR j.updated_at >= $3::timestamptz)
+  AND ($4::timestamptz IS NULL OR j.updated_at < $4::timestamptz)
+ORDER BY j.updated_at, j.id
+LIMIT $5
+`
+
+type JobDeadLettersInWindowParams struct {
+	OrganizationID string
+	QueueName      *string
+	FromTime       *time.Time
+	ToTime         *time.Time
+	MaxJobs        int32
+}
+
+// Dead-lettered jobs of a queue whose dead-lettering (their last
+// transition) falls in [from, to), oldest first: a bulk replay's targets.
+func (q *Queries) JobDeadLettersInWindow(ctx context.Context, db DBTX, arg JobDeadLettersInWindowParams) ([]uuid.UUID, error) {
+	rows, err := db.Query(ctx, jobDeadLettersInWindow,
+		arg.OrganizationID,
+		arg.QueueName,
+		arg.FromTime,
+		arg.ToTime,
+		arg.MaxJobs,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const jobEnqueueBatch = `-- name: JobEnqueueBatch :many
 
 WITH clock AS (
@@ -343,25 +394,28 @@ WITH clock AS (
            nullif(unnest($10::jsonb[]), 'null'::jsonb) AS tags,
            nullif(unnest($11::uuid[]), '00000000-0000-0000-0000-000000000000') AS parent_job_id,
            unnest($12::text[]) AS completion_webhook,
-           unnest($13::text[]) AS idempotency_key
+           unnest($13::text[]) AS idempotency_key,
+           nullif(unnest($14::uuid[]), '00000000-0000-0000-0000-000000000000') AS replay_of
 ), inserted AS (
     INSERT INTO jobs (id, organization_id, queue_name, status, payload, retry_count, max_retries,
                       created_at, scheduled_at, expires_at, priority, tags, timeout_seconds,
                       parent_job_id, completion_webhook, idempotency_key, updated_at,
                       dependency_mode, dependencies_met, version)
-    SELECT i.id, $14::text, i.queue_name,
+    SELECT i.id, $15::text, i.queue_name,
            CASE WHEN i.scheduled_at > c.ts THEN 'scheduled' ELSE 'pending' END,
            i.payload, 0,
            -- Left out (-1): the queue's configured default, else the server's.
-           coalesce(nullif(i.max_retries, -1), q.max_retries, $15::int),
+           coalesce(nullif(i.max_retries, -1), q.max_retries, $16::int),
            c.ts, i.scheduled_at, i.expires_at, i.priority, i.tags,
-           coalesce(nullif(i.timeout_seconds, -1), q.default_timeout, $16::int),
+           coalesce(nullif(i.timeout_seconds, -1), q.default_timeout, $17::int),
            i.parent_job_id, nullif(i.completion_webhook, ''),
            nullif(i.idempotency_key, ''), c.ts, 'all', true, 1
     FROM input i CROSS JOIN clock c
-    LEFT JOIN queue_config q ON q.organization_id = $14::text AND q.queue_name = i.queue_name
+    LEFT JOIN queue_config q ON q.organization_id = $15::text AND q.queue_name = i.queue_name
     ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version
+), replays AS (
+    SELECT i.id, i.replay_of FROM input i WHERE i.replay_of IS NOT NULL
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, greatest(coalesce(scheduled_at, created_at), created_at),
@@ -370,16 +424,18 @@ WITH clock AS (
 ), logged AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
-    SELECT organization_id, 'job', id::text, version, 'job.enqueued', queue_name,
-           $17::text,
+    SELECT n.organization_id, 'job', n.id::text, n.version, 'job.enqueued', n.queue_name,
+           $18::text,
            jsonb_build_object(
-               'status', status, 'payload', payload, 'priority', priority,
-               'max_retries', max_retries, 'timeout_seconds', timeout_seconds,
-               'scheduled_at', scheduled_at, 'expires_at', expires_at, 'tags', tags,
-               'parent_job_id', parent_job_id, 'completion_webhook', completion_webhook,
-               'idempotency_key', idempotency_key),
-           created_at
-    FROM inserted
+               'status', n.status, 'payload', n.payload, 'priority', n.priority,
+               'max_retries', n.max_retries, 'timeout_seconds', n.timeout_seconds,
+               'scheduled_at', n.scheduled_at, 'expires_at', n.expires_at, 'tags', n.tags,
+               'parent_job_id', n.parent_job_id, 'completion_webhook', n.completion_webhook,
+               'idempotency_key', n.idempotency_key)
+           || CASE WHEN r.replay_of IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('replay_of', r.replay_of) END,
+           n.created_at
+    FROM inserted n
+    LEFT JOIN replays r ON r.id = n.id
 )
 SELECT id, status FROM inserted
 `
@@ -398,6 +454,7 @@ type JobEnqueueBatchParams struct {
 	ParentJobIds       []uuid.UUID
 	CompletionWebhooks []string
 	IdempotencyKeys    []string
+	ReplayOf           []uuid.UUID
 	OrganizationID     string
 	DefaultMaxRetries  int32
 	DefaultTimeoutSecs int32
@@ -431,6 +488,7 @@ func (q *Queries) JobEnqueueBatch(ctx context.Context, db DBTX, arg JobEnqueueBa
 		arg.ParentJobIds,
 		arg.CompletionWebhooks,
 		arg.IdempotencyKeys,
+		arg.ReplayOf,
 		arg.OrganizationID,
 		arg.DefaultMaxRetries,
 		arg.DefaultTimeoutSecs,
@@ -809,6 +867,44 @@ func (q *Queries) JobRecordRejectedAttempt(ctx context.Context, db DBTX, arg Job
 		arg.WorkerID,
 		arg.LeaseID,
 		arg.Reason,
+		arg.Now,
+		arg.JobID,
+		arg.OrganizationID,
+	)
+	var position int64
+	err := row.Scan(&position)
+	return position, err
+}
+
+const jobRecordReplay = `-- name: JobRecordReplay :one
+WITH bumped AS (
+    UPDATE jobs j
+    SET version = j.version + 1
+    WHERE j.id = $4 AND j.organization_id = $5
+    RETURNING j.id, j.organization_id, j.queue_name, j.version
+)
+INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                        queue_name, actor, data, occurred_at)
+SELECT b.organization_id, 'job', b.id::text, b.version, 'job.replayed', b.queue_name,
+       $1::text, jsonb_build_object('replay_job_id', $2::uuid),
+       coalesce($3::timestamptz, now())
+FROM bumped b
+RETURNING position
+`
+
+type JobRecordReplayParams struct {
+	Actor          string
+	ReplayJobID    uuid.UUID
+	Now            *time.Time
+	JobID          uuid.UUID
+	OrganizationID string
+}
+
+// Links a job to its replay in the original's history (no state changes).
+func (q *Queries) JobRecordReplay(ctx context.Context, db DBTX, arg JobRecordReplayParams) (int64, error) {
+	row := db.QueryRow(ctx, jobRecordReplay,
+		arg.Actor,
+		arg.ReplayJobID,
 		arg.Now,
 		arg.JobID,
 		arg.OrganizationID,

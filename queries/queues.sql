@@ -36,6 +36,7 @@ RETURNING *;
 -- name: QueueSetPaused :one
 -- Pauses or resumes a queue, creating its configuration with the defaults
 -- when it has none. Returns the row with the state before the change.
+-- Pausing a paused queue (or resuming a running one) changes nothing.
 WITH prev AS (
     SELECT q.organization_id, q.queue_name, q.enabled, q.paused_at
     FROM queue_config q
@@ -44,19 +45,26 @@ WITH prev AS (
 ), upserted AS (
     INSERT INTO queue_config (id, organization_id, queue_name, max_retries, default_timeout, enabled,
                               paused_at, paused_reason, created_at, updated_at)
-    VALUES (sqlc.arg('id'), sqlc.arg('organization_id'), sqlc.arg('queue_name'),
-            sqlc.arg('default_max_retries')::int, sqlc.arg('default_timeout_secs')::int, NOT sqlc.arg('paused')::bool,
-            CASE WHEN sqlc.arg('paused')::bool THEN coalesce(sqlc.narg('now')::timestamptz, now()) END,
-            CASE WHEN sqlc.arg('paused')::bool THEN sqlc.narg('reason')::text END,
-            coalesce(sqlc.narg('now')::timestamptz, now()), coalesce(sqlc.narg('now')::timestamptz, now()))
+    SELECT sqlc.arg('id'), sqlc.arg('organization_id'), sqlc.arg('queue_name'),
+           sqlc.arg('default_max_retries')::int, sqlc.arg('default_timeout_secs')::int, NOT sqlc.arg('paused')::bool,
+           CASE WHEN sqlc.arg('paused')::bool THEN coalesce(sqlc.narg('now')::timestamptz, now()) END,
+           CASE WHEN sqlc.arg('paused')::bool THEN sqlc.narg('reason')::text END,
+           coalesce(sqlc.narg('now')::timestamptz, now()), coalesce(sqlc.narg('now')::timestamptz, now())
+    -- Reading prev here runs it (and takes its lock) before the upsert
+    -- touches the row. Read only after the upsert, its FOR UPDATE would skip
+    -- the row this statement has just updated, and the state before the
+    -- change would read as "no row".
+    FROM (SELECT count(*) FROM prev) AS locked_first
     ON CONFLICT (organization_id, queue_name) DO UPDATE
     SET enabled = NOT sqlc.arg('paused')::bool,
-        -- Pausing a paused queue keeps the original pause time.
+        -- Pausing a paused queue keeps the original pause time and reason.
         paused_at = CASE WHEN sqlc.arg('paused')::bool
                          THEN coalesce(queue_config.paused_at, coalesce(sqlc.narg('now')::timestamptz, now())) END,
         paused_reason = CASE WHEN sqlc.arg('paused')::bool
-                             THEN coalesce(sqlc.narg('reason')::text, queue_config.paused_reason) END,
-        updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+                             THEN CASE WHEN queue_config.enabled THEN sqlc.narg('reason')::text
+                                       ELSE queue_config.paused_reason END END,
+        updated_at = CASE WHEN queue_config.enabled = NOT sqlc.arg('paused')::bool THEN queue_config.updated_at
+                          ELSE coalesce(sqlc.narg('now')::timestamptz, now()) END
     RETURNING *
 )
 SELECT u.*, coalesce((SELECT p.enabled FROM prev p), true)::bool AS was_enabled,

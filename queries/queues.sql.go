@@ -249,19 +249,26 @@ WITH prev AS (
 ), upserted AS (
     INSERT INTO queue_config (id, organization_id, queue_name, max_retries, default_timeout, enabled,
                               paused_at, paused_reason, created_at, updated_at)
-    VALUES ($3, $1, $2,
-            $4::int, $5::int, NOT $6::bool,
-            CASE WHEN $6::bool THEN coalesce($7::timestamptz, now()) END,
-            CASE WHEN $6::bool THEN $8::text END,
-            coalesce($7::timestamptz, now()), coalesce($7::timestamptz, now()))
+    SELECT $3, $1, $2,
+           $4::int, $5::int, NOT $6::bool,
+           CASE WHEN $6::bool THEN coalesce($7::timestamptz, now()) END,
+           CASE WHEN $6::bool THEN $8::text END,
+           coalesce($7::timestamptz, now()), coalesce($7::timestamptz, now())
+    -- Reading prev here runs it (and takes its lock) before the upsert
+    -- touches the row. Read only after the upsert, its FOR UPDATE would skip
+    -- the row this statement has just updated, and the state before the
+    -- change would read as "no row".
+    FROM (SELECT count(*) FROM prev) AS locked_first
     ON CONFLICT (organization_id, queue_name) DO UPDATE
     SET enabled = NOT $6::bool,
-        -- Pausing a paused queue keeps the original pause time.
+        -- Pausing a paused queue keeps the original pause time and reason.
         paused_at = CASE WHEN $6::bool
                          THEN coalesce(queue_config.paused_at, coalesce($7::timestamptz, now())) END,
         paused_reason = CASE WHEN $6::bool
-                             THEN coalesce($8::text, queue_config.paused_reason) END,
-        updated_at = coalesce($7::timestamptz, now())
+                             THEN CASE WHEN queue_config.enabled THEN $8::text
+                                       ELSE queue_config.paused_reason END END,
+        updated_at = CASE WHEN queue_config.enabled = NOT $6::bool THEN queue_config.updated_at
+                          ELSE coalesce($7::timestamptz, now()) END
     RETURNING id, organization_id, queue_name, max_retries, default_timeout, rate_limit_per_second, max_concurrent_jobs, enabled, paused_at, paused_reason, settings, rate_tokens, rate_refilled_at, created_at, updated_at
 )
 SELECT u.id, u.organization_id, u.queue_name, u.max_retries, u.default_timeout, u.rate_limit_per_second, u.max_concurrent_jobs, u.enabled, u.paused_at, u.paused_reason, u.settings, u.rate_tokens, u.rate_refilled_at, u.created_at, u.updated_at, coalesce((SELECT p.enabled FROM prev p), true)::bool AS was_enabled,
@@ -302,6 +309,7 @@ type QueueSetPausedRow struct {
 
 // Pauses or resumes a queue, creating its configuration with the defaults
 // when it has none. Returns the row with the state before the change.
+// Pausing a paused queue (or resuming a running one) changes nothing.
 func (q *Queries) QueueSetPaused(ctx context.Context, db DBTX, arg QueueSetPausedParams) (QueueSetPausedRow, error) {
 	row := db.QueryRow(ctx, queueSetPaused,
 		arg.OrganizationID,
