@@ -142,6 +142,9 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	k.Delete("/queues/:name", s.deleteQueue)
 	k.Get("/dashboard", s.dashboard)
 
+	k.Get("/events", s.realtimeEvents)
+	k.Get("/events/jobs/:id", s.jobEvents)
+	k.Get("/events/queues/:name", s.queueEvents)
 	k.Get("/events/log", s.readLog(false))
 	k.Get("/events/log/stream", s.streamLog)
 	k.Get("/audit", s.readLog(true))
@@ -171,11 +174,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // queryCredential lets the streaming routes take the API key from ?api_key=
-// or ?token= (browsers' EventSource and WebSocket cannot set headers).
+// or ?token= (browsers' EventSource and WebSocket cannot set headers) or
+// from X-API-Key (what the SDK's SSE client sends).
 func queryCredential(c *fiber.Ctx) error {
 	p := c.Path()
 	if c.Get(fiber.HeaderAuthorization) == "" && (strings.HasPrefix(p, "/api/v1/events") || p == "/api/v1/ws") {
-		if tok := c.Query("api_key", c.Query("token")); tok != "" {
+		tok := c.Query("api_key", c.Query("token"))
+		if tok == "" {
+			tok = c.Get("X-API-Key")
+		}
+		if tok != "" {
 			c.Request().Header.Set(fiber.HeaderAuthorization, "Bearer "+tok)
 		}
 	}

@@ -18,3 +18,14 @@ WHERE e.organization_id = sqlc.arg('organization_id')
   AND (sqlc.narg('occurred_to')::timestamptz IS NULL OR e.occurred_at < sqlc.narg('occurred_to')::timestamptz)
 ORDER BY e.tx_id, e.position
 LIMIT sqlc.arg('max_rows');
+
+-- name: EventLogEnd :one
+-- The newest cursor an organization's readers can see now (one backwards
+-- index probe): a live stream starts after it. Everything below the oldest
+-- running transaction is final, so nothing can later appear before it.
+SELECT e.tx_id::text::bigint AS tx_id, e.position
+FROM job_events e
+WHERE e.organization_id = sqlc.arg('organization_id')
+  AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.tx_id DESC, e.position DESC
+LIMIT 1;

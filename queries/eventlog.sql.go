@@ -11,6 +11,30 @@ import (
 	"time"
 )
 
+const eventLogEnd = `-- name: EventLogEnd :one
+SELECT e.tx_id::text::bigint AS tx_id, e.position
+FROM job_events e
+WHERE e.organization_id = $1
+  AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.tx_id DESC, e.position DESC
+LIMIT 1
+`
+
+type EventLogEndRow struct {
+	TxID     int64
+	Position int64
+}
+
+// The newest cursor an organization's readers can see now (one backwards
+// index probe): a live stream starts after it. Everything below the oldest
+// running transaction is final, so nothing can later appear before it.
+func (q *Queries) EventLogEnd(ctx context.Context, db DBTX, organizationID string) (EventLogEndRow, error) {
+	row := db.QueryRow(ctx, eventLogEnd, organizationID)
+	var i EventLogEndRow
+	err := row.Scan(&i.TxID, &i.Position)
+	return i, err
+}
+
 const eventLogPage = `-- name: EventLogPage :many
 
 SELECT e.position, e.tx_id::text::bigint AS tx_id, e.stream_type, e.stream_id, e.stream_seq,
