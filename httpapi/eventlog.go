@@ -197,7 +197,12 @@ const maxStream = 30 * time.Minute
 // poll or a keepalive. It returns when emit or keepalive fails (the client
 // went away), the server stops, or the stream has run maxStream.
 func (s *Server) follow(orgID string, f logFilter, emit func([]logEventJSON) error, keepalive func() error) {
-	ctx, cancel := context.WithTimeout(s.streamCtx, maxStream)
+	s.followCtx(s.streamCtx, orgID, f, emit, keepalive)
+}
+
+// followCtx is follow that also ends with ctx.
+func (s *Server) followCtx(parent context.Context, orgID string, f logFilter, emit func([]logEventJSON) error, keepalive func() error) {
+	ctx, cancel := context.WithTimeout(parent, maxStream)
 	defer cancel()
 	var wake <-chan struct{}
 	if s.logWaiter != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
@@ -43,6 +44,7 @@ type Server struct {
 	clients    *limiter // per client (RATE_LIMIT_*)
 	orgs       *limiter // per organization (plan rate)
 	logWaiter  LogWaiter
+	sockets    *socketCounter
 	// streamCtx ends every open stream when the server shuts down.
 	streamCtx  context.Context
 	stopStream context.CancelFunc
@@ -72,6 +74,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 		cfg: cfg, cmd: cmd, pool: cmd.Pool(), q: queries.New(),
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
 		started: time.Now(), clients: newLimiter(), orgs: newLimiter(), logWaiter: o.LogWaiter,
+		sockets: &socketCounter{n: map[string]int{}},
 	}
 	s.streamCtx, s.stopStream = context.WithCancel(context.Background())
 	app := fiber.New(fiber.Config{
@@ -142,6 +145,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	k.Delete("/queues/:name", s.deleteQueue)
 	k.Get("/dashboard", s.dashboard)
 
+	k.Get("/ws", s.wsUpgrade, websocket.New(s.serveSocket))
 	k.Get("/events", s.realtimeEvents)
 	k.Get("/events/jobs/:id", s.jobEvents)
 	k.Get("/events/queues/:name", s.queueEvents)

@@ -1,0 +1,207 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/queries"
+)
+
+// maxSocketsPerOrg caps one organization's open WebSockets (Spooled: 100).
+const maxSocketsPerOrg = 100
+
+// socketCounter counts open WebSockets per organization.
+type socketCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (sc *socketCounter) acquire(org string) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.n[org] >= maxSocketsPerOrg {
+		return false
+	}
+	sc.n[org]++
+	return true
+}
+
+func (sc *socketCounter) release(org string) {
+	sc.mu.Lock()
+	sc.n[org]--
+	if sc.n[org] <= 0 {
+		delete(sc.n, org)
+	}
+	sc.mu.Unlock()
+}
+
+// wsUpgrade admits a WebSocket handshake for an authenticated caller
+// within the organization's socket cap; anything else is a plain error.
+func (s *Server) wsUpgrade(c *fiber.Ctx) error {
+	if !websocket.IsWebSocketUpgrade(c) {
+		return &apiError{Status: fiber.StatusUpgradeRequired, Code: "BAD_REQUEST", Message: "This route speaks WebSocket only"}
+	}
+	if q := c.Query("queue"); q != "" {
+		if err := commands.ValidateQueueName("queue", q); err != nil {
+			return badRequest("Invalid queue filter")
+		}
+	}
+	if !s.sockets.acquire(caller(c).OrgID) {
+		return &apiError{Status: fiber.StatusTooManyRequests, Code: "RATE_LIMIT_EXCEEDED",
+			Message: "Too many open WebSockets for this organization (100)"}
+	}
+	return c.Next()
+}
+
+// wsFilter is a socket's subscription: queue, job and event names.
+type wsFilter struct {
+	mu     sync.Mutex
+	queue  string
+	jobID  string
+	events map[string]bool // empty: all
+}
+
+func (f *wsFilter) match(m realtimeEvent) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.events) > 0 && !f.events[m.Type] {
+		return false
+	}
+	if f.queue != "" && m.Data["queue_name"] != nil && m.Data["queue_name"] != f.queue {
+		return false
+	}
+	if f.jobID != "" && m.Data["job_id"] != nil && m.Data["job_id"] != f.jobID {
+		return false
+	}
+	return true
+}
+
+func (f *wsFilter) set(queue, jobID string, evs []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queue, f.jobID = queue, jobID
+	f.events = map[string]bool{}
+	for _, e := range evs {
+		if e = strings.TrimSpace(e); e != "" && e != "*" {
+			f.events[e] = true
+		}
+	}
+}
+
+// wsCommand is a client message: the SDK's {"type": "subscribe",
+// "request_id", "filter": {...}} or Spooled's {"cmd": "Subscribe", ...}.
+type wsCommand struct {
+	Type      string `json:"type"`
+	Cmd       string `json:"cmd"`
+	RequestID string `json:"request_id"`
+	Queue     string `json:"queue"`
+	JobID     string `json:"job_id"`
+	Filter    struct {
+		Queue     string   `json:"queue"`
+		QueueName string   `json:"queue_name"`
+		JobID     string   `json:"job_id"`
+		Events    []string `json:"events"`
+	} `json:"filter"`
+}
+
+// serveSocket streams the organization's realtime events as JSON text
+// frames {type, timestamp, data}, filtered by the query (queue, job_id,
+// events) and by subscribe commands; it pings on connect and every 30 s.
+func (s *Server) serveSocket(conn *websocket.Conn) {
+	p, _ := conn.Locals(principalKey).(principal)
+	defer s.sockets.release(p.OrgID)
+	f := &wsFilter{}
+	f.set(conn.Query("queue"), conn.Query("job_id"), strings.Split(conn.Query("events"), ","))
+
+	ctx, cancel := context.WithCancel(s.streamCtx)
+	defer cancel()
+	var wmu sync.Mutex
+	send := func(v any) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		return conn.WriteJSON(v)
+	}
+	ping := func() error {
+		now := ts(time.Now())
+		return send(realtimeEvent{Type: "ping", Timestamp: now, Data: map[string]any{"timestamp": now}})
+	}
+	// The stream starts where the log ends now, before the greeting: all
+	// a client does after it sees the ping is in its stream.
+	start, err := s.liveFrom(ctx, p.OrgID)
+	if err != nil || ping() != nil {
+		return
+	}
+
+	// The reader owns the socket's incoming side; when the client goes
+	// away it cancels the follower. The handler closes the socket and waits
+	// for the reader before returning: the library reuses the connection
+	// object once the handler is done.
+	readerDone := make(chan struct{})
+	defer func() {
+		_ = conn.Close()
+		<-readerDone
+	}()
+	go func() {
+		defer close(readerDone)
+		defer cancel()
+		for {
+			_, msg, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			var cmd wsCommand
+			if json.Unmarshal(msg, &cmd) != nil {
+				now := ts(time.Now())
+				_ = send(realtimeEvent{Type: "error", Timestamp: now, Data: map[string]any{"message": "commands are JSON objects"}})
+				continue
+			}
+			kind := strings.ToLower(cmd.Type + cmd.Cmd)
+			now := ts(time.Now())
+			switch kind {
+			case "subscribe":
+				q := cmd.Filter.Queue + cmd.Filter.QueueName + cmd.Queue
+				f.set(q, cmd.Filter.JobID+cmd.JobID, cmd.Filter.Events)
+				_ = send(map[string]any{"type": "subscribed", "request_id": cmd.RequestID, "timestamp": now,
+					"data": map[string]any{"queue": q, "job_id": cmd.Filter.JobID + cmd.JobID, "events": cmd.Filter.Events}})
+			case "unsubscribe":
+				f.set("", "", nil)
+				_ = send(map[string]any{"type": "unsubscribed", "request_id": cmd.RequestID, "timestamp": now, "data": map[string]any{}})
+			case "ping":
+				_ = send(map[string]any{"type": "pong", "request_id": cmd.RequestID, "timestamp": now, "data": map[string]any{}})
+			default:
+				_ = send(realtimeEvent{Type: "error", Timestamp: now, Data: map[string]any{"message": "unknown command " + kind}})
+			}
+		}
+	}()
+
+	pings := 0
+	s.followCtx(ctx, p.OrgID, logFilter{after: start, params: queries.EventLogPageParams{OrganizationID: p.OrgID}},
+		func(evs []logEventJSON) error {
+			for _, e := range evs {
+				for _, m := range toRealtime(e) {
+					if f.match(m) {
+						if err := send(m); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			return nil
+		},
+		func() error {
+			// Keepalives come every 15 s; the contract pings every 30.
+			pings++
+			if pings%2 == 0 {
+				return ping()
+			}
+			return nil
+		})
+}

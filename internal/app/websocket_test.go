@@ -1,0 +1,94 @@
+package app_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/spooled-go/spooled/internal/config"
+	"github.com/spooled-go/spooled/internal/testdb"
+)
+
+type wsMsg struct {
+	Type      string         `json:"type"`
+	RequestID string         `json:"request_id"`
+	Timestamp string         `json:"timestamp"`
+	Data      map[string]any `json:"data"`
+}
+
+// TestWebSocketStreamsTheLog: a socket pings on connect, answers the SDK's
+// subscribe command, and then streams the organization's realtime events
+// for the subscribed queue only, in the SDK's {type, timestamp, data} form.
+func TestWebSocketStreamsTheLog(t *testing.T) {
+	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
+	a := wkStartApp(t, dbURL, nil, func(c *config.Config) { c.WorkerFallbackPollInterval = 5 * time.Second })
+	api := wkNewOrg(t, wkNewAPI(t, a, ""))
+	other := wkNewOrg(t, api)
+
+	dial := func(key string) (*websocket.Conn, *http.Response, error) {
+		u := url.URL{Scheme: "ws", Host: a.Addr(), Path: "/api/v1/ws", RawQuery: "token=" + url.QueryEscape(key)}
+		return websocket.DefaultDialer.Dial(u.String(), nil)
+	}
+	conn, _, err := dial(api.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	read := func() wsMsg {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var m wsMsg
+		if err := conn.ReadJSON(&m); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return m
+	}
+	if m := read(); m.Type != "ping" {
+		t.Fatalf("first message %+v, want ping", m)
+	}
+	if err := conn.WriteJSON(map[string]any{"type": "subscribe", "request_id": "r1", "filter": map[string]any{"queue": "ws.watched"}}); err != nil {
+		t.Fatal(err)
+	}
+	if m := read(); m.Type != "subscribed" || m.RequestID != "r1" {
+		t.Fatalf("subscribe answer %+v", m)
+	}
+
+	api.enqueue(t, "ws.ignored", nil)
+	other.enqueue(t, "ws.watched", nil) // another organization's
+	id := api.enqueue(t, "ws.watched", nil)
+	m := read()
+	if m.Type != "job.created" || m.Data["job_id"] != id || m.Data["queue_name"] != "ws.watched" || m.Timestamp == "" {
+		t.Fatalf("got %+v, want job.created for %s", m, id)
+	}
+
+	// Bad credentials never upgrade.
+	if _, resp, err := dial("sk_test_not-a-key-at-all-0000000000000000000"); err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("bad key: err %v status %v", err, resp)
+	}
+	// A plain GET is told to upgrade.
+	res, err := http.Get("http://" + a.Addr() + "/api/v1/ws?token=" + api.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUpgradeRequired {
+		t.Fatalf("plain GET: %d", res.StatusCode)
+	}
+	// Commands that are not JSON get an error message, not a closed socket.
+	if err := conn.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if m := read(); m.Type != "error" || !strings.Contains(strings.ToLower(string(mustJSON(m.Data))), "json") {
+		t.Fatalf("non-JSON command answered %+v", m)
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
