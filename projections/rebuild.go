@@ -50,7 +50,7 @@ func Rebuild(ctx context.Context, db TxBeginner) (Stats, error) {
 	var st Stats
 	err := inSnapshot(ctx, db, true, func(tx pgx.Tx) error {
 		var err error
-		st, err = rebuild(ctx, tx)
+		st, err = rebuild(ctx, tx, nil)
 		return err
 	})
 	if err != nil {
@@ -124,7 +124,7 @@ func Verify(ctx context.Context, db TxBeginner) (Report, error) {
 	var r Report
 	err := inSnapshot(ctx, db, false, func(tx pgx.Tx) error {
 		var err error
-		if r.Stats, err = rebuild(ctx, tx); err != nil {
+		if r.Stats, err = rebuild(ctx, tx, nil); err != nil {
 			return err
 		}
 		q := queries.New()
@@ -193,8 +193,9 @@ func inSnapshot(ctx context.Context, db TxBeginner, commit bool, fn func(pgx.Tx)
 
 // rebuild replaces the rebuild tables' rows with the fold of the log as tx
 // sees it. Memory stays bounded by one page of events, one job's state and
-// one batch per table, whatever the size of the log.
-func rebuild(ctx context.Context, tx pgx.Tx) (Stats, error) {
+// one batch per table, whatever the size of the log. progress, when set,
+// hears the running count of events read after each page.
+func rebuild(ctx context.Context, tx pgx.Tx, progress func(events int64)) (Stats, error) {
 	start := time.Now()
 	q := queries.New()
 	if err := q.RebuildTruncate(ctx, tx); err != nil {
@@ -226,6 +227,9 @@ func rebuild(ctx context.Context, tx pgx.Tx) (Stats, error) {
 				return Stats{}, fmt.Errorf("fold: %w", err)
 			}
 			w.stats.Events++
+		}
+		if progress != nil {
+			progress(w.stats.Events)
 		}
 		if len(page) < pageSize {
 			break

@@ -38,7 +38,10 @@ SELECT position, tx_id::text::bigint AS tx_id, organization_id, stream_type, str
 FROM job_events
 WHERE (tx_id, position) > (sqlc.arg('after_tx_id')::bigint::text::xid8, sqlc.arg('after_position')::bigint)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tx_id, position
+-- Qualified: a bare tx_id here would name the bigint output column, an
+-- order no index has, and every batch would sort all events after the
+-- cursor (a catch-up quadratic in the backlog).
+ORDER BY job_events.tx_id, job_events.position
 LIMIT sqlc.arg('max_rows');
 
 -- name: EventsAfterCheckpoint :one

@@ -32,7 +32,7 @@ SELECT position, tx_id::text::bigint AS tx_id, organization_id, stream_type, str
 FROM job_events
 WHERE (tx_id, position) > ($1::bigint::text::xid8, $2::bigint)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tx_id, position
+ORDER BY job_events.tx_id, job_events.position
 LIMIT $3
 `
 
@@ -59,6 +59,9 @@ type EventsAfterCursorRow struct {
 // Events after (tx_id, position) in cursor order, only from transactions
 // that have all finished: everything below the oldest running transaction
 // is final, so a reader that pages this way never skips a late commit.
+// Qualified: a bare tx_id here would name the bigint output column, an
+// order no index has, and every batch would sort all events after the
+// cursor (a catch-up quadratic in the backlog).
 func (q *Queries) EventsAfterCursor(ctx context.Context, db DBTX, arg EventsAfterCursorParams) ([]EventsAfterCursorRow, error) {
 	rows, err := db.Query(ctx, eventsAfterCursor, arg.AfterTxID, arg.AfterPosition, arg.MaxRows)
 	if err != nil {

@@ -38,3 +38,42 @@ UNION ALL
 SELECT 'rebuilt'::text, d.job_id FROM (SELECT * FROM processing_jobs_rebuild EXCEPT SELECT * FROM processing_jobs) d
 ORDER BY 2, 1
 LIMIT sqlc.arg('max_rows');
+
+-- name: RebuildSnapshot :one
+-- The snapshot a REPEATABLE READ rebuild reads the log at (run it first).
+SELECT pg_current_snapshot()::text;
+
+-- name: RebuildLockLive :exec
+SELECT lock_job_projections();
+
+-- name: RebuildSwap :exec
+SELECT swap_job_projections();
+
+-- name: RebuildDeltaStreams :many
+-- Job streams with events the rebuild's snapshot could not see: written by
+-- transactions running at that moment or later.
+SELECT DISTINCT e.stream_id
+FROM job_events e
+WHERE e.stream_type = 'job'
+  AND e.tx_id >= pg_snapshot_xmin(sqlc.arg('snapshot')::text::pg_snapshot)
+  AND NOT pg_visible_in_snapshot(e.tx_id, sqlc.arg('snapshot')::text::pg_snapshot);
+
+-- name: RebuildDeleteStreams :exec
+WITH j AS (DELETE FROM jobs_rebuild WHERE id = ANY(sqlc.arg('ids')::uuid[])),
+     p AS (DELETE FROM pending_jobs_rebuild WHERE job_id = ANY(sqlc.arg('ids')::uuid[]))
+DELETE FROM processing_jobs_rebuild WHERE job_id = ANY(sqlc.arg('ids')::uuid[]);
+
+-- name: EventsJobStreamsIn :many
+-- Every event of the given job streams, in (stream, sequence) order.
+SELECT organization_id, stream_id, stream_seq, event_type, queue_name, data, occurred_at
+FROM job_events
+WHERE stream_type = 'job' AND stream_id = ANY(sqlc.arg('stream_ids')::text[])
+ORDER BY stream_id, stream_seq;
+
+-- name: EventsJobCount :one
+SELECT count(*)::bigint FROM job_events WHERE stream_type = 'job';
+
+-- name: RebuildLockTimeout :exec
+-- Bounds this transaction's lock waits, so the swap gives up (and retries)
+-- before deadlock detection could abort a writer.
+SELECT set_config('lock_timeout', sqlc.arg('timeout')::text, true);

@@ -13,6 +13,104 @@ import (
 	"github.com/google/uuid"
 )
 
+const eventsJobCount = `-- name: EventsJobCount :one
+SELECT count(*)::bigint FROM job_events WHERE stream_type = 'job'
+`
+
+func (q *Queries) EventsJobCount(ctx context.Context, db DBTX) (int64, error) {
+	row := db.QueryRow(ctx, eventsJobCount)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const eventsJobStreamsIn = `-- name: EventsJobStreamsIn :many
+SELECT organization_id, stream_id, stream_seq, event_type, queue_name, data, occurred_at
+FROM job_events
+WHERE stream_type = 'job' AND stream_id = ANY($1::text[])
+ORDER BY stream_id, stream_seq
+`
+
+type EventsJobStreamsInRow struct {
+	OrganizationID string
+	StreamID       string
+	StreamSeq      int32
+	EventType      string
+	QueueName      *string
+	Data           json.RawMessage
+	OccurredAt     time.Time
+}
+
+// Every event of the given job streams, in (stream, sequence) order.
+func (q *Queries) EventsJobStreamsIn(ctx context.Context, db DBTX, streamIds []string) ([]EventsJobStreamsInRow, error) {
+	rows, err := db.Query(ctx, eventsJobStreamsIn, streamIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []EventsJobStreamsInRow
+	for rows.Next() {
+		var i EventsJobStreamsInRow
+		if err := rows.Scan(
+			&i.OrganizationID,
+			&i.StreamID,
+			&i.StreamSeq,
+			&i.EventType,
+			&i.QueueName,
+			&i.Data,
+			&i.OccurredAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const rebuildDeleteStreams = `-- name: RebuildDeleteStreams :exec
+WITH j AS (DELETE FROM jobs_rebuild WHERE id = ANY($1::uuid[])),
+     p AS (DELETE FROM pending_jobs_rebuild WHERE job_id = ANY($1::uuid[]))
+DELETE FROM processing_jobs_rebuild WHERE job_id = ANY($1::uuid[])
+`
+
+func (q *Queries) RebuildDeleteStreams(ctx context.Context, db DBTX, ids []uuid.UUID) error {
+	_, err := db.Exec(ctx, rebuildDeleteStreams, ids)
+	return err
+}
+
+const rebuildDeltaStreams = `-- name: RebuildDeltaStreams :many
+SELECT DISTINCT e.stream_id
+FROM job_events e
+WHERE e.stream_type = 'job'
+  AND e.tx_id >= pg_snapshot_xmin($1::text::pg_snapshot)
+  AND NOT pg_visible_in_snapshot(e.tx_id, $1::text::pg_snapshot)
+`
+
+// Job streams with events the rebuild's snapshot could not see: written by
+// transactions running at that moment or later.
+func (q *Queries) RebuildDeltaStreams(ctx context.Context, db DBTX, snapshot string) ([]string, error) {
+	rows, err := db.Query(ctx, rebuildDeltaStreams, snapshot)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var stream_id string
+		if err := rows.Scan(&stream_id); err != nil {
+			return nil, err
+		}
+		items = append(items, stream_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const rebuildDiffJobs = `-- name: RebuildDiffJobs :many
 SELECT 'live'::text AS side, d.id FROM (SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version FROM jobs EXCEPT SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version FROM jobs_rebuild) d
 UNION ALL
@@ -162,6 +260,47 @@ type RebuildInsertProcessingParams struct {
 	LeaseID        uuid.UUID
 	LeaseExpiresAt time.Time
 	ClaimedAt      time.Time
+}
+
+const rebuildLockLive = `-- name: RebuildLockLive :exec
+SELECT lock_job_projections()
+`
+
+func (q *Queries) RebuildLockLive(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, rebuildLockLive)
+	return err
+}
+
+const rebuildLockTimeout = `-- name: RebuildLockTimeout :exec
+SELECT set_config('lock_timeout', $1::text, true)
+`
+
+// Bounds this transaction's lock waits, so the swap gives up (and retries)
+// before deadlock detection could abort a writer.
+func (q *Queries) RebuildLockTimeout(ctx context.Context, db DBTX, timeout string) error {
+	_, err := db.Exec(ctx, rebuildLockTimeout, timeout)
+	return err
+}
+
+const rebuildSnapshot = `-- name: RebuildSnapshot :one
+SELECT pg_current_snapshot()::text
+`
+
+// The snapshot a REPEATABLE READ rebuild reads the log at (run it first).
+func (q *Queries) RebuildSnapshot(ctx context.Context, db DBTX) (string, error) {
+	row := db.QueryRow(ctx, rebuildSnapshot)
+	var column_1 string
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const rebuildSwap = `-- name: RebuildSwap :exec
+SELECT swap_job_projections()
+`
+
+func (q *Queries) RebuildSwap(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, rebuildSwap)
+	return err
 }
 
 const rebuildTruncate = `-- name: RebuildTruncate :exec

@@ -1,7 +1,9 @@
 // Command spooled is the Spooled job queue server.
 //
-//	spooled [serve]   run the server (the default)
-//	spooled migrate   apply the schema migrations and exit
+//	spooled [serve]                        run the server (the default)
+//	spooled migrate                        apply the schema migrations and exit
+//	spooled projections rebuild [name...]  rebuild projections from the log while serving
+//	spooled projections verify             compare the projections with the log (exit 1 on a difference)
 package main
 
 import (
@@ -59,11 +61,13 @@ func run(args []string) error {
 		}
 		fmt.Printf("applied %d migrations; log partitions created ahead\n", len(applied))
 		return nil
+	case "projections":
+		return projectionsCmd(ctx, cfg, args[1:], os.Stdout)
 	case "help", "-h", "--help":
-		fmt.Println("usage: spooled [serve|migrate]")
+		fmt.Println("usage: spooled [serve | migrate | projections rebuild [jobs|queue_stats] | projections verify]")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve or migrate)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate or projections)", cmd)
 	}
 }
 
