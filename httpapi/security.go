@@ -37,9 +37,11 @@ func corsPolicy(cfg config.Config) fiber.Handler {
 	if cfg.Environment == config.Development {
 		c.AllowOrigins = "*"
 	} else {
+		// Fiber lower-cases the request's Origin before asking; scheme and
+		// host are case-insensitive, so the configured origins are too.
 		allowed := map[string]bool{}
 		for _, o := range cfg.CORSAllowedOrigins {
-			allowed[strings.TrimRight(o, "/")] = true
+			allowed[strings.ToLower(strings.TrimRight(o, "/"))] = true
 		}
 		c.AllowOriginsFunc = func(origin string) bool { return allowed[origin] }
 	}
