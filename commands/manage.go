@@ -159,9 +159,11 @@ func (s *Service) SetPriority(ctx context.Context, actor Actor, jobID string, pr
 }
 
 // MaintainPartitions creates the log partitions from this month to three
-// months ahead (CALL maintain_jobs_partitions()).
+// months ahead and enforces retention: partitions that ended RetentionMonths
+// before this month are dropped once their live jobs are carried forward
+// (CALL maintain_jobs_partitions(months); 0 keeps everything).
 func (s *Service) MaintainPartitions(ctx context.Context) error {
-	if err := s.q.PartitionsMaintain(ctx, s.pool); err != nil {
+	if err := s.q.PartitionsMaintain(ctx, s.pool, int32(s.defaults.RetentionMonths)); err != nil {
 		return fmt.Errorf("maintain log partitions: %w", err)
 	}
 	return nil

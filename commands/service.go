@@ -67,6 +67,8 @@ type Defaults struct {
 	MaxPayload   int
 	KeyPrefix    string
 	Registration string
+	// RetentionMonths is how long the log keeps whole months (0: forever).
+	RetentionMonths int
 }
 
 // Actor is who asks: the organization the credential belongs to, the name

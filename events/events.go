@@ -33,6 +33,9 @@ const (
 	JobPurged          = "job.purged"
 	JobReleased        = "job.released"
 	JobReplayed        = "job.replayed"
+	// JobSnapshot carries a job's whole state forward into the current
+	// partition before retention drops the partition its history began in.
+	JobSnapshot = "job.snapshot"
 )
 
 // Control-plane event types.
@@ -175,6 +178,61 @@ type Released struct {
 	WorkerID string    `json:"worker_id"`
 	LeaseID  uuid.UUID `json:"lease_id"`
 	Reason   string    `json:"reason"`
+}
+
+// Snapshot is the data of job.snapshot: the job's rows as they stood, in
+// the columns' own names (to_jsonb of the rows).
+type Snapshot struct {
+	Job        SnapshotJob         `json:"job"`
+	Pending    *SnapshotPending    `json:"pending"`
+	Processing *SnapshotProcessing `json:"processing"`
+}
+
+// SnapshotJob is a jobs row.
+type SnapshotJob struct {
+	ID                uuid.UUID       `json:"id"`
+	OrganizationID    string          `json:"organization_id"`
+	QueueName         string          `json:"queue_name"`
+	Status            string          `json:"status"`
+	Payload           json.RawMessage `json:"payload"`
+	Result            json.RawMessage `json:"result"`
+	RetryCount        int32           `json:"retry_count"`
+	MaxRetries        int32           `json:"max_retries"`
+	LastError         *string         `json:"last_error"`
+	CreatedAt         time.Time       `json:"created_at"`
+	ScheduledAt       *time.Time      `json:"scheduled_at"`
+	StartedAt         *time.Time      `json:"started_at"`
+	CompletedAt       *time.Time      `json:"completed_at"`
+	ExpiresAt         *time.Time      `json:"expires_at"`
+	Priority          int32           `json:"priority"`
+	Tags              json.RawMessage `json:"tags"`
+	TimeoutSeconds    int32           `json:"timeout_seconds"`
+	ParentJobID       *uuid.UUID      `json:"parent_job_id"`
+	CompletionWebhook *string         `json:"completion_webhook"`
+	AssignedWorkerID  *string         `json:"assigned_worker_id"`
+	LeaseID           *uuid.UUID      `json:"lease_id"`
+	LeaseExpiresAt    *time.Time      `json:"lease_expires_at"`
+	IdempotencyKey    *string         `json:"idempotency_key"`
+	UpdatedAt         time.Time       `json:"updated_at"`
+	WorkflowID        *string         `json:"workflow_id"`
+	DependencyMode    *string         `json:"dependency_mode"`
+	DependenciesMet   *bool           `json:"dependencies_met"`
+}
+
+// SnapshotPending is a pending_jobs row.
+type SnapshotPending struct {
+	Priority  int32      `json:"priority"`
+	RunAt     time.Time  `json:"run_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	CreatedAt time.Time  `json:"created_at"`
+}
+
+// SnapshotProcessing is a processing_jobs row.
+type SnapshotProcessing struct {
+	WorkerID       string    `json:"worker_id"`
+	LeaseID        uuid.UUID `json:"lease_id"`
+	LeaseExpiresAt time.Time `json:"lease_expires_at"`
+	ClaimedAt      time.Time `json:"claimed_at"`
 }
 
 // Event is one row of the log as readers see it.

@@ -252,6 +252,9 @@ func (s *Server) getJobAsOf(c *fiber.Ctx, raw string) error {
 			Type: r.EventType, QueueName: r.QueueName, Data: r.Data, OccurredAt: r.OccurredAt}
 	}
 	st, err := projections.FoldJob(evs)
+	if errors.Is(err, projections.ErrHistoryDropped) {
+		return notFound("The job's history at that time has been dropped by log retention")
+	}
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ package projections
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,15 +49,31 @@ type JobState struct {
 	seq      int32
 	lastType string
 	purged   bool
+	// headless: retention dropped the stream's first events; nothing can
+	// be folded until the job.snapshot that carried the job forward.
+	headless bool
 }
 
+// Headless reports a stream whose start retention dropped and whose
+// snapshot has not been folded yet: its state is unknown.
+func (s *JobState) Headless() bool { return s.headless }
+
+// ErrHistoryDropped is a job history that starts after events retention
+// dropped, before the job.snapshot that carried the job forward.
+var ErrHistoryDropped = errors.New("history before this point was dropped by retention")
+
 // FoldJob folds the events of one job stream, in sequence order.
+// A stream whose start retention dropped, with no job.snapshot among evs,
+// is ErrHistoryDropped.
 func FoldJob(evs []JobEvent) (JobState, error) {
 	var s JobState
 	for _, e := range evs {
 		if err := s.Apply(e); err != nil {
 			return JobState{}, err
 		}
+	}
+	if s.headless {
+		return JobState{}, fmt.Errorf("job %s: %w", s.streamID, ErrHistoryDropped)
 	}
 	return s, nil
 }
@@ -78,6 +95,20 @@ func (s *JobState) apply(e JobEvent) error {
 	if s.seq > 0 && e.StreamID != s.streamID {
 		return fmt.Errorf("event of another stream (folding %s)", s.streamID)
 	}
+	if s.seq == 0 && e.Type == events.JobSnapshot {
+		// The first event left after retention: the job carried forward.
+		return s.snapshot(e)
+	}
+	if s.seq == 0 && e.Type != events.JobEnqueued {
+		// Retention dropped the partition this stream began in; a
+		// job.snapshot further on carries the job's state, or the stream
+		// ends in job.purged (a purged job is not carried forward).
+		s.headless, s.streamID = true, e.StreamID
+		if e.Type == events.JobPurged {
+			s.headless, s.purged = false, true
+		}
+		return nil
+	}
 	if e.Seq != s.seq+1 {
 		return fmt.Errorf("sequence follows %d", s.seq)
 	}
@@ -86,6 +117,17 @@ func (s *JobState) apply(e JobEvent) error {
 	}
 	if e.Type == events.JobEnqueued {
 		return s.enqueued(e)
+	}
+	if e.Type == events.JobSnapshot {
+		return s.snapshot(e)
+	}
+	if s.headless {
+		// A purged job was not carried forward: its remaining events end
+		// in job.purged, and it folds to nothing.
+		if e.Type == events.JobPurged {
+			s.headless, s.purged, s.Job = false, true, nil
+		}
+		return nil
 	}
 	if s.Job == nil {
 		return fmt.Errorf("stream does not start with %s", events.JobEnqueued)
@@ -272,6 +314,40 @@ func (s *JobState) apply(e JobEvent) error {
 
 	default:
 		return fmt.Errorf("unknown job event type")
+	}
+	return nil
+}
+
+// snapshot replaces the state with the rows job.snapshot carries. Only the
+// stream position moves: a snapshot changes nothing about the job.
+func (s *JobState) snapshot(e JobEvent) error {
+	var d events.Snapshot
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	j := d.Job
+	if j.ID.String() != e.StreamID {
+		return fmt.Errorf("snapshot of job %s in stream %s", j.ID, e.StreamID)
+	}
+	s.streamID, s.headless = e.StreamID, false
+	s.Job = &queries.Job{
+		ID: j.ID, OrganizationID: j.OrganizationID, QueueName: j.QueueName, Status: j.Status,
+		Payload: j.Payload, Result: sqlJSON(j.Result), RetryCount: j.RetryCount, MaxRetries: j.MaxRetries,
+		LastError: j.LastError, CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.StartedAt,
+		CompletedAt: j.CompletedAt, ExpiresAt: j.ExpiresAt, Priority: j.Priority, Tags: sqlJSON(j.Tags),
+		TimeoutSeconds: j.TimeoutSeconds, ParentJobID: j.ParentJobID, CompletionWebhook: j.CompletionWebhook,
+		AssignedWorkerID: j.AssignedWorkerID, LeaseID: j.LeaseID, LeaseExpiresAt: j.LeaseExpiresAt,
+		IdempotencyKey: j.IdempotencyKey, UpdatedAt: j.UpdatedAt, WorkflowID: j.WorkflowID,
+		DependencyMode: j.DependencyMode, DependenciesMet: j.DependenciesMet, Version: e.Seq,
+	}
+	s.Pending, s.Processing = nil, nil
+	if p := d.Pending; p != nil {
+		s.Pending = &queries.PendingJob{JobID: j.ID, OrganizationID: j.OrganizationID, QueueName: j.QueueName,
+			Priority: p.Priority, RunAt: p.RunAt, ExpiresAt: p.ExpiresAt, CreatedAt: p.CreatedAt}
+	}
+	if p := d.Processing; p != nil {
+		s.Processing = &queries.ProcessingJob{JobID: j.ID, OrganizationID: j.OrganizationID, QueueName: j.QueueName,
+			WorkerID: p.WorkerID, LeaseID: p.LeaseID, LeaseExpiresAt: p.LeaseExpiresAt, ClaimedAt: p.ClaimedAt}
 	}
 	return nil
 }

@@ -259,6 +259,9 @@ type writer struct {
 }
 
 func (w *writer) add(ctx context.Context, tx pgx.Tx, s JobState) error {
+	if s.headless {
+		return fmt.Errorf("job %s: history starts after dropped events with no job.snapshot", s.streamID)
+	}
 	if s.Job != nil {
 		w.jobs = append(w.jobs, queries.RebuildInsertJobsParams(*s.Job))
 	}

@@ -22,7 +22,9 @@ ORDER BY stream_id, stream_seq
 LIMIT sqlc.arg('max_rows');
 
 -- name: PartitionsMaintain :exec
-CALL maintain_jobs_partitions();
+-- Creates partitions ahead; with retention_months > 0 also carries live
+-- jobs forward and drops partitions past retention.
+CALL maintain_jobs_partitions(sqlc.arg('retention_months')::int);
 
 -- name: PartitionHealth :many
 SELECT h.partition_name::text AS partition_name, h.range_start::date AS range_start,

@@ -153,10 +153,12 @@ func (q *Queries) PartitionHealth(ctx context.Context, db DBTX) ([]PartitionHeal
 }
 
 const partitionsMaintain = `-- name: PartitionsMaintain :exec
-CALL maintain_jobs_partitions()
+CALL maintain_jobs_partitions($1::int)
 `
 
-func (q *Queries) PartitionsMaintain(ctx context.Context, db DBTX) error {
-	_, err := db.Exec(ctx, partitionsMaintain)
+// Creates partitions ahead; with retention_months > 0 also carries live
+// jobs forward and drops partitions past retention.
+func (q *Queries) PartitionsMaintain(ctx context.Context, db DBTX, retentionMonths int32) error {
+	_, err := db.Exec(ctx, partitionsMaintain, retentionMonths)
 	return err
 }

@@ -84,7 +84,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	cmd := commands.New(pool, o.Clock, wakeups, commands.Defaults{
 		MaxRetries: cfg.QueueDefaultMaxRetries, TimeoutSecs: cfg.QueueDefaultTimeoutSecs,
 		LeaseSecs: cfg.WorkerLeaseDurationSecs, MaxPayload: cfg.MaxPayloadSize,
-		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode,
+		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode, RetentionMonths: cfg.LogRetentionMonths,
 	}, commands.WithWaiter(wakeups, cfg.WorkerFallbackPollInterval), commands.WithObserver(m))
 	heartbeat := time.Duration(cfg.WorkerHeartbeatIntervalSecs) * time.Second
 	proj := projections.NewProjector(pool,

@@ -100,6 +100,10 @@ type Config struct {
 	// one under 16 characters.
 	GitHubWebhookSecret string
 	StripeWebhookSecret string
+	// LogRetentionMonths (LOG_RETENTION_MONTHS, 6) is how many months of the
+	// log the daily upkeep keeps; older monthly partitions are dropped after
+	// their live jobs are carried forward. 0 keeps everything.
+	LogRetentionMonths int
 	// JSONLogs (JSON_LOGS, false) switches logs to JSON.
 	JSONLogs bool
 	// DevBootstrap (SPOOLED_DEV_BOOTSTRAP, false) makes a development server
@@ -144,6 +148,7 @@ func Load(lookup Lookup) (Config, error) {
 		JWTExpirationHours:          p.int("JWT_EXPIRATION_HOURS", 24),
 		GitHubWebhookSecret:         p.str("GITHUB_WEBHOOK_SECRET", ""),
 		StripeWebhookSecret:         p.str("STRIPE_WEBHOOK_SECRET", ""),
+		LogRetentionMonths:          p.int("LOG_RETENTION_MONTHS", 6),
 		JSONLogs:                    p.bool("JSON_LOGS", false),
 		DevBootstrap:                p.bool("SPOOLED_DEV_BOOTSTRAP", false),
 	}
@@ -197,6 +202,7 @@ func (c Config) Validate() error {
 		{"RATE_LIMIT_BURST_SIZE", c.RateLimitBurstSize, 0, 1000000},
 		{"MAX_WEBHOOK_PAYLOAD_SIZE", c.MaxWebhookPayloadSize, 1024, 1 << 30},
 		{"JWT_EXPIRATION_HOURS", c.JWTExpirationHours, 1, 8760},
+		{"LOG_RETENTION_MONTHS", c.LogRetentionMonths, 0, 1200},
 		{"MAX_PAYLOAD_SIZE", c.MaxPayloadSize, 1, 1 << 30},
 	}
 	for _, ch := range checks {

@@ -124,7 +124,9 @@ func Up(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]string, er
 		}
 		done = append(done, m.Name)
 	}
-	if err := q.PartitionsMaintain(ctx, conn); err != nil {
+	// Retention is the upkeep loop's to enforce (with the configured
+	// period); migrating only creates partitions ahead.
+	if err := q.PartitionsMaintain(ctx, conn, 0); err != nil {
 		return done, fmt.Errorf("create log partitions ahead: %w", err)
 	}
 	return done, nil
