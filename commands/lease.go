@@ -288,3 +288,61 @@ func (s *Service) expireLeases(ctx context.Context, f expireFilter, max int) ([]
 	}
 	return out, nil
 }
+
+// CompleteItem is one job of a batch completion.
+type CompleteItem struct {
+	Ref    LeaseRef
+	Result json.RawMessage
+}
+
+// CompleteBatch completes many leased jobs in one statement. It returns,
+// per item in order, nil or why the item was refused (a *LeaseError, as
+// Complete gives, recorded in the job's history; or a validation error).
+func (s *Service) CompleteBatch(ctx context.Context, orgID string, items []CompleteItem) ([]error, error) {
+	if len(items) == 0 || len(items) > MaxBulkJobs {
+		return nil, invalid("jobs", "length", "must hold 1 to %d jobs", MaxBulkJobs)
+	}
+	out := make([]error, len(items))
+	p := queries.JobCompleteBatchParams{Now: s.clock.Now(), OrganizationID: orgID}
+	idx := map[uuid.UUID]int{}
+	for i, it := range items {
+		id, err := s.leaseTarget(it.Ref)
+		if err != nil {
+			out[i] = err
+			continue
+		}
+		if _, dup := idx[id]; dup {
+			out[i] = invalid("jobs", "duplicate", "job %s is listed twice", id)
+			continue
+		}
+		idx[id] = i
+		lease := uuid.Nil
+		if it.Ref.LeaseID != nil {
+			lease = *it.Ref.LeaseID
+		}
+		p.JobIds = append(p.JobIds, id)
+		p.WorkerIds = append(p.WorkerIds, it.Ref.WorkerID)
+		p.LeaseIds = append(p.LeaseIds, lease)
+		p.Results = append(p.Results, nullJSON(it.Result))
+	}
+	if len(p.JobIds) == 0 {
+		return out, nil
+	}
+	rows, err := s.q.JobCompleteBatch(ctx, s.pool, p)
+	if err != nil {
+		return nil, fmt.Errorf("complete jobs: %w", err)
+	}
+	completed := make(map[uuid.UUID]bool, len(rows))
+	for _, r := range rows {
+		completed[r.ID] = true
+		if r.StartedAt != nil {
+			s.observer.JobCompleted(r.QueueName, r.CompletedAt.Sub(*r.StartedAt))
+		}
+	}
+	for id, i := range idx {
+		if !completed[id] {
+			out[i] = s.reject(ctx, orgID, id, items[i].Ref, "complete")
+		}
+	}
+	return out, nil
+}

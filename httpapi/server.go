@@ -123,6 +123,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	k.Post("/jobs/dlq/replay", s.replayDeadLetters)
 	k.Post("/jobs/bulk", s.bulkEnqueue)
 	k.Post("/jobs/claim", s.claim)
+	k.Post("/jobs/complete", s.completeBatch)
 	k.Get("/jobs", s.listJobs)
 	k.Post("/jobs", s.enqueue)
 	k.Get("/jobs/:id", s.getJob)

@@ -188,3 +188,79 @@ func (s *Server) heartbeat(c *fiber.Ctx) error {
 	}
 	return c.JSON(fiber.Map{"success": true, "lease_expires_at": ts(until)})
 }
+
+// completeBatch serves POST /api/v1/jobs/complete: many completions in one
+// statement, for workers that finish jobs in batches. Body: {"worker_id":
+// "...", "jobs": [{"job_id", "lease_id"?, "result"?, "worker_id"?}]} (1 to
+// 100). Answer: {"completed": [ids], "failed": [{"job_id", "error"}]};
+// refused items are in the job's history as with the single route.
+func (s *Server) completeBatch(c *fiber.Ctx) error {
+	var r struct {
+		WorkerID *string `json:"worker_id"`
+		Jobs     *[]struct {
+			JobID    *string         `json:"job_id"`
+			WorkerID *string         `json:"worker_id"`
+			LeaseID  *string         `json:"lease_id"`
+			Result   json.RawMessage `json:"result"`
+		} `json:"jobs"`
+	}
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	if err := requireField(r.Jobs != nil, "jobs"); err != nil {
+		return err
+	}
+	items := make([]commands.CompleteItem, len(*r.Jobs))
+	ids := make([]string, len(*r.Jobs))
+	for i, j := range *r.Jobs {
+		if err := requireField(j.JobID != nil, "jobs[].job_id"); err != nil {
+			return err
+		}
+		worker := r.WorkerID
+		if j.WorkerID != nil {
+			worker = j.WorkerID
+		}
+		ref, err := leaseRefFor(*j.JobID, worker, j.LeaseID)
+		if err != nil {
+			return err
+		}
+		items[i], ids[i] = commands.CompleteItem{Ref: ref, Result: j.Result}, *j.JobID
+	}
+	outcomes, err := s.cmd.CompleteBatch(c.UserContext(), caller(c).OrgID, items)
+	if err != nil {
+		return err
+	}
+	completed := []string{}
+	failed := []fiber.Map{}
+	for i, e := range outcomes {
+		var le *commands.LeaseError
+		var ve *commands.ValidationError
+		switch {
+		case e == nil:
+			completed = append(completed, ids[i])
+		case errors.As(e, &le):
+			failed = append(failed, fiber.Map{"job_id": ids[i], "error": "job_not_found_or_not_owned", "message": le.Reason})
+		case errors.As(e, &ve):
+			failed = append(failed, fiber.Map{"job_id": ids[i], "error": "validation_error", "message": ve.Error()})
+		default:
+			return e
+		}
+	}
+	return c.JSON(fiber.Map{"completed": completed, "failed": failed})
+}
+
+// leaseRefFor is leaseRef for a job id from a body instead of the path.
+func leaseRefFor(jobID string, workerID, leaseID *string) (commands.LeaseRef, error) {
+	if err := requireField(workerID != nil, "worker_id"); err != nil {
+		return commands.LeaseRef{}, err
+	}
+	ref := commands.LeaseRef{JobID: jobID, WorkerID: *workerID}
+	if leaseID != nil {
+		id, err := uuid.Parse(*leaseID)
+		if err != nil {
+			return commands.LeaseRef{}, validation("lease_id", "uuid", "must be a UUID returned by claim")
+		}
+		ref.LeaseID = &id
+	}
+	return ref, nil
+}

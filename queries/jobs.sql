@@ -555,3 +555,48 @@ WHERE j.organization_id = sqlc.arg('organization_id') AND j.status = 'deadletter
   AND (sqlc.narg('to_time')::timestamptz IS NULL OR j.updated_at < sqlc.narg('to_time')::timestamptz)
 ORDER BY j.updated_at, j.id
 LIMIT sqlc.arg('max_jobs');
+
+-- name: JobCompleteBatch :many
+-- Completes many leased jobs in one statement; each item needs the current,
+-- unexpired lease of its worker (and lease_id when given). Items that match
+-- no lease are left out of the result for the caller to refuse one by one.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), input AS (
+    SELECT unnest(sqlc.arg('job_ids')::uuid[]) AS job_id,
+           unnest(sqlc.arg('worker_ids')::text[]) AS worker_id,
+           nullif(unnest(sqlc.arg('lease_ids')::uuid[]), '00000000-0000-0000-0000-000000000000') AS lease_id,
+           nullif(unnest(sqlc.arg('results')::jsonb[]), 'null'::jsonb) AS result
+), released AS (
+    DELETE FROM processing_jobs p
+    USING input i, clock c
+    WHERE p.job_id = i.job_id
+      AND p.organization_id = sqlc.arg('organization_id')
+      AND p.worker_id = i.worker_id
+      AND (i.lease_id IS NULL OR p.lease_id = i.lease_id)
+      AND p.lease_expires_at > c.ts
+    RETURNING p.job_id, p.lease_id
+), done AS (
+    UPDATE jobs j
+    SET status = 'completed',
+        result = i.result,
+        completed_at = c.ts,
+        lease_id = NULL,
+        lease_expires_at = NULL,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM released r, input i, clock c
+    WHERE j.id = r.job_id AND i.job_id = r.job_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.version, j.updated_at, j.result,
+              j.assigned_worker_id, j.started_at, r.lease_id AS released_lease_id
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.completed', queue_name,
+           'worker:' || assigned_worker_id,
+           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
+                              'result', result, 'started_at', started_at),
+           updated_at
+    FROM done
+)
+SELECT id, queue_name, started_at, updated_at AS completed_at FROM done;

@@ -329,6 +329,100 @@ func (q *Queries) JobComplete(ctx context.Context, db DBTX, arg JobCompleteParam
 	return i, err
 }
 
+const jobCompleteBatch = `-- name: JobCompleteBatch :many
+WITH clock AS (
+    SELECT coalesce($1::timestamptz, now()) AS ts
+), input AS (
+    SELECT unnest($2::uuid[]) AS job_id,
+           unnest($3::text[]) AS worker_id,
+           nullif(unnest($4::uuid[]), '00000000-0000-0000-0000-000000000000') AS lease_id,
+           nullif(unnest($5::jsonb[]), 'null'::jsonb) AS result
+), released AS (
+    DELETE FROM processing_jobs p
+    USING input i, clock c
+    WHERE p.job_id = i.job_id
+      AND p.organization_id = $6
+      AND p.worker_id = i.worker_id
+      AND (i.lease_id IS NULL OR p.lease_id = i.lease_id)
+      AND p.lease_expires_at > c.ts
+    RETURNING p.job_id, p.lease_id
+), done AS (
+    UPDATE jobs j
+    SET status = 'completed',
+        result = i.result,
+        completed_at = c.ts,
+        lease_id = NULL,
+        lease_expires_at = NULL,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM released r, input i, clock c
+    WHERE j.id = r.job_id AND i.job_id = r.job_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.version, j.updated_at, j.result,
+              j.assigned_worker_id, j.started_at, r.lease_id AS released_lease_id
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.completed', queue_name,
+           'worker:' || assigned_worker_id,
+           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
+                              'result', result, 'started_at', started_at),
+           updated_at
+    FROM done
+)
+SELECT id, queue_name, started_at, updated_at AS completed_at FROM done
+`
+
+type JobCompleteBatchParams struct {
+	Now            *time.Time
+	JobIds         []uuid.UUID
+	WorkerIds      []string
+	LeaseIds       []uuid.UUID
+	Results        []json.RawMessage
+	OrganizationID string
+}
+
+type JobCompleteBatchRow struct {
+	ID          uuid.UUID
+	QueueName   string
+	StartedAt   *time.Time
+	CompletedAt time.Time
+}
+
+// Completes many leased jobs in one statement; each item needs the current,
+// unexpired lease of its worker (and lease_id when given). Items that match
+// no lease are left out of the result for the caller to refuse one by one.
+func (q *Queries) JobCompleteBatch(ctx context.Context, db DBTX, arg JobCompleteBatchParams) ([]JobCompleteBatchRow, error) {
+	rows, err := db.Query(ctx, jobCompleteBatch,
+		arg.Now,
+		arg.JobIds,
+		arg.WorkerIds,
+		arg.LeaseIds,
+		arg.Results,
+		arg.OrganizationID,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []JobCompleteBatchRow
+	for rows.Next() {
+		var i JobCompleteBatchRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.QueueName,
+			&i.StartedAt,
+			&i.CompletedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const jobDeadLettersInWindow = `-- name: JobDeadLettersInWindow :many
 SELECT j.id
 FROM jobs j
