@@ -132,6 +132,13 @@ func (s *Service) Enqueue(ctx context.Context, actor Actor, jobs []NewJob) ([]En
 	if err := s.checkPlan(ctx, actor, jobs); err != nil {
 		return nil, err
 	}
+	if s.enqGC != nil && len(jobs) == 1 {
+		r, err := s.enqGC.do(ctx, enqueueReq{actor: actor, job: jobs[0]})
+		if err != nil {
+			return nil, err
+		}
+		return []EnqueueResult{r}, nil
+	}
 	return s.insert(ctx, actor, jobs, make([]EnqueueResult, len(jobs)))
 }
 
@@ -366,4 +373,46 @@ func nullJSON(v json.RawMessage) json.RawMessage {
 		return nil
 	}
 	return v
+}
+
+// enqueueReq is one single enqueue waiting for a group commit.
+type enqueueReq struct {
+	actor Actor
+	job   NewJob
+}
+
+// flushEnqueues inserts coalesced single enqueues: one statement per
+// (organization, actor) present, each answered with its own result.
+func (s *Service) flushEnqueues(ctx context.Context, reqs []enqueueReq) []gcResult[EnqueueResult] {
+	out := make([]gcResult[EnqueueResult], len(reqs))
+	type group struct {
+		actor Actor
+		jobs  []NewJob
+		idx   []int
+	}
+	var order []string
+	groups := map[string]*group{}
+	for i, r := range reqs {
+		k := r.actor.OrgID + "\x00" + r.actor.Name
+		g := groups[k]
+		if g == nil {
+			g = &group{actor: r.actor}
+			groups[k] = g
+			order = append(order, k)
+		}
+		g.jobs = append(g.jobs, r.job)
+		g.idx = append(g.idx, i)
+	}
+	for _, k := range order {
+		g := groups[k]
+		res, err := s.insert(ctx, g.actor, g.jobs, make([]EnqueueResult, len(g.jobs)))
+		for n, i := range g.idx {
+			if err != nil {
+				out[i].err = err
+			} else {
+				out[i].res = res[n]
+			}
+		}
+	}
+	return out
 }

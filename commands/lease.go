@@ -108,6 +108,13 @@ func (s *Service) Complete(ctx context.Context, orgID string, ref LeaseRef, resu
 	if err != nil {
 		return err
 	}
+	if s.cmpGC != nil {
+		refused, err := s.cmpGC.do(ctx, completeReq{orgID: orgID, item: CompleteItem{Ref: ref, Result: result}})
+		if err != nil {
+			return err
+		}
+		return refused
+	}
 	row, err := s.q.JobComplete(ctx, s.pool, queries.JobCompleteParams{
 		Now: s.clock.Now(), JobID: id, OrganizationID: orgID, WorkerID: ref.WorkerID,
 		LeaseID: ref.LeaseID, Result: nullJSON(result), Actor: events.ActorWorker(ref.WorkerID),
@@ -345,4 +352,56 @@ func (s *Service) CompleteBatch(ctx context.Context, orgID string, items []Compl
 		}
 	}
 	return out, nil
+}
+
+// completeReq is one single complete waiting for a group commit.
+type completeReq struct {
+	orgID string
+	item  CompleteItem
+}
+
+// flushCompletes completes coalesced single completes with one
+// JobCompleteBatch per organization present (a job listed twice in the
+// window goes to a later statement, so each request gets its own answer).
+func (s *Service) flushCompletes(ctx context.Context, reqs []completeReq) []gcResult[error] {
+	out := make([]gcResult[error], len(reqs))
+	pending := make([]int, len(reqs))
+	for i := range pending {
+		pending[i] = i
+	}
+	for len(pending) > 0 {
+		byOrg := map[string][]int{}
+		var orgs []string
+		seen := map[string]bool{}
+		var later []int
+		for _, i := range pending {
+			k := reqs[i].orgID + "\x00" + reqs[i].item.Ref.JobID
+			if seen[k] {
+				later = append(later, i)
+				continue
+			}
+			seen[k] = true
+			if byOrg[reqs[i].orgID] == nil {
+				orgs = append(orgs, reqs[i].orgID)
+			}
+			byOrg[reqs[i].orgID] = append(byOrg[reqs[i].orgID], i)
+		}
+		for _, org := range orgs {
+			idx := byOrg[org]
+			items := make([]CompleteItem, len(idx))
+			for n, i := range idx {
+				items[n] = reqs[i].item
+			}
+			res, err := s.CompleteBatch(ctx, org, items)
+			for n, i := range idx {
+				if err != nil {
+					out[i].res = err
+				} else {
+					out[i].res = res[n]
+				}
+			}
+		}
+		pending = later
+	}
+	return out
 }

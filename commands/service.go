@@ -90,6 +90,29 @@ type Service struct {
 	waiter   Waiter
 	observer Observer
 	poll     time.Duration
+	// Group commit of single enqueues and completes (nil: each request
+	// runs its own statement).
+	enqGC *groupCommit[enqueueReq, EnqueueResult]
+	cmpGC *groupCommit[completeReq, error]
+}
+
+// WithGroupCommit coalesces concurrent single enqueues and single completes
+// into shared statements, with flushers statements in flight at once.
+// Close stops it.
+func WithGroupCommit(flushers int) Option {
+	return func(s *Service) {
+		s.enqGC = newGroupCommit(flushers, MaxBulkJobs, s.flushEnqueues)
+		s.cmpGC = newGroupCommit(flushers, MaxBulkJobs, s.flushCompletes)
+	}
+}
+
+// Close finishes the group-committed requests already submitted and stops
+// taking more.
+func (s *Service) Close() {
+	if s.enqGC != nil {
+		s.enqGC.close()
+		s.cmpGC.close()
+	}
 }
 
 // Option configures a Service.

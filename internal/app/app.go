@@ -85,7 +85,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		MaxRetries: cfg.QueueDefaultMaxRetries, TimeoutSecs: cfg.QueueDefaultTimeoutSecs,
 		LeaseSecs: cfg.WorkerLeaseDurationSecs, MaxPayload: cfg.MaxPayloadSize,
 		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode, RetentionMonths: cfg.LogRetentionMonths,
-	}, commands.WithWaiter(wakeups, cfg.WorkerFallbackPollInterval), commands.WithObserver(m))
+	}, commands.WithWaiter(wakeups, cfg.WorkerFallbackPollInterval), commands.WithObserver(m),
+		commands.WithGroupCommit(groupCommitFlushers(cfg)))
 	heartbeat := time.Duration(cfg.WorkerHeartbeatIntervalSecs) * time.Second
 	proj := projections.NewProjector(pool,
 		[]projections.Projection{projections.NewQueueStats(), projections.NewFanout(wakeups)},
@@ -100,6 +101,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		},
 	}
 	return a, nil
+}
+
+// groupCommitFlushers is how many coalesced statements may run at once:
+// enough to keep the pool busy, few enough that each carries many requests.
+func groupCommitFlushers(cfg config.Config) int {
+	return max(2, int(cfg.DatabaseMaxConnections)/4)
 }
 
 // Commands is the app's command service.
@@ -191,6 +198,8 @@ func (a *App) Stop(ctx context.Context, closePool bool) error {
 			errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
 		}
 	}
+	// In-flight requests are done: the group commits hold nothing more.
+	a.cmd.Close()
 	for _, l := range a.loops {
 		if err := l.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop loop: %w", err))
