@@ -291,8 +291,17 @@ func limRateLimit(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID, key
 	if float64(n) > 1.1*budget {
 		t.Fatalf("%d jobs claimed in %s at %d/s: over 1.1 × %.0f", n, window, rate, budget)
 	}
-	if float64(n) < 0.8*budget {
-		t.Fatalf("%d jobs claimed in %s at %d/s: under 0.8 × %.0f, the limiter starves the queue", n, window, rate, budget)
+	// Starvation can only be judged when the claimers asked far more often
+	// than the limiter should grant: on a machine too busy for that (each
+	// claim slowed by other work), a low count says nothing about the
+	// limiter. The upper bound above holds whatever the load.
+	if attempts := float64(claims.Load()); attempts >= 3*budget {
+		if float64(n) < 0.8*budget {
+			t.Fatalf("%d jobs claimed in %s at %d/s from %.0f claims: under 0.8 × %.0f, the limiter starves the queue",
+				n, window, rate, attempts, budget)
+		}
+	} else {
+		t.Logf("only %.0f claims in the window (the machine is busy): starvation not judged", attempts)
 	}
 	if perProc[0].Load() == 0 || perProc[1].Load() == 0 {
 		t.Fatalf("claims per process %d / %d: both must have claimed", perProc[0].Load(), perProc[1].Load())
