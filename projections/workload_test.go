@@ -119,6 +119,7 @@ func TestRebuildMatchesLiveAfterRandomWorkload(t *testing.T) {
 		}
 	}
 	t.Logf("commands run: %v", w.ops)
+	w.coverRareCorners()
 
 	// The workload must have reached every corner of the fold, or a clean
 	// verify proves little.
@@ -480,6 +481,28 @@ func (w *workload) advanceAndExpire() {
 	}
 	_, err := w.svc.ExpireLeases(w.ctx, []int{2, 100}[w.rng.Intn(2)])
 	w.check("expire leases", err)
+}
+
+// coverRareCorners makes sure the rare transitions happened at least once,
+// whatever the seed: a registered worker that deregisters while holding a
+// lease (job.released), and a replay (job.replayed).
+func (w *workload) coverRareCorners() {
+	a := w.orgs[0]
+	res, err := w.svc.Enqueue(w.ctx, a, []commands.NewJob{{QueueName: "corners", Payload: json.RawMessage(`{}`)}})
+	w.check("enqueue corner job", err)
+	w.jobs[a.OrgID] = append(w.jobs[a.OrgID], res[0].ID)
+	one := 1
+	wk, err := w.svc.RegisterWorker(w.ctx, a, commands.NewWorker{QueueName: "corners", Hostname: "corner-host", MaxConcurrency: &one})
+	w.check("register corner worker", err)
+	jobs, err := w.svc.Claim(w.ctx, a.OrgID, commands.ClaimRequest{QueueName: "corners", WorkerID: wk.ID})
+	w.check("claim corner job", err)
+	if len(jobs) != 1 {
+		w.t.Fatalf("corner claim got %d jobs", len(jobs))
+	}
+	w.check("deregister corner worker", w.svc.DeregisterWorker(w.ctx, a, wk.ID))
+	r, err := w.svc.Replay(w.ctx, a, res[0].ID.String())
+	w.check("replay corner job", err)
+	w.jobs[a.OrgID] = append(w.jobs[a.OrgID], r.JobID)
 }
 
 // workerFor is a free-text worker id, or now and then one of the org's
