@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spooled-go/spooled/events"
-	"github.com/spooled-go/spooled/internal/pgdb"
 	"github.com/spooled-go/spooled/queries"
 )
 
@@ -56,29 +55,18 @@ func (s *Service) Claim(ctx context.Context, orgID string, r ClaimRequest) ([]qu
 	if err != nil {
 		return nil, err
 	}
-	var rows []queries.JobClaimBatchRow
-	err = pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		// Lock the queue's limits row and the registered worker's row in a
-		// statement of their own, so the claim statement's snapshot includes
-		// every concurrent claim of the same queue or worker (across server
-		// instances) and the caps and the rate hold.
-		if _, err := s.q.ClaimLocks(ctx, tx, queries.ClaimLocksParams{
-			OrganizationID: orgID, QueueName: r.QueueName, WorkerID: r.WorkerID,
-		}); err != nil {
-			return fmt.Errorf("lock queue and worker: %w", err)
-		}
-		var err error
-		rows, err = s.q.JobClaimBatch(ctx, tx, queries.JobClaimBatchParams{
+	// One round trip: the queue's limits row and a registered worker's row
+	// are locked by a statement of their own, pipelined ahead of the claim
+	// in one implicit transaction, so the claim's snapshot includes every
+	// concurrent claim of the same queue or worker (across instances).
+	rows, err := s.q.ClaimPipelined(ctx, s.pool,
+		queries.ClaimLocksParams{OrganizationID: orgID, QueueName: r.QueueName, WorkerID: r.WorkerID},
+		queries.JobClaimBatchParams{
 			Now: s.clock.Now(), OrganizationID: orgID, QueueName: r.QueueName, MaxJobs: int32(r.Limit),
 			WorkerID: r.WorkerID, LeaseSecs: int32(secs), Actor: events.ActorWorker(r.WorkerID),
 		})
-		if err != nil {
-			return fmt.Errorf("claim jobs: %w", err)
-		}
-		return nil
-	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
 	jobs := make([]queries.Job, len(rows))
 	for i, row := range rows {
