@@ -171,6 +171,7 @@ func (s *Server) streamLog(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
+	extend := s.streamWriteDeadline(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		s.follow(orgID, f, func(evs []logEventJSON) error {
 			for _, e := range evs {
@@ -180,13 +181,29 @@ func (s *Server) streamLog(c *fiber.Ctx) error {
 				}
 				fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", e.Cursor, e.Type, data)
 			}
+			extend()
 			return w.Flush()
 		}, func() error {
 			_, _ = w.WriteString(": keepalive\n\n")
+			extend()
 			return w.Flush()
 		})
 	})
 	return nil
+}
+
+// streamWriteDeadline returns a func that moves the connection's write
+// deadline one WriteTimeout ahead; a stream calls it before each flush.
+// The server sets that deadline once per response, so without this every
+// stream was cut after WriteTimeout (60 s), in the middle of its chunked
+// body, long before maxStream. A client that stops reading still times out.
+func (s *Server) streamWriteDeadline(c *fiber.Ctx) func() {
+	conn, timeout := c.Context().Conn(), s.app.Config().WriteTimeout
+	return func() {
+		if conn != nil && timeout > 0 {
+			_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+		}
+	}
 }
 
 // maxStream bounds one stream; clients reconnect with Last-Event-ID.

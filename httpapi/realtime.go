@@ -107,7 +107,9 @@ func eventFilter(c *fiber.Ctx) func(string) bool {
 	return func(t string) bool { return want[t] }
 }
 
-func writeSSE(w *bufio.Writer, ev realtimeEvent) error {
+// writeSSE writes one message and flushes it, moving the connection's
+// write deadline ahead first (see streamWriteDeadline).
+func writeSSE(w *bufio.Writer, extend func(), ev realtimeEvent) error {
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return err
@@ -115,6 +117,7 @@ func writeSSE(w *bufio.Writer, ev realtimeEvent) error {
 	if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, data); err != nil {
 		return err
 	}
+	extend()
 	return w.Flush()
 }
 
@@ -147,13 +150,14 @@ func (s *Server) realtimeEvents(c *fiber.Ctx) error {
 		return err
 	}
 	sseHeaders(c)
+	extend := s.streamWriteDeadline(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		health := func() error {
 			if !allow("system.health") {
 				return nil
 			}
 			now := ts(time.Now())
-			return writeSSE(w, realtimeEvent{Type: "system.health", Timestamp: now, Data: map[string]any{
+			return writeSSE(w, extend, realtimeEvent{Type: "system.health", Timestamp: now, Data: map[string]any{
 				"database": s.pool.Ping(s.streamCtx) == nil, "cache": s.busHealthy == nil || s.busHealthy(), "timestamp": now,
 			}})
 		}
@@ -165,7 +169,7 @@ func (s *Server) realtimeEvents(c *fiber.Ctx) error {
 				for _, e := range evs {
 					for _, m := range toRealtime(e) {
 						if allow(m.Type) {
-							if err := writeSSE(w, m); err != nil {
+							if err := writeSSE(w, extend, m); err != nil {
 								return err
 							}
 						}
@@ -177,6 +181,7 @@ func (s *Server) realtimeEvents(c *fiber.Ctx) error {
 				if _, err := w.WriteString(":ping\n\n"); err != nil {
 					return err
 				}
+				extend()
 				if err := w.Flush(); err != nil {
 					return err
 				}
@@ -208,13 +213,14 @@ func (s *Server) jobEvents(c *fiber.Ctx) error {
 		return err
 	}
 	sseHeaders(c)
+	extend := s.streamWriteDeadline(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		now := ts(time.Now())
 		if job == nil {
-			_ = writeSSE(w, realtimeEvent{Type: "error", Timestamp: now, Data: map[string]any{"message": "Job not found", "timestamp": now}})
+			_ = writeSSE(w, extend, realtimeEvent{Type: "error", Timestamp: now, Data: map[string]any{"message": "Job not found", "timestamp": now}})
 			return
 		}
-		if writeSSE(w, realtimeEvent{Type: "job.status", Timestamp: now, Data: map[string]any{
+		if writeSSE(w, extend, realtimeEvent{Type: "job.status", Timestamp: now, Data: map[string]any{
 			"job_id": job.ID, "queue_name": job.QueueName, "old_status": "", "new_status": job.Status, "timestamp": now,
 		}}) != nil || terminal[job.Status] {
 			return
@@ -228,7 +234,7 @@ func (s *Server) jobEvents(c *fiber.Ctx) error {
 						if m.Type != "job.status" {
 							continue
 						}
-						if err := writeSSE(w, m); err != nil {
+						if err := writeSSE(w, extend, m); err != nil {
 							return err
 						}
 						if terminal[fmt.Sprint(m.Data["new_status"])] {
@@ -240,6 +246,7 @@ func (s *Server) jobEvents(c *fiber.Ctx) error {
 			},
 			func() error {
 				_, _ = w.WriteString(":ping\n\n")
+				extend()
 				return w.Flush()
 			})
 	})
@@ -260,6 +267,7 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 		return err
 	}
 	sseHeaders(c)
+	extend := s.streamWriteDeadline(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		var last time.Time
 		stats := func() error {
@@ -272,7 +280,7 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 				return err
 			}
 			now := ts(time.Now())
-			return writeSSE(w, realtimeEvent{Type: "queue.stats", Timestamp: now, Data: map[string]any{
+			return writeSSE(w, extend, realtimeEvent{Type: "queue.stats", Timestamp: now, Data: map[string]any{
 				"queue_name": name, "pending": n.pending + n.scheduled, "processing": n.processing,
 				"completed": n.completed, "failed": n.deadletter, "timestamp": now,
 			}})
@@ -284,7 +292,7 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 			func(evs []logEventJSON) error {
 				for _, e := range evs {
 					for _, m := range toRealtime(e) {
-						if err := writeSSE(w, m); err != nil {
+						if err := writeSSE(w, extend, m); err != nil {
 							return err
 						}
 					}
@@ -293,6 +301,7 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 			},
 			func() error {
 				_, _ = w.WriteString(":ping\n\n")
+				extend()
 				return w.Flush()
 			})
 	})
