@@ -34,7 +34,9 @@ type harness struct {
 // as the server's projector would within its interval.
 func (h *harness) catchUp() {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The gap-free read waits for every transaction in the cluster that
+	// started before it; parallel packages can hold it back for a while.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := h.proj.Sync(ctx); err != nil {
 		h.t.Fatalf("projector: %v", err)
