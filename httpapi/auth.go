@@ -140,7 +140,8 @@ func (s *Server) requireKey(c *fiber.Ctx) error {
 	}
 	// The plan's request rate, per organization (per server instance).
 	if rate := p.Limits.RateLimitRequestsPerSecond; rate > 0 {
-		v := s.orgs.take(p.OrgID, float64(rate), int(max(p.Limits.RateLimitBurst, 1)))
+		r, b := s.share(float64(rate), int(max(p.Limits.RateLimitBurst, 1)))
+		v := s.orgs.take(p.OrgID, r, b)
 		if !v.allowed {
 			return rateLimited(v, "organization")
 		}

@@ -13,8 +13,9 @@ import (
 )
 
 // limiter is a set of token buckets, one per key, held in memory by this
-// server instance (N instances allow N times the rate). Idle buckets are
-// swept as new keys arrive, so memory stays bounded without a goroutine.
+// server instance; the server divides each limit among the live instances
+// (Server.share), so together they hold it. Idle buckets are swept as new
+// keys arrive, so memory stays bounded without a goroutine.
 type limiter struct {
 	mu      sync.Mutex
 	now     func() time.Time
@@ -131,7 +132,8 @@ func (s *Server) limitClients(c *fiber.Ctx) error {
 	if s.cfg.RateLimitRequestsPerSecond <= 0 {
 		return c.Next()
 	}
-	v := s.clients.take(clientKey(c), float64(s.cfg.RateLimitRequestsPerSecond), s.cfg.RateLimitBurstSize)
+	rate, burst := s.share(float64(s.cfg.RateLimitRequestsPerSecond), s.cfg.RateLimitBurstSize)
+	v := s.clients.take(clientKey(c), rate, burst)
 	if !v.allowed {
 		return rateLimited(v, "client")
 	}

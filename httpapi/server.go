@@ -44,10 +44,21 @@ type Server struct {
 	clients    *limiter // per client (RATE_LIMIT_*)
 	orgs       *limiter // per organization (plan rate)
 	logWaiter  LogWaiter
+	instances  func() int
 	sockets    *socketCounter
 	// streamCtx ends every open stream when the server shuts down.
 	streamCtx  context.Context
 	stopStream context.CancelFunc
+}
+
+// share is this instance's part of a request-rate limit held by all
+// instances together (rate and burst divided by the live instances).
+func (s *Server) share(rate float64, burst int) (float64, int) {
+	n := 1
+	if s.instances != nil {
+		n = max(s.instances(), 1)
+	}
+	return rate / float64(n), max(burst/n, 1)
 }
 
 // Version is the server version /dashboard reports.
@@ -62,6 +73,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// LogWaiter wakes log followers (streams); nil: they poll.
 	LogWaiter LogWaiter
+	// Instances counts the live server instances; request-rate limits are
+	// divided among them. Nil: one.
+	Instances func() int
 }
 
 // New builds the Fiber app with every route.
@@ -73,7 +87,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	s := &Server{
 		cfg: cfg, cmd: cmd, pool: cmd.Pool(), q: queries.New(),
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
-		started: time.Now(), clients: newLimiter(), orgs: newLimiter(), logWaiter: o.LogWaiter,
+		started: time.Now(), clients: newLimiter(), orgs: newLimiter(), logWaiter: o.LogWaiter, instances: o.Instances,
 		sockets: &socketCounter{n: map[string]int{}},
 	}
 	s.streamCtx, s.stopStream = context.WithCancel(context.Background())

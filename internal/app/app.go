@@ -42,10 +42,12 @@ type App struct {
 	api     *httpapi.Server
 	loops   []*workers.Loop
 	proj    *projections.Projector
-	ln      net.Listener
-	serve   chan error
-	msrv    *http.Server
-	mln     net.Listener
+	// presence counts the instances sharing NATS, to split rate limits.
+	presence *workers.Presence
+	ln       net.Listener
+	serve    chan error
+	msrv     *http.Server
+	mln      net.Listener
 }
 
 // Options are for tests: a pinned clock, or a pool the caller owns.
@@ -88,12 +90,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	}, commands.WithWaiter(wakeups, cfg.WorkerFallbackPollInterval), commands.WithObserver(m),
 		commands.WithGroupCommit(groupCommitFlushers(cfg)))
 	heartbeat := time.Duration(cfg.WorkerHeartbeatIntervalSecs) * time.Second
+	presence := workers.NewPresence(bus, time.Second, log)
 	proj := projections.NewProjector(pool,
 		[]projections.Projection{projections.NewQueueStats(), projections.NewFanout(wakeups)},
 		projections.ProjectorOptions{Logger: log, OnLag: m.ProjectionLag, Interval: 100 * time.Millisecond})
 	a := &App{
 		cfg: cfg, log: log, pool: pool, bus: bus, wakeups: wakeups, metrics: m, cmd: cmd, proj: proj,
-		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log, BusHealthy: bus.Connected, Metrics: m, LogWaiter: wakeups}),
+		presence: presence,
+		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log, BusHealthy: bus.Connected, Metrics: m, LogWaiter: wakeups,
+			Instances: presence.Instances}),
 		loops: []*workers.Loop{
 			workers.NewLeaseReaper(cmd, cfg.LeaseReaperInterval, log),
 			workers.NewPartitionUpkeep(cmd, 24*time.Hour, log),
@@ -126,6 +131,9 @@ func (a *App) MetricsAddr() string {
 // Projector runs the asynchronous projections (tests call CatchUp).
 func (a *App) Projector() *projections.Projector { return a.proj }
 
+// Instances is how many server instances this one sees on NATS.
+func (a *App) Instances() int { return a.presence.Instances() }
+
 // Bus is the NATS connection (tests stop and restart its embedded server).
 func (a *App) Bus() *natsbus.Bus { return a.bus }
 
@@ -140,6 +148,10 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	if err := a.wakeups.Start(ctx); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if err := a.presence.Start(ctx); err != nil {
 		_ = ln.Close()
 		return err
 	}
@@ -204,6 +216,9 @@ func (a *App) Stop(ctx context.Context, closePool bool) error {
 		if err := l.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop loop: %w", err))
 		}
+	}
+	if err := a.presence.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop presence: %w", err))
 	}
 	if err := a.proj.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop projector: %w", err))
