@@ -125,9 +125,12 @@ WITH clock AS (
     LIMIT (SELECT n FROM slots)
     FOR UPDATE SKIP LOCKED
 ), moved AS (
+    -- Joins to the picked set go through = ANY(ARRAY(...)): the planner
+    -- cannot estimate the subquery LIMIT above, and a join it guesses large
+    -- becomes a hash join that scans all of pending_jobs and jobs on every
+    -- claim. An array of keys is always a primary-key probe per row.
     DELETE FROM pending_jobs p
-    USING picked
-    WHERE p.job_id = picked.job_id
+    WHERE p.job_id = ANY(ARRAY(SELECT picked.job_id FROM picked))
     RETURNING p.job_id
 ), claimed AS (
     UPDATE jobs j
@@ -138,8 +141,8 @@ WITH clock AS (
         started_at = c.ts,
         updated_at = c.ts,
         version = j.version + 1
-    FROM moved, clock c
-    WHERE j.id = moved.job_id
+    FROM clock c
+    WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved))
     RETURNING j.*
 ), leased AS (
     INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
@@ -568,9 +571,12 @@ WITH clock AS (
            nullif(unnest(sqlc.arg('lease_ids')::uuid[]), '00000000-0000-0000-0000-000000000000') AS lease_id,
            nullif(unnest(sqlc.arg('results')::jsonb[]), 'null'::jsonb) AS result
 ), released AS (
+    -- Key lookups by array, whatever the planner guesses of the input's
+    -- size (see JobClaimBatch).
     DELETE FROM processing_jobs p
     USING input i, clock c
-    WHERE p.job_id = i.job_id
+    WHERE p.job_id = ANY(sqlc.arg('job_ids')::uuid[])
+      AND p.job_id = i.job_id
       AND p.organization_id = sqlc.arg('organization_id')
       AND p.worker_id = i.worker_id
       AND (i.lease_id IS NULL OR p.lease_id = i.lease_id)
@@ -586,7 +592,8 @@ WITH clock AS (
         updated_at = c.ts,
         version = j.version + 1
     FROM released r, input i, clock c
-    WHERE j.id = r.job_id AND i.job_id = r.job_id
+    WHERE j.id = ANY(ARRAY(SELECT released.job_id FROM released))
+      AND r.job_id = j.id AND i.job_id = j.id
     RETURNING j.id, j.organization_id, j.queue_name, j.version, j.updated_at, j.result,
               j.assigned_worker_id, j.started_at, r.lease_id AS released_lease_id
 ), logged AS (

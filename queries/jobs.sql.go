@@ -102,9 +102,12 @@ WITH clock AS (
     LIMIT (SELECT n FROM slots)
     FOR UPDATE SKIP LOCKED
 ), moved AS (
+    -- Joins to the picked set go through = ANY(ARRAY(...)): the planner
+    -- cannot estimate the subquery LIMIT above, and a join it guesses large
+    -- becomes a hash join that scans all of pending_jobs and jobs on every
+    -- claim. An array of keys is always a primary-key probe per row.
     DELETE FROM pending_jobs p
-    USING picked
-    WHERE p.job_id = picked.job_id
+    WHERE p.job_id = ANY(ARRAY(SELECT picked.job_id FROM picked))
     RETURNING p.job_id
 ), claimed AS (
     UPDATE jobs j
@@ -115,8 +118,8 @@ WITH clock AS (
         started_at = c.ts,
         updated_at = c.ts,
         version = j.version + 1
-    FROM moved, clock c
-    WHERE j.id = moved.job_id
+    FROM clock c
+    WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved))
     RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version
 ), leased AS (
     INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
@@ -338,9 +341,12 @@ WITH clock AS (
            nullif(unnest($4::uuid[]), '00000000-0000-0000-0000-000000000000') AS lease_id,
            nullif(unnest($5::jsonb[]), 'null'::jsonb) AS result
 ), released AS (
+    -- Key lookups by array, whatever the planner guesses of the input's
+    -- size (see JobClaimBatch).
     DELETE FROM processing_jobs p
     USING input i, clock c
-    WHERE p.job_id = i.job_id
+    WHERE p.job_id = ANY($2::uuid[])
+      AND p.job_id = i.job_id
       AND p.organization_id = $6
       AND p.worker_id = i.worker_id
       AND (i.lease_id IS NULL OR p.lease_id = i.lease_id)
@@ -356,7 +362,8 @@ WITH clock AS (
         updated_at = c.ts,
         version = j.version + 1
     FROM released r, input i, clock c
-    WHERE j.id = r.job_id AND i.job_id = r.job_id
+    WHERE j.id = ANY(ARRAY(SELECT released.job_id FROM released))
+      AND r.job_id = j.id AND i.job_id = j.id
     RETURNING j.id, j.organization_id, j.queue_name, j.version, j.updated_at, j.result,
               j.assigned_worker_id, j.started_at, r.lease_id AS released_lease_id
 ), logged AS (
