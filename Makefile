@@ -5,8 +5,10 @@ GO        ?= go
 BIN       := bin/spooled
 PORT      ?= 8080
 GOTESTFLAGS ?=
+BENCH_DB  ?= bench
+BENCHFLAGS ?=
 
-.PHONY: run build test generate check-generated vet lint fmt services clean
+.PHONY: run build test bench generate check-generated vet lint fmt services clean
 
 run: build services ## build and start the server with development defaults
 	@SPOOLED_DEV_BOOTSTRAP=true PORT=$(PORT) ./$(BIN) serve
@@ -19,6 +21,11 @@ services: ## start Postgres and NATS if they are down; create the databases
 
 test: services ## the whole suite, race detector on
 	$(GO) test -race -count=1 -timeout 20m $(GOTESTFLAGS) ./...
+
+bench: ## throughput and latency next to River on the local Postgres; writes bench/RESULTS.md (under 10 minutes)
+	@./scripts/ensure-services.sh $(BENCH_DB)
+	start=$$(date +%s); cd bench && $(GO) build -o ../bin/spooled-bench . && \
+		../bin/spooled-bench -deadline $$((start + 570)) -db 'postgres://postgres@127.0.0.1:5432/$(BENCH_DB)?sslmode=disable' $(BENCHFLAGS)
 
 generate: ## regenerate the sqlc code from sql/ and queries/
 	$(GO) tool sqlc generate

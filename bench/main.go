@@ -1,0 +1,482 @@
+// Command bench measures this server's throughput and latency side by side
+// with River on the same Postgres, in one run, and writes the table to
+// RESULTS.md (run it from bench/: `make bench` does).
+//
+// The server runs in this process (app.New / Start of
+// github.com/spooled-go/spooled, through the replace directive in go.mod);
+// the workers and producers are real HTTP clients on 127.0.0.1.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	db, out, profile            string
+	ceilingDur, enqueueDur      time.Duration
+	bulkDur, warm, sustainedDur time.Duration
+	budget                      time.Duration
+	jobs, probeJobs, workers    int
+	probeCounts                 []int
+	clients, bulkClients        int
+	inserters, producers        int
+	sustainedRate               float64
+	sustainedWaitMS             int
+	riverWorkers                int
+	riverCooldown, riverPoll    time.Duration
+	riverPool                   int
+	riverOnly                   bool
+	deadline                    int64
+	quick                       bool
+	probeWindow                 time.Duration
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func main() {
+	var o options
+	var probe string
+	flag.StringVar(&o.db, "db", "postgres://postgres@127.0.0.1:5432/bench?sslmode=disable", "the bench database (schemas are dropped and recreated in it)")
+	flag.StringVar(&o.out, "out", "RESULTS.md", "results file (overwritten)")
+	flag.StringVar(&o.profile, "profile", "profiles/e2e.pprof", "CPU profile of the end-to-end run")
+	flag.DurationVar(&o.ceilingDur, "ceiling-duration", 8*time.Second, "Postgres commit ceiling window")
+	flag.DurationVar(&o.enqueueDur, "enqueue-duration", 10*time.Second, "single POST /jobs window")
+	flag.DurationVar(&o.bulkDur, "bulk-duration", 8*time.Second, "POST /jobs/bulk window")
+	flag.DurationVar(&o.warm, "warmup", time.Second, "warm-up before each timed window (not counted)")
+	flag.DurationVar(&o.sustainedDur, "sustained-duration", 30*time.Second, "sustained producers+workers window")
+	flag.DurationVar(&o.budget, "budget", 9*time.Minute, "hard limit for the whole run")
+	flag.Int64Var(&o.deadline, "deadline", 0, "unix time the run must end by (make bench passes its start + 570 s, so the build counts); 0: -budget alone")
+	flag.IntVar(&o.jobs, "jobs", 200_000, "jobs in the end-to-end runs (ours and River)")
+	flag.IntVar(&o.probeJobs, "probe-jobs", 50_000, "backlog the worker-count probe works on")
+	flag.DurationVar(&o.probeWindow, "probe-window", 4*time.Second, "work-off time of each worker count in the probe")
+	flag.StringVar(&probe, "probe-workers", "8,16,32,64", "worker counts to try before the end-to-end run")
+	flag.IntVar(&o.workers, "workers", 0, "end-to-end and sustained worker count (0: the probe's best)")
+	flag.IntVar(&o.clients, "clients", 32, "concurrent clients for single enqueues and the commit ceiling")
+	flag.IntVar(&o.bulkClients, "bulk-clients", 8, "concurrent clients for bulk enqueues")
+	flag.IntVar(&o.inserters, "inserters", 8, "concurrent bulk inserters (ours) and InsertMany goroutines (River)")
+	flag.IntVar(&o.producers, "producers", 16, "sustained: producer goroutines")
+	flag.Float64Var(&o.sustainedRate, "sustained-rate", 0, "sustained: offered jobs/s (0: a quarter of the lower of the single-enqueue and end-to-end work-off rates)")
+	flag.IntVar(&o.sustainedWaitMS, "sustained-wait-ms", 5000, "sustained: the workers' claim wait_ms")
+	flag.IntVar(&o.riverWorkers, "river-max-workers", 500, "River: MaxWorkers of the default queue")
+	flag.DurationVar(&o.riverCooldown, "river-fetch-cooldown", 5*time.Millisecond, "River: FetchCooldown")
+	flag.DurationVar(&o.riverPoll, "river-fetch-poll", 100*time.Millisecond, "River: FetchPollInterval")
+	flag.IntVar(&o.riverPool, "river-pool", 20, "River: pgx pool size (the server's DATABASE_MAX_CONNECTIONS default is 20)")
+	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
+	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
+	flag.Parse()
+	for _, p := range strings.Split(probe, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && n > 0 {
+			o.probeCounts = append(o.probeCounts, n)
+		}
+	}
+	if o.quick {
+		o.ceilingDur, o.enqueueDur, o.bulkDur, o.warm, o.sustainedDur = 2*time.Second, 3*time.Second, 2*time.Second, 500*time.Millisecond, 5*time.Second
+		o.jobs, o.probeJobs, o.probeWindow = 20_000, 10_000, 2*time.Second
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type report struct {
+	o                  options
+	started            time.Time
+	m                  machine
+	pg                 pgFacts
+	river              string
+	ceiling            loopResult
+	single             loopResult
+	bulk               loopResult
+	probe              []probeRow
+	workers            int
+	e2eInsert          time.Duration
+	e2e                workOffResult
+	e2eCheck           string
+	e2eCPU             cpuTimes
+	e2eCPUInsert       cpuTimes
+	walInsert, walWork walStats
+	e2eWall            time.Duration
+	hwmKB              int64
+	goTotal            uint64
+	goHeap             uint64
+	sustained          sustainedResult
+	riv                riverResult
+	pprofAll           string
+	pprofSrv           string
+	pgActivity         string
+	pprofSrvCum        string
+	notes              []string
+}
+
+func run(o options) error {
+	budget := o.budget
+	if o.deadline > 0 {
+		budget = min(budget, time.Until(time.Unix(o.deadline, 0)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Everything the bench itself starts is labelled side=bench; the
+	// server's goroutines are labelled side=server (see startServer).
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("side", "bench")))
+
+	r := &report{o: o, started: time.Now(), m: machineFacts(), river: riverVersion()}
+	var err error
+	if r.pg, err = postgresFacts(ctx, o.db); err != nil {
+		return fmt.Errorf("postgres at %s: %w (make bench creates the database)", o.db, err)
+	}
+	progress("machine: nproc %s, %s; Postgres %s; River %s; server in-process", r.m.NProc, r.m.CPU, r.pg.Version, r.river)
+
+	if o.riverOnly {
+		st := riverSettings{MaxWorkers: o.riverWorkers, FetchCooldown: o.riverCooldown, FetchPoll: o.riverPoll,
+			PoolConns: int32(o.riverPool), Batch: 100, Inserters: o.inserters}
+		rr, err := runRiver(ctx, o.db, "bench_river", o.jobs, st, remaining(ctx, 3*time.Minute))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("River %s, %d jobs, %s: insert %s jobs/s, work-off %s jobs/s, overall %s jobs/s%s; work-off CPU: self %.1f s, postgres %.1f s\n",
+			r.river, o.jobs, st, num(rr.insertRate()), num(rr.workRate()), num(rr.overallRate()), timedOut(rr.TimedOut), rr.CPUWork.self, rr.CPUWork.postgres)
+		return nil
+	}
+
+	// 5. The Postgres ceiling first, on a quiet database.
+	progress("ceiling: %d connections, autocommit single-row INSERT, %s", o.clients, o.ceilingDur)
+	if r.ceiling, err = runCeiling(ctx, o.db, "bench_ceiling", o.clients, o.warm, o.ceilingDur); err != nil {
+		return fmt.Errorf("ceiling: %w", err)
+	}
+	progress("  %s commits/s, p50 %s p99 %s", num(r.ceiling.rate()), ms(r.ceiling.Lat.P50), ms(r.ceiling.Lat.P99))
+
+	// 1. Enqueue: single, then bulk, each on a fresh schema.
+	progress("enqueue: single POST /api/v1/jobs, %d clients, %s", o.clients, o.enqueueDur)
+	s, err := startServer(ctx, o.db, "bench_single")
+	if err != nil {
+		return err
+	}
+	r.single = runSingleEnqueue(ctx, s, o.clients, o.warm, o.enqueueDur)
+	s.close()
+	progress("  %s jobs/s, p50 %s p95 %s p99 %s, %d errors %s", num(r.single.rate()), ms(r.single.Lat.P50), ms(r.single.Lat.P95), ms(r.single.Lat.P99), r.single.Errors, r.single.FirstErr)
+
+	progress("enqueue: POST /api/v1/jobs/bulk of 100, %d clients, %s", o.bulkClients, o.bulkDur)
+	if s, err = startServer(ctx, o.db, "bench_bulk"); err != nil {
+		return err
+	}
+	r.bulk = runBulkEnqueue(ctx, s, o.bulkClients, o.warm, o.bulkDur)
+	s.close()
+	progress("  %s jobs/s, call p50 %s p99 %s, %d errors %s", num(r.bulk.rate()), ms(r.bulk.Lat.P50), ms(r.bulk.Lat.P99), r.bulk.Errors, r.bulk.FirstErr)
+
+	// 4. River, before our end-to-end run, which then gets whatever time the
+	// budget leaves.
+	st := riverSettings{MaxWorkers: o.riverWorkers, FetchCooldown: o.riverCooldown, FetchPoll: o.riverPoll,
+		PoolConns: int32(o.riverPool), Batch: 100, Inserters: o.inserters}
+	progress("River %s: %d jobs, InsertMany batches of %d from %d goroutines; %s", r.river, o.jobs, st.Batch, st.Inserters, st)
+	if r.riv, err = runRiver(ctx, o.db, "bench_river", o.jobs, st, remaining(ctx, 3*time.Minute)); err != nil {
+		return fmt.Errorf("river: %w", err)
+	}
+	progress("  insert %s jobs/s, work-off %s jobs/s, overall %s jobs/s%s", num(r.riv.insertRate()), num(r.riv.workRate()), num(r.riv.overallRate()), timedOut(r.riv.TimedOut))
+
+	// 2. End to end: pick the worker count, then the 200,000-job run.
+	r.workers = o.workers
+	if r.workers == 0 {
+		progress("end to end: worker-count probe on a backlog of %d jobs, %s each: %v", o.probeJobs, o.probeWindow, o.probeCounts)
+		if s, err = startServer(ctx, o.db, "bench_probe"); err != nil {
+			return err
+		}
+		r.probe, err = probeWorkers(ctx, s, o.probeCounts, o.probeJobs, o.inserters, o.probeWindow)
+		s.close()
+		if err != nil {
+			return fmt.Errorf("probe: %w", err)
+		}
+		best := r.probe[0]
+		for _, p := range r.probe {
+			if p.Rate > best.Rate {
+				best = p
+			}
+		}
+		r.workers = best.Workers
+	}
+	if err := runE2E(ctx, r); err != nil {
+		return err
+	}
+
+	// 3. Sustained.
+	rate := o.sustainedRate
+	if rate <= 0 {
+		rate = 0.25 * min(r.single.rate(), r.e2e.rate())
+	}
+	progress("sustained: %d producers at %s jobs/s, %d workers (wait_ms %d), %s", o.producers, num(rate), r.workers, o.sustainedWaitMS, o.sustainedDur)
+	if s, err = startServer(ctx, o.db, "bench_sustained"); err != nil {
+		return err
+	}
+	r.sustained = runSustained(ctx, s, o.producers, r.workers, rate, o.sustainedDur, o.sustainedWaitMS)
+	s.close()
+	progress("  %s jobs/s completed, enqueue-to-start p50 %s p95 %s p99 %s, backlog %d, %d errors %s",
+		num(float64(r.sustained.Completed)/o.sustainedDur.Seconds()), ms(r.sustained.Lat.P50), ms(r.sustained.Lat.P95), ms(r.sustained.Lat.P99),
+		r.sustained.Backlog, r.sustained.Errors, r.sustained.FirstErr)
+
+	doc := r.markdown()
+	fmt.Println(doc)
+	if err := os.WriteFile(o.out, []byte(doc), 0o644); err != nil {
+		return err
+	}
+	progress("wrote %s (%s total)", o.out, time.Since(r.started).Round(time.Second))
+	return nil
+}
+
+func remainingRaw(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return time.Until(dl)
+	}
+	return time.Hour
+}
+
+func remaining(ctx context.Context, want time.Duration) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(min(want, time.Until(dl)-10*time.Second), time.Second)
+	}
+	return want
+}
+
+func timedOut(b bool) string {
+	if b {
+		return " (TIMED OUT: partial)"
+	}
+	return ""
+}
+
+// runE2E is scenario 2 proper, with the CPU profile and the memory peak.
+func runE2E(ctx context.Context, r *report) error {
+	o := r.o
+	progress("end to end: %d jobs by bulk of 100 (%d clients), then %d workers claiming 100 and completing each", o.jobs, o.inserters, r.workers)
+	s, err := startServer(ctx, o.db, "bench_e2e")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	a := newAPI(s.base, s.key, r.workers+o.inserters)
+	defer a.close()
+	if err := os.MkdirAll(filepath.Dir(o.profile), 0o755); err != nil {
+		return err
+	}
+	pf, err := os.Create(o.profile)
+	if err != nil {
+		return err
+	}
+	defer pf.Close()
+	if err := clearPeakRSS(); err != nil {
+		r.notes = append(r.notes, "could not reset VmHWM ("+err.Error()+"): the peak RSS covers the whole bench process lifetime")
+	}
+	mem := startMemSampler(50 * time.Millisecond)
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		return err
+	}
+	wal0, _ := readWAL(ctx, s.sql)
+	cpu0, t0 := readCPU(), time.Now()
+	r.e2eInsert, err = insertBulk(ctx, a, "e2e", o.jobs, o.inserters)
+	if err != nil {
+		pprof.StopCPUProfile()
+		mem.finish()
+		return fmt.Errorf("e2e insert: %w", err)
+	}
+	wal1, _ := readWAL(ctx, s.sql)
+	cpu1 := readCPU()
+	act := startActivitySampler(s.sql, 100*time.Millisecond)
+	// The work-off gets what the budget leaves after the sustained run
+	// (about a minute), at most eight minutes.
+	r.e2e = workOff(ctx, a, "e2e", int64(o.jobs), r.workers, 250, min(8*time.Minute, max(remainingRaw(ctx)-time.Minute, 20*time.Second)))
+	r.pgActivity = act.finish(12)
+	cpu2 := readCPU()
+	wal2, _ := readWAL(ctx, s.sql)
+	r.e2eCPUInsert, r.e2eCPU, r.e2eWall = cpu1.sub(cpu0), cpu2.sub(cpu1), time.Since(t0)
+	r.walInsert, r.walWork = wal1.sub(wal0), wal2.sub(wal1)
+	pprof.StopCPUProfile()
+	r.goTotal, r.goHeap = mem.finish()
+	r.hwmKB, _ = procStatusKB("self", "VmHWM")
+	progress("  insert %s jobs/s; work-off %s jobs/s; overall %s jobs/s; %d errors %s%s",
+		num(float64(o.jobs)/r.e2eInsert.Seconds()), num(r.e2e.rate()), num(float64(r.e2e.Done)/(r.e2eInsert+r.e2e.Elapsed).Seconds()),
+		r.e2e.Errors, r.e2e.FirstErr, timedOut(r.e2e.TimedOut))
+
+	// The read model must agree: every job completed.
+	var completed, all int64
+	if err := s.sql.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM jobs WHERE queue_name = 'e2e'`).Scan(&completed, &all); err != nil {
+		r.e2eCheck = "check failed: " + err.Error()
+	} else {
+		r.e2eCheck = fmt.Sprintf("%d of %d jobs in the read model are completed", completed, all)
+	}
+	r.pprofAll = pprofTop(o.profile)
+	r.pprofSrv = pprofTop(o.profile, "-tagfocus=side=server")
+	r.pprofSrvCum = pprofTop(o.profile, "-tagfocus=side=server", "-cum")
+	return nil
+}
+
+func pprofTop(profile string, extra ...string) string {
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=15"}, extra...)
+	out, err := exec.Command("go", append(args, profile)...).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("go tool pprof failed: %v\n%s", err, out)
+	}
+	return strings.TrimRight(string(out), "\n")
+}
+
+func (r *report) markdown() string {
+	o := r.o
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	e2eOverall := float64(r.e2e.Done) / (r.e2eInsert + r.e2e.Elapsed).Seconds()
+	e2eInsert := float64(o.jobs) / r.e2eInsert.Seconds()
+	sustRate := float64(r.sustained.Completed) / r.sustained.Window.Seconds()
+
+	w("# Benchmarks")
+	w("")
+	w("Written by `make bench` (bench/, a separate Go module); overwritten at every run.")
+	if o.quick {
+		w("")
+		w("**A smoke run (`-quick`): small sizes and short windows, not the benchmark.**")
+	}
+	w("")
+	w("- **Date**: %s", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	w("- **Commit**: %s", r.m.Commit)
+	w("- **Machine**: nproc %s, %s, %s RAM, Linux %s, %s", r.m.NProc, r.m.CPU, r.m.MemTotal, r.m.Kernel, r.m.Go)
+	w("- **Postgres**: %s (shared_buffers %s, synchronous_commit %s, fsync %s, max_connections %s), on the same machine",
+		r.pg.Version, r.pg.SharedBuffers, r.pg.SynchronousCommit, r.pg.Fsync, r.pg.MaxConnections)
+	w("- **Server**: ran **in-process** (app.New/Start from github.com/spooled-go/spooled via `replace => ../`), " +
+		"default config but `PORT=0`, `METRICS_PORT=0`, `ADMIN_API_KEY` set, `RATE_LIMIT_REQUESTS_PER_SECOND=0`; " +
+		"DATABASE_MAX_CONNECTIONS 20, embedded NATS. Clients are real HTTP clients (net/http, keep-alive, JSON) on 127.0.0.1 in the same process, " +
+		"so server and clients share the 2 cores (as do Postgres and River)")
+	w("- **Tenant**: an enterprise organization made with `POST /api/v1/admin/organizations`, `custom_limits` " +
+		"`{\"rate_limit_requests_per_second\": 1000000, \"rate_limit_burst\": 1000000}` set in SQL before its key was first used")
+	w("- **River**: github.com/riverqueue/river %s with riverpgxv5, migrated with rivermigrate into its own schema", r.river)
+	w("- Every scenario ran on a freshly created and migrated schema of the `bench` database (dropped afterwards)")
+	w("")
+	w("## Results")
+	w("")
+	w("| # | scenario | system | setup | throughput | p50 | p95 | p99 | errors |")
+	w("|---|---|---|---|---:|---:|---:|---:|---:|")
+	w("| 1a | single enqueue `POST /api/v1/jobs` | spooled | %d clients, %s (after %s warm-up) | **%s jobs/s** | %s | %s | %s | %d |",
+		r.single.Clients, o.enqueueDur, o.warm, num(r.single.rate()), ms(r.single.Lat.P50), ms(r.single.Lat.P95), ms(r.single.Lat.P99), r.single.Errors)
+	w("| 1b | bulk enqueue `POST /api/v1/jobs/bulk` × 100 | spooled | %d clients, %s; latency per call | **%s jobs/s** | %s | %s | %s | %d |",
+		r.bulk.Clients, o.bulkDur, num(r.bulk.rate()), ms(r.bulk.Lat.P50), ms(r.bulk.Lat.P95), ms(r.bulk.Lat.P99), r.bulk.Errors)
+	w("| 2a | end to end: insert %s jobs | spooled | bulk × 100, %d clients | %s jobs/s | | | | |", num(float64(o.jobs)), o.inserters, num(e2eInsert))
+	w("| 2b | end to end: work-off | spooled | %d workers; claim `limit 100`, `complete` each (worker_id + lease_id) | **%s jobs/s** | | | | %d%s |",
+		r.workers, num(r.e2e.rate()), r.e2e.Errors, timedOut(r.e2e.TimedOut))
+	w("| 2c | end to end: overall | spooled | insert + work-off, %s | **%s jobs/s** | | | | |", (r.e2eInsert + r.e2e.Elapsed).Round(10*time.Millisecond), num(e2eOverall))
+	w("| 3 | sustained: enqueue-to-start | spooled | %d producers offering %s jobs/s, %d workers long-polling (`wait_ms` %d, limit 100), %s | **%s jobs/s** completed | %s | %s | %s | %d |",
+		r.sustained.Producers, num(r.sustained.TargetRate), r.sustained.Workers, r.sustained.WaitMS, r.sustained.Window, num(sustRate),
+		ms(r.sustained.Lat.P50), ms(r.sustained.Lat.P95), ms(r.sustained.Lat.P99), r.sustained.Errors)
+	w("| 4a | end to end: insert %s jobs | River | InsertMany, batches of %d, %d goroutines | %s jobs/s | | | | |", num(float64(r.riv.Jobs)), r.riv.Settings.Batch, r.riv.Settings.Inserters, num(r.riv.insertRate()))
+	w("| 4b | end to end: work-off | River | no-op worker; %s | **%s jobs/s** | | | | %s |", r.riv.Settings, num(r.riv.workRate()), strings.TrimSpace(timedOut(r.riv.TimedOut)))
+	w("| 4c | end to end: overall | River | insert + work-off, %s | **%s jobs/s** | | | | |", (r.riv.Insert + r.riv.Work).Round(10*time.Millisecond), num(r.riv.overallRate()))
+	w("| 5 | Postgres commit ceiling | Postgres | %d connections, autocommit single-row `INSERT` into a tiny table, %s | **%s commits/s** | %s | %s | %s | %d |",
+		r.ceiling.Clients, o.ceilingDur, num(r.ceiling.rate()), ms(r.ceiling.Lat.P50), ms(r.ceiling.Lat.P95), ms(r.ceiling.Lat.P99), r.ceiling.Errors)
+	w("")
+	w("### 6. Ratios")
+	w("")
+	w("| ratio | value |")
+	w("|---|---:|")
+	w("| ours ÷ River, end to end overall (2c ÷ 4c) | **%.2f×** |", e2eOverall/r.riv.overallRate())
+	w("| ours ÷ River, work-off (2b ÷ 4b) | %.2f× |", r.e2e.rate()/r.riv.workRate())
+	w("| ours ÷ River, insert (2a ÷ 4a) | %.2f× |", e2eInsert/r.riv.insertRate())
+	w("| single enqueues ÷ Postgres commit ceiling (1a ÷ 5) | **%.2f** |", r.single.rate()/r.ceiling.rate())
+	w("")
+	w("### Details")
+	w("")
+	if len(r.probe) > 0 {
+		w("Worker-count probe (%s jobs bulk-inserted on one queue, then worked off by each count in turn for %s, so each meets a deep backlog): ", num(float64(o.probeJobs)), o.probeWindow)
+		var parts []string
+		for _, p := range r.probe {
+			parts = append(parts, fmt.Sprintf("%d workers %s jobs/s", p.Workers, num(p.Rate)))
+		}
+		w("%s → **%d workers** used for 2 and 3.", strings.Join(parts, ", "), r.workers)
+	} else {
+		w("Worker count %d was given with -workers (no probe).", r.workers)
+	}
+	w("")
+	w("- End to end: %s; %d claim calls (%.1f jobs per claim)%s.", r.e2eCheck, r.e2e.Claims, float64(r.e2e.Done)/max(float64(r.e2e.Claims), 1), errNote(r.e2e.FirstErr))
+	ncpu := float64(atoiOr(r.m.NProc, 1))
+	w("- CPU, spooled insert (%s wall, %.1f core-seconds available): bench process (server + HTTP clients) %.1f s, all postgres processes %.1f s.",
+		r.e2eInsert.Round(100*time.Millisecond), r.e2eInsert.Seconds()*ncpu, r.e2eCPUInsert.self, r.e2eCPUInsert.postgres)
+	w("- CPU, spooled work-off (%s wall, %.1f core-seconds available): bench process %.1f s, postgres %.1f s.",
+		r.e2e.Elapsed.Round(100*time.Millisecond), r.e2e.Elapsed.Seconds()*ncpu, r.e2eCPU.self, r.e2eCPU.postgres)
+	w("- CPU, River work-off (%s wall, %.1f core-seconds available): bench process (River) %.1f s, postgres %.1f s.",
+		r.riv.Work.Round(100*time.Millisecond), r.riv.Work.Seconds()*ncpu, r.riv.CPUWork.self, r.riv.CPUWork.postgres)
+	w("- WAL (pg_stat_wal deltas), spooled insert: %s.", r.walInsert.perJob(o.jobs))
+	w("- WAL, spooled work-off: %s.", r.walWork.perJob(int(r.e2e.Done)))
+	w("- WAL, River insert: %s.", r.riv.WALInsert.perJob(r.riv.Jobs))
+	w("- WAL, River work-off: %s.", r.riv.WALWork.perJob(r.riv.Done))
+	w("- River settings: the defaults (MaxWorkers 100, FetchCooldown 100 ms) cap River at 1,000 jobs/s by construction (at most MaxWorkers jobs per fetch, one fetch per cooldown); "+
+		"%d workers with a %s cooldown lift that cap to %s jobs/s, far above what this Postgres allows, without spinning the fetch loop at the 1 ms minimum; FetchPollInterval only matters when the queue is idle. "+
+		"Completions are counted from River's `EventKindJobCompleted` subscription (sent after the completer has written them) and checked against `river_job` afterwards.",
+		r.riv.Settings.MaxWorkers, r.riv.Settings.FetchCooldown, num(float64(r.riv.Settings.MaxWorkers)/r.riv.Settings.FetchCooldown.Seconds()))
+	w("- Sustained: %s creates answered and %s jobs started inside the window; backlog at the end %d; latency = claim answer received − create sent (same process clock), over %s jobs%s.",
+		num(float64(r.sustained.Enqueued)), num(float64(r.sustained.Started)), r.sustained.Backlog, num(float64(r.sustained.Lat.N)), errNote(r.sustained.FirstErr))
+	if r.single.FirstErr != "" || r.bulk.FirstErr != "" {
+		w("- First errors: single %q, bulk %q.", r.single.FirstErr, r.bulk.FirstErr)
+	}
+	for _, n := range r.notes {
+		w("- %s", n)
+	}
+	w("")
+	w("### Memory during the %s-job run", num(float64(o.jobs)))
+	w("")
+	w("The server ran in-process, so the figures are of the bench process (server **and** its HTTP clients):")
+	w("")
+	w("- peak RSS (`VmHWM` of /proc/self/status, reset through /proc/self/clear_refs just before the run): **%s**", mib(uint64(r.hwmKB)*1024))
+	w("- peak memory mapped by the Go runtime (runtime/metrics `/memory/classes/total:bytes`, sampled every 50 ms; not all of it resident): %s; peak heap objects, live and not yet swept (`/memory/classes/heap/objects:bytes`): %s", mib(r.goTotal), mib(r.goHeap))
+	w("")
+	w("### What Postgres was doing during the work-off")
+	w("")
+	w("pg_stat_activity sampled every 100 ms (active backends of the bench database and autovacuum workers; \"CPU\" = no wait event):")
+	w("")
+	w("%s", r.pgActivity)
+	w("")
+	w("### CPU profile of the end-to-end run")
+	w("")
+	w("`%s` (insert + work-off). Server goroutines carry the pprof label `side=server`, the bench's clients `side=bench`; GC workers carry none.", filepath.Join("bench", o.profile))
+	w("")
+	w("Whole process, `go tool pprof -top -nodecount=15 %s`:", filepath.Join("bench", o.profile))
+	w("")
+	w("```")
+	w("%s", r.pprofAll)
+	w("```")
+	w("")
+	w("Server goroutines only (`-tagfocus=side=server`):")
+	w("")
+	w("```")
+	w("%s", r.pprofSrv)
+	w("```")
+	w("")
+	w("Server goroutines only, by cumulative time (`-tagfocus=side=server -cum`):")
+	w("")
+	w("```")
+	w("%s", r.pprofSrvCum)
+	w("```")
+	return b.String()
+}
+
+func errNote(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "; first error: " + s
+}
+
+func atoiOr(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
+}

@@ -1,0 +1,526 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spooled-go/spooled/internal/app"
+	"github.com/spooled-go/spooled/internal/config"
+)
+
+const adminKey = "bench-admin-key-not-secret"
+
+// schemaURL is dbURL whose connections use schema.
+func schemaURL(dbURL, schema string) (string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// freshSchema drops and recreates schema in the bench database.
+func freshSchema(ctx context.Context, dbURL, schema string) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, fmt.Sprintf("DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", pgx.Identifier{schema}.Sanitize(), pgx.Identifier{schema}.Sanitize()))
+	return err
+}
+
+func dropSchema(dbURL, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+}
+
+// server is one Spooled server running in this process (app.New + Start),
+// on its own freshly migrated schema, with an enterprise organization.
+type server struct {
+	app    *app.App
+	schema string
+	dbURL  string
+	base   string
+	key    string
+	sql    *pgxpool.Pool // the bench's own connection to the same schema
+	stop   context.CancelFunc
+	// closing silences the server's log while it stops (its "NATS
+	// disconnected" warning at shutdown is expected).
+	closing atomic.Bool
+}
+
+type quietHandler struct {
+	slog.Handler
+	off *atomic.Bool
+}
+
+func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return !h.off.Load() && h.Handler.Enabled(ctx, l)
+}
+
+func (h quietHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(a), h.off}
+}
+
+func (h quietHandler) WithGroup(n string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(n), h.off}
+}
+
+func startServer(ctx context.Context, dbURL, schema string) (*server, error) {
+	if err := freshSchema(ctx, dbURL, schema); err != nil {
+		return nil, fmt.Errorf("schema %s: %w", schema, err)
+	}
+	surl, err := schemaURL(dbURL, schema)
+	if err != nil {
+		return nil, err
+	}
+	cfg := config.Default()
+	cfg.DatabaseURL = surl
+	cfg.Host, cfg.Port, cfg.MetricsPort = "127.0.0.1", 0, 0
+	cfg.AdminAPIKey = adminKey
+	cfg.RateLimitRequestsPerSecond = 0 // no per-client limit
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &server{schema: schema, dbURL: dbURL}
+	log := slog.New(quietHandler{slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), &s.closing})
+
+	// Every goroutine the server starts inherits the label side=server, so
+	// the CPU profile can be split into server and bench-client work.
+	var sctx context.Context
+	sctx, s.stop = context.WithCancel(context.Background())
+	pprof.Do(sctx, pprof.Labels("side", "server"), func(lctx context.Context) {
+		s.app, err = app.New(lctx, cfg, log, app.Options{})
+		if err == nil {
+			if err = s.app.Start(lctx); err != nil {
+				_ = s.app.Stop(context.Background(), true)
+			}
+		}
+	})
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("start server: %w", err)
+	}
+	s.base = "http://" + s.app.Addr()
+	if s.sql, err = pgxpool.New(ctx, surl); err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := s.enterpriseOrg(ctx); err != nil {
+		s.close()
+		return nil, fmt.Errorf("organization: %w", err)
+	}
+	return s, nil
+}
+
+// enterpriseOrg creates the benchmark's organization on the enterprise plan
+// through the admin route and lifts its request rate in custom_limits
+// before its key is first used (keys are cached with their limits).
+func (s *server) enterpriseOrg(ctx context.Context) error {
+	a := newAPI(s.base, "", 1)
+	defer a.close()
+	var out struct {
+		Organization struct {
+			ID string `json:"id"`
+		} `json:"organization"`
+		APIKey struct {
+			Key string `json:"key"`
+		} `json:"api_key"`
+	}
+	err := a.post(ctx, "/api/v1/admin/organizations",
+		map[string]string{"name": "Benchmark", "slug": "bench-org", "plan_tier": "enterprise"}, &out, "X-Admin-Key", adminKey)
+	if err != nil {
+		return err
+	}
+	tag, err := s.sql.Exec(ctx, `UPDATE organizations SET custom_limits = $1::jsonb WHERE id = $2`,
+		`{"rate_limit_requests_per_second": 1000000, "rate_limit_burst": 1000000}`, out.Organization.ID)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("custom_limits: organization %s not found", out.Organization.ID)
+	}
+	s.key = out.APIKey.Key
+	return nil
+}
+
+func (s *server) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.closing.Store(true)
+	if s.app != nil {
+		_ = s.app.Stop(ctx, true)
+	}
+	s.stop()
+	if s.sql != nil {
+		s.sql.Close()
+	}
+	dropSchema(s.dbURL, s.schema)
+}
+
+// ---- scenario 1: enqueue ---------------------------------------------------
+
+func runSingleEnqueue(ctx context.Context, s *server, clients int, warm, dur time.Duration) loopResult {
+	a := newAPI(s.base, s.key, clients)
+	defer a.close()
+	return closedLoop(ctx, clients, warm, dur, func(ctx context.Context, g, i int) (int, error) {
+		body := []byte(`{"queue_name":"bench-single","payload":{"g":` + strconv.Itoa(g) + `,"n":` + strconv.Itoa(i) + `}}`)
+		return 1, a.post(ctx, "/api/v1/jobs", body, nil)
+	})
+}
+
+// bulkBody is a POST /jobs/bulk body of n small jobs.
+func bulkBody(queue string, first, n int, extra func(i int) string) []byte {
+	b := make([]byte, 0, 64+n*32)
+	b = append(b, `{"queue_name":"`...)
+	b = append(b, queue...)
+	b = append(b, `","jobs":[`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"payload":{"n":`...)
+		b = strconv.AppendInt(b, int64(first+i), 10)
+		if extra != nil {
+			b = append(b, extra(first+i)...)
+		}
+		b = append(b, `}}`...)
+	}
+	return append(b, `]}`...)
+}
+
+type bulkAnswer struct {
+	SuccessCount int `json:"success_count"`
+	FailureCount int `json:"failure_count"`
+}
+
+func postBulk(ctx context.Context, a *api, body []byte, want int) error {
+	var out bulkAnswer
+	if err := a.post(ctx, "/api/v1/jobs/bulk", body, &out); err != nil {
+		return err
+	}
+	if out.SuccessCount != want {
+		return fmt.Errorf("bulk: %d of %d created (%d failed)", out.SuccessCount, want, out.FailureCount)
+	}
+	return nil
+}
+
+func runBulkEnqueue(ctx context.Context, s *server, clients int, warm, dur time.Duration) loopResult {
+	a := newAPI(s.base, s.key, clients)
+	defer a.close()
+	return closedLoop(ctx, clients, warm, dur, func(ctx context.Context, g, i int) (int, error) {
+		return 100, postBulk(ctx, a, bulkBody("bench-bulk", (g<<24)+i*100, 100, nil), 100)
+	})
+}
+
+// ---- scenario 2: end to end ------------------------------------------------
+
+// insertBulk inserts total jobs into queue with bulk calls of 100 from
+// clients goroutines.
+func insertBulk(ctx context.Context, a *api, queue string, total, clients int) (time.Duration, error) {
+	batches := make(chan int, (total+99)/100)
+	for first := 0; first < total; first += 100 {
+		batches <- first
+	}
+	close(batches)
+	t0 := time.Now()
+	var (
+		wg   sync.WaitGroup
+		once sync.Once
+		ferr error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for first := range batches {
+				n := min(100, total-first)
+				if err := postBulk(ctx, a, bulkBody(queue, first, n, nil), n); err != nil {
+					once.Do(func() { ferr = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(t0), ferr
+}
+
+type claimedJob struct {
+	ID      string          `json:"id"`
+	LeaseID string          `json:"lease_id"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+type claimAnswer struct {
+	Jobs []claimedJob `json:"jobs"`
+}
+
+func claimBody(queue, worker string, limit, waitMS int) []byte {
+	return []byte(`{"queue_name":"` + queue + `","worker_id":"` + worker + `","limit":` + strconv.Itoa(limit) +
+		`,"wait_ms":` + strconv.Itoa(waitMS) + `}`)
+}
+
+func completeJob(ctx context.Context, a *api, worker string, j claimedJob) error {
+	return a.post(ctx, "/api/v1/jobs/"+j.ID+"/complete", []byte(`{"worker_id":"`+worker+`","lease_id":"`+j.LeaseID+`"}`), nil)
+}
+
+type workOffResult struct {
+	Workers  int
+	Done     int64
+	Elapsed  time.Duration
+	Claims   int64
+	Errors   int64
+	FirstErr string
+	TimedOut bool
+}
+
+func (r workOffResult) rate() float64 { return float64(r.Done) / r.Elapsed.Seconds() }
+
+// workOff runs workers that claim up to 100 jobs at a time and complete each
+// one, until total jobs are completed or limit passes.
+func workOff(ctx context.Context, a *api, queue string, total int64, workers, waitMS int, limit time.Duration) workOffResult {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var (
+		done, claims, errs atomic.Int64
+		firstErr           atomic.Value
+		wg                 sync.WaitGroup
+		last               atomic.Int64
+	)
+	fail := func(err error) {
+		errs.Add(1)
+		firstErr.CompareAndSwap(nil, err.Error())
+	}
+	t0 := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := "bench-worker-" + strconv.Itoa(w)
+			body := claimBody(queue, id, 100, waitMS)
+			for ctx.Err() == nil && done.Load() < total {
+				var out claimAnswer
+				if err := a.post(ctx, "/api/v1/jobs/claim", body, &out); err != nil {
+					if ctx.Err() == nil {
+						fail(err)
+						time.Sleep(10 * time.Millisecond)
+					}
+					continue
+				}
+				claims.Add(1)
+				for _, j := range out.Jobs {
+					if err := completeJob(ctx, a, id, j); err != nil {
+						if ctx.Err() == nil {
+							fail(err)
+						}
+						continue
+					}
+					if done.Add(1) == total {
+						last.Store(int64(time.Since(t0)))
+						cancel() // idle long-polls stop waiting
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	r := workOffResult{Workers: workers, Done: done.Load(), Claims: claims.Load(), Errors: errs.Load()}
+	if v, ok := firstErr.Load().(string); ok {
+		r.FirstErr = v
+	}
+	r.Elapsed = time.Duration(last.Load())
+	if r.Done < total {
+		r.TimedOut, r.Elapsed = true, time.Since(t0)
+	}
+	return r
+}
+
+type probeRow struct {
+	Workers int
+	Rate    float64
+	Done    int64
+	Errors  int64
+}
+
+// probeWorkers bulk-inserts jobs jobs on one queue, then works that backlog
+// off with each worker count in turn for window, so every count meets a
+// deep backlog as the end-to-end run does. It returns the counts' rates.
+func probeWorkers(ctx context.Context, s *server, counts []int, jobs, inserters int, window time.Duration) ([]probeRow, error) {
+	a := newAPI(s.base, s.key, slices.Max(counts)+inserters)
+	defer a.close()
+	if _, err := insertBulk(ctx, a, "probe", jobs, inserters); err != nil {
+		return nil, err
+	}
+	left := int64(jobs)
+	var rows []probeRow
+	for _, w := range counts {
+		if ctx.Err() != nil || left <= 0 {
+			return rows, errBudget
+		}
+		r := workOff(ctx, a, "probe", left, w, 250, window)
+		left -= r.Done
+		rows = append(rows, probeRow{Workers: w, Rate: r.rate(), Done: r.Done, Errors: r.Errors})
+		progress("  probe: %3d workers: %s jobs/s (%d errors, %d jobs left)", w, num(r.rate()), r.Errors, left)
+	}
+	return rows, nil
+}
+
+// ---- scenario 3: sustained -------------------------------------------------
+
+type sustainedResult struct {
+	Producers, Workers int
+	TargetRate         float64
+	Window             time.Duration
+	Enqueued           int64 // creates answered 2xx inside the window
+	Started            int64 // jobs received by workers inside the window
+	Completed          int64 // completes answered inside the window
+	Backlog            int64 // enqueued - started at the end of the window
+	Errors             int64
+	FirstErr           string
+	Lat                pcts // enqueue (create sent) to start (claim answer received)
+	WaitMS             int
+}
+
+// runSustained paces producers at rate jobs/s for dur while workers
+// long-poll (wait_ms) and complete; the enqueue-to-start latency is the
+// claim answer's arrival minus the create's send time carried in the
+// payload (one process, one clock).
+func runSustained(ctx context.Context, s *server, producers, workers int, rate float64, dur time.Duration, waitMS int) sustainedResult {
+	a := newAPI(s.base, s.key, producers+workers)
+	defer a.close()
+	res := sustainedResult{Producers: producers, Workers: workers, TargetRate: rate, Window: dur, WaitMS: waitMS}
+	t0 := time.Now()
+	end := t0.Add(dur)
+	pctx, pcancel := context.WithDeadline(ctx, end)
+	defer pcancel()
+	wctx, wcancel := context.WithDeadline(ctx, end.Add(time.Duration(waitMS)*time.Millisecond+5*time.Second))
+	defer wcancel()
+	var (
+		enq, started, completed, errs atomic.Int64
+		firstErr                      atomic.Value
+		mu                            sync.Mutex
+		lats                          []time.Duration
+		pwg, wwg                      sync.WaitGroup
+	)
+	fail := func(err error) {
+		errs.Add(1)
+		firstErr.CompareAndSwap(nil, err.Error())
+	}
+	// Workers.
+	for w := range workers {
+		wwg.Add(1)
+		go func() {
+			defer wwg.Done()
+			id := "sustained-worker-" + strconv.Itoa(w)
+			body := claimBody("sustained", id, 100, waitMS)
+			local := make([]time.Duration, 0, 1<<14)
+			defer func() { mu.Lock(); lats = append(lats, local...); mu.Unlock() }()
+			for wctx.Err() == nil && time.Now().Before(end) {
+				var out claimAnswer
+				err := a.post(wctx, "/api/v1/jobs/claim", body, &out)
+				got := time.Now()
+				if err != nil {
+					if wctx.Err() == nil {
+						fail(err)
+						time.Sleep(10 * time.Millisecond)
+					}
+					continue
+				}
+				for _, j := range out.Jobs {
+					var p struct {
+						T int64 `json:"t"`
+					}
+					if json.Unmarshal(j.Payload, &p) == nil && p.T > 0 && got.Before(end) {
+						started.Add(1)
+						if len(local) < maxSamples/workers {
+							local = append(local, got.Sub(time.Unix(0, p.T)))
+						}
+					}
+				}
+				for _, j := range out.Jobs {
+					if err := completeJob(wctx, a, id, j); err != nil {
+						if wctx.Err() == nil {
+							fail(err)
+						}
+						continue
+					}
+					if time.Now().Before(end) {
+						completed.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	// Producers: each sends at rate/producers, on a schedule (open loop:
+	// a late producer catches up rather than slowing the offered load).
+	per := time.Duration(float64(time.Second) * float64(producers) / rate)
+	for p := range producers {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			next := t0.Add(per * time.Duration(p) / time.Duration(producers))
+			for i := 0; pctx.Err() == nil; i++ {
+				if d := time.Until(next); d > 0 {
+					select {
+					case <-pctx.Done():
+						return
+					case <-time.After(d):
+					}
+				}
+				next = next.Add(per)
+				sent := time.Now()
+				if !sent.Before(end) {
+					return
+				}
+				body := []byte(`{"queue_name":"sustained","payload":{"t":` + strconv.FormatInt(sent.UnixNano(), 10) + `}}`)
+				if err := a.post(pctx, "/api/v1/jobs", body, nil); err != nil {
+					if pctx.Err() == nil {
+						fail(err)
+					}
+					continue
+				}
+				if time.Now().Before(end) {
+					enq.Add(1)
+				}
+			}
+		}()
+	}
+	pwg.Wait()
+	// Workers stop claiming at the end of the window; the last long-polls
+	// answer by their wait_ms, or are cut at the worker deadline.
+	wcancel()
+	wwg.Wait()
+	res.Enqueued, res.Started, res.Completed, res.Errors = enq.Load(), started.Load(), completed.Load(), errs.Load()
+	res.Backlog = res.Enqueued - res.Started
+	if v, ok := firstErr.Load().(string); ok {
+		res.FirstErr = v
+	}
+	res.Lat = percentiles(lats)
+	return res
+}
