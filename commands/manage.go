@@ -168,3 +168,12 @@ func (s *Service) MaintainPartitions(ctx context.Context) error {
 	}
 	return nil
 }
+
+// VacuumHotTables clears the dead rows claims would walk past in the queue
+// tables.
+func (s *Service) VacuumHotTables(ctx context.Context) error {
+	if err := s.q.VacuumHotTables(ctx, s.pool); err != nil {
+		return fmt.Errorf("vacuum queue tables: %w", err)
+	}
+	return nil
+}

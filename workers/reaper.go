@@ -40,3 +40,10 @@ func ReapExpiredLeases(ctx context.Context, cmd *commands.Service) (int, error) 
 func NewPartitionUpkeep(cmd *commands.Service, interval time.Duration, log *slog.Logger) *Loop {
 	return NewLoop("partition_upkeep", interval, log, cmd.MaintainPartitions)
 }
+
+// NewHotTableVacuum returns the loop that vacuums the queue tables
+// (pending_jobs, processing_jobs) every interval, so claims never walk a
+// long run of dead index entries.
+func NewHotTableVacuum(cmd *commands.Service, interval time.Duration, log *slog.Logger) *Loop {
+	return NewLoop("hot_table_vacuum", interval, log, cmd.VacuumHotTables)
+}

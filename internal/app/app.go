@@ -105,6 +105,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 			workers.NewWorkerHealth(cmd, heartbeat, cfg.WorkerHealthCheckInterval, log),
 		},
 	}
+	if cfg.HotTableVacuumInterval > 0 {
+		a.loops = append(a.loops, workers.NewHotTableVacuum(cmd, cfg.HotTableVacuumInterval, log))
+	}
 	return a, nil
 }
 

@@ -100,6 +100,10 @@ type Config struct {
 	// one under 16 characters.
 	GitHubWebhookSecret string
 	StripeWebhookSecret string
+	// HotTableVacuumInterval (HOT_TABLE_VACUUM_INTERVAL_SECS, 10) is how often
+	// the server vacuums the queue tables claims scan; 0 leaves it to
+	// autovacuum.
+	HotTableVacuumInterval time.Duration
 	// LogRetentionMonths (LOG_RETENTION_MONTHS, 6) is how many months of the
 	// log the daily upkeep keeps; older monthly partitions are dropped after
 	// their live jobs are carried forward. 0 keeps everything.
@@ -149,6 +153,7 @@ func Load(lookup Lookup) (Config, error) {
 		GitHubWebhookSecret:         p.str("GITHUB_WEBHOOK_SECRET", ""),
 		StripeWebhookSecret:         p.str("STRIPE_WEBHOOK_SECRET", ""),
 		LogRetentionMonths:          p.int("LOG_RETENTION_MONTHS", 6),
+		HotTableVacuumInterval:      time.Duration(p.int("HOT_TABLE_VACUUM_INTERVAL_SECS", 10)) * time.Second,
 		JSONLogs:                    p.bool("JSON_LOGS", false),
 		DevBootstrap:                p.bool("SPOOLED_DEV_BOOTSTRAP", false),
 	}
@@ -203,6 +208,7 @@ func (c Config) Validate() error {
 		{"MAX_WEBHOOK_PAYLOAD_SIZE", c.MaxWebhookPayloadSize, 1024, 1 << 30},
 		{"JWT_EXPIRATION_HOURS", c.JWTExpirationHours, 1, 8760},
 		{"LOG_RETENTION_MONTHS", c.LogRetentionMonths, 0, 1200},
+		{"HOT_TABLE_VACUUM_INTERVAL_SECS", int(c.HotTableVacuumInterval / time.Second), 0, 86400},
 		{"MAX_PAYLOAD_SIZE", c.MaxPayloadSize, 1, 1 << 30},
 	}
 	for _, ch := range checks {
