@@ -18,6 +18,7 @@ import (
 	"github.com/spooled-go/spooled/internal/clock"
 	"github.com/spooled-go/spooled/internal/testdb"
 	"github.com/spooled-go/spooled/projections"
+	"github.com/spooled-go/spooled/queries"
 )
 
 // lease is a claim as the worker that made it remembers it. Workers keep
@@ -120,6 +121,12 @@ func TestRebuildMatchesLiveAfterRandomWorkload(t *testing.T) {
 	}
 	t.Logf("commands run: %v", w.ops)
 	w.coverRareCorners()
+	// A last checkpoint after the corner cases, which leave at least five
+	// jobs in every status whatever the seed.
+	mustVerify(t, pool, "after the corner cases")
+	for status, n := range countRows(t, pool, "jobs", "status") {
+		verified[status] = max(verified[status], n)
+	}
 
 	// The workload must have reached every corner of the fold, or a clean
 	// verify proves little.
@@ -503,6 +510,51 @@ func (w *workload) coverRareCorners() {
 	r, err := w.svc.Replay(w.ctx, a, res[0].ID.String())
 	w.check("replay corner job", err)
 	w.jobs[a.OrgID] = append(w.jobs[a.OrgID], r.JobID)
+
+	// Five jobs in each status, in queues of their own, so the final
+	// checkpoint compares every kind of row.
+	zero := 0
+	later := w.clk.Now().Add(24 * time.Hour)
+	batch := func(queue string, job commands.NewJob) []uuid.UUID {
+		jobs := make([]commands.NewJob, 5)
+		for i := range jobs {
+			jobs[i] = job
+			jobs[i].QueueName = queue
+			jobs[i].Payload = json.RawMessage(`{}`)
+		}
+		res, err := w.svc.Enqueue(w.ctx, a, jobs)
+		w.check("enqueue corner batch", err)
+		ids := make([]uuid.UUID, len(res))
+		for i, r := range res {
+			ids[i] = r.ID
+			w.jobs[a.OrgID] = append(w.jobs[a.OrgID], r.ID)
+		}
+		return ids
+	}
+	claimAll := func(queue string) []queries.Job {
+		jobs, err := w.svc.Claim(w.ctx, a.OrgID, commands.ClaimRequest{QueueName: queue, WorkerID: "corner", Limit: 5, LeaseSecs: 3600})
+		w.check("claim corner batch", err)
+		if len(jobs) != 5 {
+			w.t.Fatalf("corner claim of %s got %d jobs", queue, len(jobs))
+		}
+		return jobs
+	}
+	batch("corner-pending", commands.NewJob{})
+	batch("corner-scheduled", commands.NewJob{ScheduledAt: &later})
+	batch("corner-processing", commands.NewJob{})
+	claimAll("corner-processing")
+	batch("corner-completed", commands.NewJob{})
+	for _, j := range claimAll("corner-completed") {
+		w.check("complete corner job", w.svc.Complete(w.ctx, a.OrgID, commands.LeaseRef{JobID: j.ID.String(), WorkerID: "corner", LeaseID: j.LeaseID}, nil))
+	}
+	batch("corner-dead", commands.NewJob{MaxRetries: &zero})
+	for _, j := range claimAll("corner-dead") {
+		_, err := w.svc.Fail(w.ctx, a.OrgID, commands.LeaseRef{JobID: j.ID.String(), WorkerID: "corner", LeaseID: j.LeaseID}, "corner", true)
+		w.check("fail corner job", err)
+	}
+	for _, id := range batch("corner-cancelled", commands.NewJob{}) {
+		w.check("cancel corner job", w.svc.Cancel(w.ctx, a, id.String()))
+	}
 }
 
 // workerFor is a free-text worker id, or now and then one of the org's
