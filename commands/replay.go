@@ -15,16 +15,6 @@ import (
 	"github.com/spooled-go/spooled/queries"
 )
 
-// historySince is the earliest time a job's events can carry: its UUIDv7
-// time less a margin for clock skew (older partitions are skipped).
-func historySince(id uuid.UUID) time.Time {
-	if id.Version() == 7 {
-		sec, nsec := id.Time().UnixTime()
-		return time.Unix(sec, nsec).Add(-24 * time.Hour)
-	}
-	return time.Unix(0, 0)
-}
-
 // Replayed links an original job to the new job replaying it.
 type Replayed struct {
 	OriginalID uuid.UUID
@@ -80,7 +70,7 @@ func (s *Service) replay(ctx context.Context, actor Actor, ids []uuid.UUID) ([]R
 	jobs := make([]NewJob, len(ids))
 	for i, id := range ids {
 		row, err := s.q.JobEnqueuedEvent(ctx, s.pool, queries.JobEnqueuedEventParams{
-			OrganizationID: actor.OrgID, StreamID: id.String(), Since: historySince(id),
+			OrganizationID: actor.OrgID, StreamID: id.String(), Since: events.HistorySince(id),
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, ErrNotFound

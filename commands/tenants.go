@@ -279,11 +279,17 @@ func (s *Service) DevBootstrap(ctx context.Context) (CreatedKey, error) {
 		if err := s.q.OrganizationSetPlan(ctx, tx, queries.OrganizationSetPlanParams{ID: org, PlanTier: "enterprise"}); err != nil {
 			return fmt.Errorf("raise default organization plan: %w", err)
 		}
+		actor := events.ActorSystem("dev_bootstrap")
+		if err := events.Append(ctx, tx, events.New{
+			OrganizationID: org, StreamType: events.StreamOrganization, StreamID: org,
+			Type: events.OrganizationPlanChanged, Actor: actor, Data: map[string]any{"plan_tier": "enterprise"},
+		}); err != nil {
+			return err
+		}
 		old, err := s.q.APIKeyRevokeByName(ctx, tx, queries.APIKeyRevokeByNameParams{OrganizationID: org, Name: DevKeyName})
 		if err != nil {
 			return fmt.Errorf("revoke previous development keys: %w", err)
 		}
-		actor := events.ActorSystem("dev_bootstrap")
 		for _, id := range old {
 			if err := events.Append(ctx, tx, events.New{
 				OrganizationID: org, StreamType: events.StreamAPIKey, StreamID: id.String(),

@@ -18,9 +18,6 @@ import (
 	"github.com/spooled-go/spooled/queries"
 )
 
-// StreamWorker is the stream type of worker events.
-const StreamWorker = "worker"
-
 var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9._\-]{1,255}$`)
 
 // NewWorker is a registration.
@@ -95,7 +92,7 @@ func (s *Service) RegisterWorker(ctx context.Context, actor Actor, r NewWorker) 
 			return fmt.Errorf("register worker: %w", err)
 		}
 		return events.Append(ctx, tx, events.New{
-			OrganizationID: actor.OrgID, StreamType: StreamWorker, StreamID: w.ID, Type: events.WorkerRegistered,
+			OrganizationID: actor.OrgID, StreamType: events.StreamWorker, StreamID: w.ID, Type: events.WorkerRegistered,
 			QueueName: &w.QueueName, Actor: actor.Name,
 			Data: map[string]any{"hostname": w.Hostname, "queue_names": w.QueueNames, "max_concurrency": w.MaxConcurrency},
 		})
@@ -139,7 +136,7 @@ func (s *Service) WorkerHeartbeat(ctx context.Context, actor Actor, workerID str
 			return nil
 		}
 		return events.Append(ctx, tx, events.New{
-			OrganizationID: actor.OrgID, StreamType: StreamWorker, StreamID: w.ID, Type: events.WorkerStatusChanged,
+			OrganizationID: actor.OrgID, StreamType: events.StreamWorker, StreamID: w.ID, Type: events.WorkerStatusChanged,
 			QueueName: &w.QueueName, Actor: actor.Name,
 			Data: map[string]any{"old_status": row.PreviousStatus, "new_status": row.Status},
 		})
@@ -167,7 +164,7 @@ func (s *Service) DeregisterWorker(ctx context.Context, actor Actor, workerID st
 			return fmt.Errorf("release worker leases: %w", err)
 		}
 		return events.Append(ctx, tx, events.New{
-			OrganizationID: actor.OrgID, StreamType: StreamWorker, StreamID: w.ID, Type: events.WorkerDeregistered,
+			OrganizationID: actor.OrgID, StreamType: events.StreamWorker, StreamID: w.ID, Type: events.WorkerDeregistered,
 			QueueName: &w.QueueName, Actor: actor.Name, Data: map[string]any{"released_jobs": len(released)},
 		})
 	})
@@ -208,7 +205,7 @@ func (s *Service) SweepWorkerHealth(ctx context.Context, heartbeat time.Duration
 			changes = append(changes, WorkerHealthChange{WorkerID: r.ID, OrgID: r.OrganizationID, OldStatus: r.OldStatus, NewStatus: r.NewStatus})
 			q := r.QueueName
 			if err := events.Append(ctx, tx, events.New{
-				OrganizationID: r.OrganizationID, StreamType: StreamWorker, StreamID: r.ID, Type: events.WorkerStatusChanged,
+				OrganizationID: r.OrganizationID, StreamType: events.StreamWorker, StreamID: r.ID, Type: events.WorkerStatusChanged,
 				QueueName: &q, Actor: events.ActorSystem("worker_health"),
 				Data: map[string]any{"old_status": r.OldStatus, "new_status": r.NewStatus},
 			}); err != nil {

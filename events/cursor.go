@@ -68,7 +68,7 @@ var KnownTypes = map[string]bool{
 	JobDeadLettered: true, JobCancelled: true, JobLeaseExpired: true, JobLeaseRenewed: true,
 	JobAttemptRejected: true, JobPriorityChanged: true, JobRetried: true, JobPurged: true, JobReleased: true,
 	JobReplayed:         true,
-	OrganizationCreated: true, APIKeyCreated: true, APIKeyUpdated: true, APIKeyRevoked: true,
+	OrganizationCreated: true, OrganizationPlanChanged: true, APIKeyCreated: true, APIKeyUpdated: true, APIKeyRevoked: true,
 	WorkerRegistered: true, WorkerStatusChanged: true, WorkerDeregistered: true,
 	QueueConfigured: true, QueuePaused: true, QueueResumed: true, QueueDeleted: true,
 }

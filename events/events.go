@@ -41,16 +41,18 @@ const (
 // Control-plane event types.
 const (
 	OrganizationCreated = "organization.created"
-	APIKeyCreated       = "api_key.created"
-	APIKeyUpdated       = "api_key.updated"
-	APIKeyRevoked       = "api_key.revoked"
-	WorkerRegistered    = "worker.registered"
-	WorkerStatusChanged = "worker.status_changed"
-	WorkerDeregistered  = "worker.deregistered"
-	QueueConfigured     = "queue.configured"
-	QueuePaused         = "queue.paused"
-	QueueResumed        = "queue.resumed"
-	QueueDeleted        = "queue.deleted"
+	// OrganizationPlanChanged records a plan tier change.
+	OrganizationPlanChanged = "organization.plan_changed"
+	APIKeyCreated           = "api_key.created"
+	APIKeyUpdated           = "api_key.updated"
+	APIKeyRevoked           = "api_key.revoked"
+	WorkerRegistered        = "worker.registered"
+	WorkerStatusChanged     = "worker.status_changed"
+	WorkerDeregistered      = "worker.deregistered"
+	QueueConfigured         = "queue.configured"
+	QueuePaused             = "queue.paused"
+	QueueResumed            = "queue.resumed"
+	QueueDeleted            = "queue.deleted"
 )
 
 // Stream types: what stream_id names.
@@ -59,6 +61,7 @@ const (
 	StreamOrganization = "organization"
 	StreamAPIKey       = "api_key"
 	StreamQueue        = "queue"
+	StreamWorker       = "worker"
 )
 
 // Actors name who caused an event: "api_key:<id>", "worker:<id>" or
@@ -249,15 +252,21 @@ type Event struct {
 // and the database clock that stamped its events.
 const historyMargin = 24 * time.Hour
 
-// JobHistory returns a job's events in order; an unknown job has none.
-func JobHistory(ctx context.Context, db queries.DBTX, orgID string, jobID uuid.UUID) ([]Event, error) {
-	since := time.Unix(0, 0)
+// HistorySince is the earliest time a job's events can carry: its UUIDv7
+// time less a margin for clock skew. Reads of a job's events pass it so the
+// planner skips older log partitions.
+func HistorySince(jobID uuid.UUID) time.Time {
 	if jobID.Version() == 7 {
 		sec, nsec := jobID.Time().UnixTime()
-		since = time.Unix(sec, nsec).Add(-historyMargin)
+		return time.Unix(sec, nsec).Add(-historyMargin)
 	}
+	return time.Unix(0, 0)
+}
+
+// JobHistory returns a job's events in order; an unknown job has none.
+func JobHistory(ctx context.Context, db queries.DBTX, orgID string, jobID uuid.UUID) ([]Event, error) {
 	rows, err := queries.New().JobHistory(ctx, db, queries.JobHistoryParams{
-		OrganizationID: orgID, StreamID: jobID.String(), Since: since,
+		OrganizationID: orgID, StreamID: jobID.String(), Since: HistorySince(jobID),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read job history: %w", err)

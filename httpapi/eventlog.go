@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -61,7 +61,7 @@ func (s *Server) parseLogFilter(c *fiber.Ctx, audit bool) (logFilter, error) {
 	}
 	f := logFilter{after: cur, limit: 100}
 	if raw := c.Query("limit"); raw != "" {
-		n, err := parseIntStrict(raw)
+		n, err := strconv.Atoi(raw)
 		if err != nil || n < 1 || n > 1000 {
 			return logFilter{}, validation("limit", "range", "must be a whole number between 1 and 1000")
 		}
@@ -110,14 +110,6 @@ func (s *Server) parseLogFilter(c *fiber.Ctx, audit bool) (logFilter, error) {
 	}
 	f.params = p
 	return f, nil
-}
-
-func parseIntStrict(s string) (int, error) {
-	var n int
-	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != strings.TrimLeft(s, "+") {
-		return 0, fmt.Errorf("not a whole number")
-	}
-	return n, nil
 }
 
 // page reads the next page after cur.

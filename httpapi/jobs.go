@@ -241,7 +241,7 @@ func (s *Server) getJobAsOf(c *fiber.Ctx, raw string) error {
 		return notFound("Job not found")
 	}
 	rows, err := s.q.JobEventsUntil(c.UserContext(), s.pool, queries.JobEventsUntilParams{
-		OrganizationID: caller(c).OrgID, StreamID: id.String(), Since: historySince(id), Until: asOf,
+		OrganizationID: caller(c).OrgID, StreamID: id.String(), Since: events.HistorySince(id), Until: asOf,
 	})
 	if err != nil {
 		return err
@@ -262,16 +262,6 @@ func (s *Server) getJobAsOf(c *fiber.Ctx, raw string) error {
 		return notFound("Job did not exist at that time")
 	}
 	return c.JSON(toJobJSON(*st.Job))
-}
-
-// historySince is the earliest time a job's events can carry (its UUIDv7
-// time less a day for clock skew), so reads skip older log partitions.
-func historySince(id uuid.UUID) time.Time {
-	if id.Version() == 7 {
-		sec, nsec := id.Time().UnixTime()
-		return time.Unix(sec, nsec).Add(-24 * time.Hour)
-	}
-	return time.Unix(0, 0)
 }
 
 func (s *Server) replayJob(c *fiber.Ctx) error {

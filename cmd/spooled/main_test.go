@@ -126,6 +126,13 @@ func TestServeDevBootstrap(t *testing.T) {
 		}
 	}
 
+	// The bootstrap's plan change is in the audit log, with its actor.
+	st, audit := call("GET", "/api/v1/audit?type=organization.plan_changed", nil)
+	evs, _ = audit["events"].([]any)
+	if st != 200 || len(evs) != 1 || evs[0].(map[string]any)["actor"] != "system:dev_bootstrap" {
+		t.Fatalf("audit of the plan change: %d %v", st, audit)
+	}
+
 	// SIGTERM drains and exits cleanly.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
