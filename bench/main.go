@@ -36,7 +36,7 @@ type options struct {
 	riverWorkers                int
 	riverCooldown, riverPoll    time.Duration
 	riverPool                   int
-	riverOnly                   bool
+	riverOnly, e2eOnly          bool
 	deadline                    int64
 	quick                       bool
 	probeWindow                 time.Duration
@@ -74,6 +74,7 @@ func main() {
 	flag.DurationVar(&o.riverCooldown, "river-fetch-cooldown", 5*time.Millisecond, "River: FetchCooldown")
 	flag.DurationVar(&o.riverPoll, "river-fetch-poll", 100*time.Millisecond, "River: FetchPollInterval")
 	flag.IntVar(&o.riverPool, "river-pool", 20, "River: pgx pool size (the server's DATABASE_MAX_CONNECTIONS default is 20)")
+	flag.BoolVar(&o.e2eOnly, "e2e-only", false, "run only our end-to-end scenario (with -workers, default 64) and print its figures and Postgres activity (for tuning the server; writes no results file)")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
 	flag.Parse()
@@ -151,6 +152,18 @@ func run(o options) error {
 		}
 		fmt.Printf("River %s, %d jobs, %s: insert %s jobs/s, work-off %s jobs/s, overall %s jobs/s%s; work-off CPU: self %.1f s, postgres %.1f s\n",
 			r.river, o.jobs, st, num(rr.insertRate()), num(rr.workRate()), num(rr.overallRate()), timedOut(rr.TimedOut), rr.CPUWork.self, rr.CPUWork.postgres)
+		return nil
+	}
+
+	if o.e2eOnly {
+		if r.workers = o.workers; r.workers == 0 {
+			r.workers = 64
+		}
+		if err := runE2E(ctx, r); err != nil {
+			return err
+		}
+		fmt.Printf("%s\nCPU work-off: bench process %.1f s, postgres %.1f s; WAL %s\n%s\n%s\n",
+			r.e2eCheck, r.e2eCPU.self, r.e2eCPU.postgres, r.walWork.perJob(o.jobs), r.pgActivity, r.pprofSrvCum)
 		return nil
 	}
 

@@ -12,7 +12,8 @@ type Batcher interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// ClaimPipelined runs ClaimLocks and then JobClaimBatch in one round trip.
+// ClaimPipelined runs ClaimPlanPin, ClaimLocks and then JobClaimBatch in
+// one round trip.
 // pgx sends both statements before a single Sync, so Postgres runs them as
 // one implicit transaction: the locks are held until the claim commits,
 // and the claim statement (its own snapshot, taken after the locks) sees
@@ -20,10 +21,14 @@ type Batcher interface {
 // pipelines two generated statements, which sqlc cannot express.)
 func (q *Queries) ClaimPipelined(ctx context.Context, db Batcher, locks ClaimLocksParams, arg JobClaimBatchParams) ([]JobClaimBatchRow, error) {
 	b := &pgx.Batch{}
+	b.Queue(claimPlanPin)
 	b.Queue(claimLocks, locks.OrganizationID, locks.QueueName, locks.WorkerID)
 	b.Queue(jobClaimBatch, arg.Now, arg.OrganizationID, arg.QueueName, arg.MaxJobs, arg.WorkerID, arg.LeaseSecs, arg.Actor)
 	br := db.SendBatch(ctx, b)
 	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("pin the claim plan: %w", err)
+	}
 	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("lock queue and worker: %w", err)
 	}

@@ -73,6 +73,20 @@ SELECT id, idempotency_key::text AS idempotency_key
 FROM jobs
 WHERE organization_id = sqlc.arg('organization_id') AND idempotency_key = ANY(sqlc.arg('keys')::text[]);
 
+-- name: ClaimPlanPin :exec
+-- Run first in a claim's transaction: it turns sorting off for the rest of
+-- that transaction only. A claim must walk pending_jobs_claim_idx in order
+-- and stop after the batch. When the statistics have not seen a queue (a new
+-- queue, or a burst since the last ANALYZE) the planner expects one row, and
+-- a narrower index on (organization_id, queue_name, ...) followed by a sort
+-- looks as cheap; it then sorts the whole backlog on every claim, spilling to
+-- disk once the backlog outgrows work_mem. With sorting priced out, the
+-- ordered index scan is the only plan left for the batch. Pricing a sort
+-- out lifts every plan's cost above the JIT thresholds, so JIT goes off too:
+-- compiling the claim would cost seconds for a statement that runs in
+-- milliseconds.
+SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true);
+
 -- name: JobClaimBatch :many
 -- Leases up to max_jobs ready jobs of one queue, highest priority first, then
 -- oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A paused

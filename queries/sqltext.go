@@ -6,4 +6,6 @@ package queries
 var (
 	JobHistorySQL     = jobHistory
 	JobEventsUntilSQL = jobEventsUntil
+	ClaimPlanPinSQL   = claimPlanPin
+	JobClaimBatchSQL  = jobClaimBatch
 )

@@ -1,0 +1,89 @@
+package commands_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/queries"
+)
+
+// planNode is the part of EXPLAIN (FORMAT JSON) output the test reads.
+type planNode struct {
+	NodeType  string     `json:"Node Type"`
+	IndexName string     `json:"Index Name"`
+	Relation  string     `json:"Relation Name"`
+	Plans     []planNode `json:"Plans"`
+}
+
+// find returns the first node of type t, depth first.
+func (n planNode) find(t string) (planNode, bool) {
+	if n.NodeType == t {
+		return n, true
+	}
+	for _, c := range n.Plans {
+		if f, ok := c.find(t); ok {
+			return f, true
+		}
+	}
+	return planNode{}, false
+}
+
+// TestClaimPlanWithStaleStatistics: a burst on a queue the statistics have
+// never seen must still be claimed by walking the claim index in order, not
+// by sorting the backlog, and the claim must not be JIT-compiled. The
+// statistics are taken while the queue is empty, as after a new queue's
+// first burst between two autovacuum ANALYZE runs.
+func TestClaimPlanWithStaleStatistics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.enqueue(e.actor, commands.NewJob{QueueName: "steady"})
+	if _, err := e.pool.Exec(e.ctx, "ANALYZE pending_jobs"); err != nil {
+		t.Fatal(err)
+	}
+	for b := 0; b < 30; b++ {
+		batch := make([]commands.NewJob, commands.MaxBulkJobs)
+		for i := range batch {
+			batch[i] = commands.NewJob{QueueName: "burst", Payload: payload(b*commands.MaxBulkJobs + i)}
+		}
+		if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tx, err := e.pool.Begin(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(e.ctx)
+	if _, err := tx.Exec(e.ctx, queries.ClaimPlanPinSQL); err != nil {
+		t.Fatal(err)
+	}
+	var raw string
+	err = tx.QueryRow(e.ctx, "EXPLAIN (FORMAT JSON) "+queries.JobClaimBatchSQL,
+		e.clk.Now(), e.actor.OrgID, "burst", int32(100), "w", int32(30), "worker:w", // same order as JobClaimBatchParams
+	).Scan(&raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plans []struct {
+		Plan planNode       `json:"Plan"`
+		JIT  map[string]any `json:"JIT"`
+	}
+	if err := json.Unmarshal([]byte(raw), &plans); err != nil || len(plans) != 1 {
+		t.Fatalf("EXPLAIN output %q: %v", raw, err)
+	}
+	if plans[0].JIT != nil {
+		t.Errorf("the claim would be JIT-compiled: %v", plans[0].JIT)
+	}
+	lock, ok := plans[0].Plan.find("LockRows")
+	if !ok || len(lock.Plans) != 1 {
+		t.Fatalf("no LockRows node with one input in the claim plan:\n%s", raw)
+	}
+	scan := lock.Plans[0]
+	if !strings.HasPrefix(scan.NodeType, "Index") || scan.IndexName != "pending_jobs_claim_idx" {
+		t.Fatalf("the claim locks rows from %s %s %s, want an ordered scan of pending_jobs_claim_idx:\n%s",
+			scan.NodeType, scan.Relation, scan.IndexName, raw)
+	}
+}
