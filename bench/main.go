@@ -37,6 +37,8 @@ type options struct {
 	riverCooldown, riverPoll    time.Duration
 	riverPool                   int
 	riverOnly, e2eOnly          bool
+	sustainedOnly               bool
+	e2eModes                    string
 	deadline                    int64
 	quick                       bool
 	probeWindow                 time.Duration
@@ -75,6 +77,8 @@ func main() {
 	flag.DurationVar(&o.riverPoll, "river-fetch-poll", 100*time.Millisecond, "River: FetchPollInterval")
 	flag.IntVar(&o.riverPool, "river-pool", 20, "River: pgx pool size (the server's DATABASE_MAX_CONNECTIONS default is 20)")
 	flag.BoolVar(&o.e2eOnly, "e2e-only", false, "run only our end-to-end scenario (with -workers, default 64) and print its figures and Postgres activity (for tuning the server; writes no results file)")
+	flag.StringVar(&o.e2eModes, "e2e-modes", "each,batch", "with -e2e-only: which work-offs to run (each: a complete call per job; batch: POST /jobs/complete per claimed batch)")
+	flag.BoolVar(&o.sustainedOnly, "sustained-only", false, "run only the sustained scenario (with -workers, default 64, and -sustained-rate, default 300) and print its figures")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
 	flag.Parse()
@@ -115,6 +119,7 @@ type report struct {
 	goTotal            uint64
 	goHeap             uint64
 	sustained          sustainedResult
+	batch              batchRun
 	riv                riverResult
 	pprofAll           string
 	pprofSrv           string
@@ -155,15 +160,43 @@ func run(o options) error {
 		return nil
 	}
 
+	if o.sustainedOnly {
+		w, rate := o.workers, o.sustainedRate
+		if w == 0 {
+			w = 64
+		}
+		if rate <= 0 {
+			rate = 300
+		}
+		s, err := startServer(ctx, o.db, "bench_sustained")
+		if err != nil {
+			return err
+		}
+		res := runSustained(ctx, s, o.producers, w, rate, o.sustainedDur, o.sustainedWaitMS)
+		s.close()
+		fmt.Printf("sustained: %d producers at %s jobs/s, %d workers: %s jobs/s completed, enqueue-to-start p50 %s p95 %s p99 %s over %d, backlog %d, %d errors %s\n",
+			o.producers, num(rate), w, num(float64(res.Completed)/o.sustainedDur.Seconds()), ms(res.Lat.P50), ms(res.Lat.P95), ms(res.Lat.P99), res.Lat.N,
+			res.Backlog, res.Errors, res.FirstErr)
+		return nil
+	}
 	if o.e2eOnly {
 		if r.workers = o.workers; r.workers == 0 {
 			r.workers = 64
 		}
-		if err := runE2E(ctx, r); err != nil {
-			return err
+		if strings.Contains(o.e2eModes, "each") {
+			if err := runE2E(ctx, r); err != nil {
+				return err
+			}
+			fmt.Printf("%s\nCPU work-off: bench process %.1f s, postgres %.1f s; WAL %s\n%s\n%s\n",
+				r.e2eCheck, r.e2eCPU.self, r.e2eCPU.postgres, r.walWork.perJob(o.jobs), r.pgActivity, r.pprofSrvCum)
 		}
-		fmt.Printf("%s\nCPU work-off: bench process %.1f s, postgres %.1f s; WAL %s\n%s\n%s\n",
-			r.e2eCheck, r.e2eCPU.self, r.e2eCPU.postgres, r.walWork.perJob(o.jobs), r.pgActivity, r.pprofSrvCum)
+		if strings.Contains(o.e2eModes, "batch") {
+			if err := runE2EBatch(ctx, r); err != nil {
+				return err
+			}
+			fmt.Printf("batch: %s\nCPU work-off: bench process %.1f s, postgres %.1f s; WAL %s\n%s\n",
+				r.batch.Check, r.batch.CPU.self, r.batch.CPU.postgres, r.batch.WAL.perJob(o.jobs), r.batch.Activity)
+		}
 		return nil
 	}
 
@@ -223,6 +256,9 @@ func run(o options) error {
 		r.workers = best.Workers
 	}
 	if err := runE2E(ctx, r); err != nil {
+		return err
+	}
+	if err := runE2EBatch(ctx, r); err != nil {
 		return err
 	}
 
@@ -310,7 +346,10 @@ func runE2E(ctx context.Context, r *report) error {
 	act := startActivitySampler(s.sql, 100*time.Millisecond)
 	// The work-off gets what the budget leaves after the sustained run
 	// (about a minute), at most eight minutes.
-	r.e2e = workOff(ctx, a, "e2e", int64(o.jobs), r.workers, 250, min(8*time.Minute, max(remainingRaw(ctx)-time.Minute, 20*time.Second)))
+	// The work-off gets what the budget leaves after the batch-complete run
+	// and the sustained run (about a minute and a half), at most eight
+	// minutes.
+	r.e2e = workOff(ctx, a, "e2e", int64(o.jobs), r.workers, 250, min(8*time.Minute, max(remainingRaw(ctx)-90*time.Second, 20*time.Second)), false)
 	r.pgActivity = act.finish(12)
 	cpu2 := readCPU()
 	wal2, _ := readWAL(ctx, s.sql)
@@ -333,6 +372,57 @@ func runE2E(ctx context.Context, r *report) error {
 	r.pprofAll = pprofTop(o.profile)
 	r.pprofSrv = pprofTop(o.profile, "-tagfocus=side=server")
 	r.pprofSrvCum = pprofTop(o.profile, "-tagfocus=side=server", "-cum")
+	return nil
+}
+
+// batchRun is scenario 2 again with the batch-complete extension route.
+type batchRun struct {
+	Insert         time.Duration
+	Work           workOffResult
+	CPU, CPUInsert cpuTimes
+	WAL            walStats
+	Check          string
+	Activity       string
+}
+
+func (b batchRun) overall() float64 {
+	return float64(b.Work.Done) / (b.Insert + b.Work.Elapsed).Seconds()
+}
+
+// runE2EBatch is the end-to-end run with workers that complete each claimed
+// batch with one POST /api/v1/jobs/complete: the same jobs, workers and
+// claims as runE2E, on a fresh schema.
+func runE2EBatch(ctx context.Context, r *report) error {
+	o := r.o
+	progress("end to end, batch completes: %d jobs by bulk of 100 (%d clients), then %d workers claiming 100 and completing them in one call", o.jobs, o.inserters, r.workers)
+	s, err := startServer(ctx, o.db, "bench_e2e_batch")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	a := newAPI(s.base, s.key, r.workers+o.inserters)
+	defer a.close()
+	b := &r.batch
+	cpu0 := readCPU()
+	if b.Insert, err = insertBulk(ctx, a, "e2e", o.jobs, o.inserters); err != nil {
+		return fmt.Errorf("e2e batch insert: %w", err)
+	}
+	wal1, _ := readWAL(ctx, s.sql)
+	cpu1 := readCPU()
+	act := startActivitySampler(s.sql, 100*time.Millisecond)
+	b.Work = workOff(ctx, a, "e2e", int64(o.jobs), r.workers, 250, min(4*time.Minute, max(remainingRaw(ctx)-time.Minute, 20*time.Second)), true)
+	b.Activity = act.finish(8)
+	cpu2 := readCPU()
+	wal2, _ := readWAL(ctx, s.sql)
+	b.CPUInsert, b.CPU, b.WAL = cpu1.sub(cpu0), cpu2.sub(cpu1), wal2.sub(wal1)
+	var completed, all int64
+	if err := s.sql.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM jobs WHERE queue_name = 'e2e'`).Scan(&completed, &all); err != nil {
+		b.Check = "check failed: " + err.Error()
+	} else {
+		b.Check = fmt.Sprintf("%d of %d jobs in the read model are completed", completed, all)
+	}
+	progress("  insert %s jobs/s; work-off %s jobs/s; overall %s jobs/s; %d errors %s%s",
+		num(float64(o.jobs)/b.Insert.Seconds()), num(b.Work.rate()), num(b.overall()), b.Work.Errors, b.Work.FirstErr, timedOut(b.Work.TimedOut))
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -290,6 +291,33 @@ func completeJob(ctx context.Context, a *api, worker string, j claimedJob) error
 	return a.post(ctx, "/api/v1/jobs/"+j.ID+"/complete", []byte(`{"worker_id":"`+worker+`","lease_id":"`+j.LeaseID+`"}`), nil)
 }
 
+type batchAnswer struct {
+	Completed []string          `json:"completed"`
+	Failed    []json.RawMessage `json:"failed"`
+}
+
+// completeBatch completes a claimed batch with one POST /api/v1/jobs/complete
+// and returns how many the server completed.
+func completeBatch(ctx context.Context, a *api, worker string, jobs []claimedJob) (int, error) {
+	var b strings.Builder
+	b.WriteString(`{"worker_id":"` + worker + `","jobs":[`)
+	for i, j := range jobs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"job_id":"` + j.ID + `","lease_id":"` + j.LeaseID + `"}`)
+	}
+	b.WriteString(`]}`)
+	var out batchAnswer
+	if err := a.post(ctx, "/api/v1/jobs/complete", []byte(b.String()), &out); err != nil {
+		return 0, err
+	}
+	if len(out.Failed) > 0 {
+		return len(out.Completed), fmt.Errorf("%d of %d refused, first: %s", len(out.Failed), len(jobs), out.Failed[0])
+	}
+	return len(out.Completed), nil
+}
+
 type workOffResult struct {
 	Workers  int
 	Done     int64
@@ -302,9 +330,12 @@ type workOffResult struct {
 
 func (r workOffResult) rate() float64 { return float64(r.Done) / r.Elapsed.Seconds() }
 
-// workOff runs workers that claim up to 100 jobs at a time and complete each
-// one, until total jobs are completed or limit passes.
-func workOff(ctx context.Context, a *api, queue string, total int64, workers, waitMS int, limit time.Duration) workOffResult {
+// workOff runs workers that claim up to 100 jobs at a time and complete
+// them, until total jobs are completed or limit passes. With batch false a
+// worker completes each job with its own POST /jobs/{id}/complete, as the
+// SDK workers do; with batch true it completes the claimed batch with one
+// POST /jobs/complete.
+func workOff(ctx context.Context, a *api, queue string, total int64, workers, waitMS int, limit time.Duration, batch bool) workOffResult {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var (
@@ -334,6 +365,17 @@ func workOff(ctx context.Context, a *api, queue string, total int64, workers, wa
 					continue
 				}
 				claims.Add(1)
+				if batch && len(out.Jobs) > 0 {
+					n, err := completeBatch(ctx, a, id, out.Jobs)
+					if err != nil && ctx.Err() == nil {
+						fail(err)
+					}
+					if d := done.Add(int64(n)); d >= total && d-int64(n) < total {
+						last.Store(int64(time.Since(t0)))
+						cancel()
+					}
+					continue
+				}
 				for _, j := range out.Jobs {
 					if err := completeJob(ctx, a, id, j); err != nil {
 						if ctx.Err() == nil {
@@ -383,7 +425,7 @@ func probeWorkers(ctx context.Context, s *server, counts []int, jobs, inserters 
 		if ctx.Err() != nil || left <= 0 {
 			return rows, errBudget
 		}
-		r := workOff(ctx, a, "probe", left, w, 250, window)
+		r := workOff(ctx, a, "probe", left, w, 250, window, false)
 		left -= r.Done
 		rows = append(rows, probeRow{Workers: w, Rate: r.rate(), Done: r.Done, Errors: r.Errors})
 		progress("  probe: %3d workers: %s jobs/s (%d errors, %d jobs left)", w, num(r.rate()), r.Errors, left)

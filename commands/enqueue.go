@@ -226,7 +226,6 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 	for i := range pending {
 		pending[i] = i
 	}
-	queues := map[string]struct{}{}
 	created := map[string]int{}
 	for attempt := 0; attempt < 3 && len(pending) > 0; attempt++ {
 		batch := subset(p, pending)
@@ -245,7 +244,6 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 				results[i] = EnqueueResult{ID: p.Ids[i], Created: true}
 				// Scheduled jobs hint too: a waiting claim re-reads when its
 				// queue's next job falls due.
-				queues[p.QueueNames[i]] = struct{}{}
 				created[p.QueueNames[i]]++
 				continue
 			}
@@ -278,7 +276,7 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 	if len(pending) > 0 {
 		return nil, fmt.Errorf("enqueue jobs: %d idempotency keys neither inserted nor found after retries", len(pending))
 	}
-	s.hintQueues(actor.OrgID, queues)
+	s.hintQueues(actor.OrgID, created)
 	for q, n := range created {
 		s.observer.JobsEnqueued(q, n)
 	}

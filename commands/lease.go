@@ -151,7 +151,7 @@ func (s *Service) Fail(ctx context.Context, orgID string, ref LeaseRef, message 
 	if out.WillRetry {
 		out.RetryAt = row.ScheduledAt
 		// The retry falls due later: waiting claims re-read their timers.
-		s.hints.JobsAvailable(orgID, row.QueueName)
+		s.hints.JobsAvailable(orgID, row.QueueName, 1)
 	} else {
 		s.observer.JobsDeadLettered(row.QueueName, 1)
 	}
@@ -269,17 +269,17 @@ func (s *Service) expireLeases(ctx context.Context, f expireFilter, max int) ([]
 		return nil, fmt.Errorf("expire leases: %w", err)
 	}
 	out := make([]Expired, len(rows))
-	woken := map[[2]string]struct{}{}
+	woken := map[[2]string]int{}
 	for i, r := range rows {
 		out[i] = Expired{ID: r.ID, OrgID: r.OrganizationID, QueueName: r.QueueName, Status: r.Status}
 		if r.Status == "pending" {
-			woken[[2]string{r.OrganizationID, r.QueueName}] = struct{}{}
+			woken[[2]string{r.OrganizationID, r.QueueName}]++
 		} else {
 			s.observer.JobsDeadLettered(r.QueueName, 1)
 		}
 	}
-	for k := range woken {
-		s.hints.JobsAvailable(k[0], k[1])
+	for k, n := range woken {
+		s.hints.JobsAvailable(k[0], k[1], n)
 	}
 	return out, nil
 }

@@ -102,10 +102,10 @@ func (s *Service) retry(ctx context.Context, actor Actor, ids []uuid.UUID, queue
 		return nil, fmt.Errorf("retry jobs: %w", err)
 	}
 	out := make([]queries.Job, len(rows))
-	queues := map[string]struct{}{}
+	queues := map[string]int{}
 	for i, r := range rows {
 		out[i] = queries.Job(r)
-		queues[r.QueueName] = struct{}{}
+		queues[r.QueueName]++
 	}
 	s.hintQueues(actor.OrgID, queues)
 	return out, nil

@@ -97,7 +97,7 @@ func (s *Service) ConfigureQueue(ctx context.Context, actor Actor, queue string,
 	})
 	if err == nil {
 		// A raised limit may free work for waiting claims.
-		s.hints.JobsAvailable(actor.OrgID, queue)
+		s.hints.JobsAvailable(actor.OrgID, queue, 0)
 	}
 	return qc, err
 }
@@ -133,7 +133,7 @@ func (s *Service) ResumeQueue(ctx context.Context, actor Actor, queue string) (Q
 	}
 	out, err := s.setPaused(ctx, actor, queue, false, nil)
 	if err == nil {
-		s.hints.JobsAvailable(actor.OrgID, queue)
+		s.hints.JobsAvailable(actor.OrgID, queue, 0)
 	}
 	return out, err
 }

@@ -119,9 +119,9 @@ func (s *Service) replay(ctx context.Context, actor Actor, ids []uuid.UUID) ([]R
 	if err != nil {
 		return nil, err
 	}
-	queues := map[string]struct{}{}
+	queues := map[string]int{}
 	for _, j := range jobs {
-		queues[j.QueueName] = struct{}{}
+		queues[j.QueueName]++
 		s.observer.JobsEnqueued(j.QueueName, 1)
 	}
 	s.hintQueues(actor.OrgID, queues)

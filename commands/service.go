@@ -47,17 +47,19 @@ func invalid(field, code, format string, args ...any) error {
 	return &ValidationError{Field: field, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Hinter is told, after a commit, that a queue has work a waiting claim
-// could take. Hints are best effort: losing one costs latency, never a job.
+// Hinter is told, after a commit, that n jobs of a queue became available
+// (or changed when they fall due) for waiting claims to take; n <= 0 when
+// the count is unknown (a queue resumed, its limits changed). Hints are best
+// effort: losing one costs latency, never a job.
 type Hinter interface {
-	JobsAvailable(orgID, queueName string)
+	JobsAvailable(orgID, queueName string, n int)
 }
 
 // NoHints drops every hint.
 type NoHints struct{}
 
 // JobsAvailable does nothing.
-func (NoHints) JobsAvailable(string, string) {}
+func (NoHints) JobsAvailable(string, string, int) {}
 
 // Defaults are what a request leaves out.
 type Defaults struct {
@@ -159,8 +161,9 @@ func (s *Service) Now() time.Time {
 	return time.Now()
 }
 
-func (s *Service) hintQueues(orgID string, queues map[string]struct{}) {
-	for q := range queues {
-		s.hints.JobsAvailable(orgID, q)
+// hintQueues hints each queue with its count of jobs made available.
+func (s *Service) hintQueues(orgID string, queues map[string]int) {
+	for q, n := range queues {
+		s.hints.JobsAvailable(orgID, q, n)
 	}
 }

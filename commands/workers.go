@@ -171,9 +171,9 @@ func (s *Service) DeregisterWorker(ctx context.Context, actor Actor, workerID st
 	if err != nil {
 		return err
 	}
-	queues := map[string]struct{}{}
+	queues := map[string]int{}
 	for _, r := range released {
-		queues[r.QueueName] = struct{}{}
+		queues[r.QueueName]++
 	}
 	s.hintQueues(actor.OrgID, queues)
 	return nil

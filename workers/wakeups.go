@@ -2,7 +2,11 @@ package workers
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/spooled-go/spooled/internal/natsbus"
 )
@@ -11,22 +15,60 @@ import (
 // hint raised in this process reaches local waiters at once and is also
 // published on NATS, where every other server instance's Wakeups receives
 // it. It implements commands.Hinter and commands.Waiter.
+//
+// A hint for n jobs wakes at most n of a queue's waiting claims, longest
+// waiting first: waking every waiter for every job would send all of them
+// to the database to race for one row (64 long-polling workers turned one
+// enqueue into 64 claims). A woken claim that leaves before it reads its
+// signal passes the signal on, so a hint's jobs never wait for the fallback
+// poll while claims are waiting. A hint with n <= 0 (a queue resumed, its
+// limits changed, NATS reconnected) wakes every waiter.
 type Wakeups struct {
-	bus *natsbus.Bus // nil: local hints only
+	bus    *natsbus.Bus // nil: local hints only
+	origin string       // tags this instance's hints on NATS, so it skips its own echo
 
 	mu      sync.Mutex
-	waiters map[queueKey]map[*waiter]struct{}
+	waiters map[queueKey]*waitList
 	unsub   func()
 	stopped bool
 }
 
 type queueKey struct{ org, queue string }
 
-type waiter struct{ ch chan struct{} }
+// waitList is a queue's waiters in arrival order.
+type waitList struct {
+	first, last *waiter
+	n           int
+}
+
+type waiter struct {
+	ch         chan struct{}
+	prev, next *waiter
+	key        queueKey
+}
 
 // NewWakeups returns a hub; bus may be nil.
 func NewWakeups(bus *natsbus.Bus) *Wakeups {
-	return &Wakeups{bus: bus, waiters: map[queueKey]map[*waiter]struct{}{}}
+	return &Wakeups{bus: bus, origin: uuid.NewString(), waiters: map[queueKey]*waitList{}}
+}
+
+// hintPayload carries a hint's origin and job count over NATS: "origin n".
+func hintPayload(origin string, n int) []byte {
+	return []byte(origin + " " + strconv.Itoa(n))
+}
+
+// parseHintPayload reads hintPayload; anything else counts as a hint of
+// unknown size from another instance, which wakes every waiter.
+func parseHintPayload(data []byte) (origin string, n int) {
+	o, num, ok := strings.Cut(string(data), " ")
+	if !ok {
+		return "", 0
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil {
+		return o, 0
+	}
+	return o, n
 }
 
 // Start subscribes to every hint on the bus. When the connection comes back
@@ -35,17 +77,23 @@ func (w *Wakeups) Start(context.Context) error {
 	if w.bus == nil {
 		return nil
 	}
-	unsub, err := w.bus.Subscribe(natsbus.HintWildcard, func(subject string, _ []byte) {
-		if org, queue, ok := natsbus.ParseHintSubject(subject); ok {
-			w.notifyLocal(org, queue)
+	unsub, err := w.bus.Subscribe(natsbus.HintWildcard, func(subject string, data []byte) {
+		org, queue, ok := natsbus.ParseHintSubject(subject)
+		if !ok {
+			return
 		}
+		origin, n := parseHintPayload(data)
+		if origin == w.origin {
+			return // raised here: local waiters were woken when it was raised
+		}
+		w.notifyLocal(org, queue, n)
 	})
 	if err != nil {
 		return err
 	}
 	unsubLog, err := w.bus.Subscribe(natsbus.LogWildcard, func(subject string, _ []byte) {
 		if org, ok := natsbus.ParseLogSubject(subject); ok {
-			w.notifyLocal(org, orgWide)
+			w.notifyLocal(org, orgWide, 0)
 		}
 	})
 	if err != nil {
@@ -73,8 +121,8 @@ func (w *Wakeups) Stop(context.Context) error {
 	unsub := w.unsub
 	w.unsub = nil
 	w.stopped = true
-	for k, set := range w.waiters {
-		for wt := range set {
+	for k, l := range w.waiters {
+		for wt := l.first; wt != nil; wt = wt.next {
 			close(wt.ch)
 		}
 		delete(w.waiters, k)
@@ -93,7 +141,7 @@ const orgWide = ""
 // LogAdvanced says that an organization's log has new events: followers of
 // that organization (on every instance, through NATS) read the next page.
 func (w *Wakeups) LogAdvanced(org string) {
-	w.notifyLocal(org, orgWide)
+	w.notifyLocal(org, orgWide, 0)
 	if w.bus != nil {
 		w.bus.Publish(natsbus.LogSubject(org), nil)
 	}
@@ -104,41 +152,57 @@ func (w *Wakeups) LogAdvanced(org string) {
 // hub stops; cancel must be called.
 func (w *Wakeups) WaitLog(org string) (<-chan struct{}, func()) { return w.Wait(org, orgWide) }
 
-// JobsAvailable is called after a commit that makes work available (or
-// changes when it becomes due) on a queue.
-func (w *Wakeups) JobsAvailable(org, queue string) {
-	w.notifyLocal(org, queue)
+// JobsAvailable is called after a commit that makes n jobs available (or
+// changes when they become due) on a queue; n <= 0 when the count is not
+// known, which wakes every waiter of the queue.
+func (w *Wakeups) JobsAvailable(org, queue string, n int) {
+	w.notifyLocal(org, queue, n)
 	if w.bus != nil {
-		w.bus.Publish(natsbus.HintSubject(org, queue), nil)
+		w.bus.Publish(natsbus.HintSubject(org, queue), hintPayload(w.origin, n))
 	}
 }
 
-// Wait registers interest in a queue. The channel receives (at most one
-// buffered signal) whenever a hint arrives, and is closed when the hub
-// stops; cancel must be called.
+// Wait registers interest in a queue. The channel receives at most one
+// buffered signal when a hint picks this waiter, and is closed when the
+// hub stops; cancel must be called, and passes on a signal the caller did
+// not read.
 func (w *Wakeups) Wait(org, queue string) (<-chan struct{}, func()) {
 	k := queueKey{org, queue}
-	wt := &waiter{ch: make(chan struct{}, 1)}
+	wt := &waiter{ch: make(chan struct{}, 1), key: k}
 	w.mu.Lock()
 	if w.stopped {
 		w.mu.Unlock()
 		close(wt.ch)
 		return wt.ch, func() {}
 	}
-	set := w.waiters[k]
-	if set == nil {
-		set = map[*waiter]struct{}{}
-		w.waiters[k] = set
+	l := w.waiters[k]
+	if l == nil {
+		l = &waitList{}
+		w.waiters[k] = l
 	}
-	set[wt] = struct{}{}
+	l.push(wt)
 	w.mu.Unlock()
-	return wt.ch, func() {
-		w.mu.Lock()
-		delete(w.waiters[k], wt)
-		if len(w.waiters[k]) == 0 {
-			delete(w.waiters, k)
-		}
-		w.mu.Unlock()
+	var once sync.Once
+	return wt.ch, func() { once.Do(func() { w.leave(wt) }) }
+}
+
+// leave removes a waiter; a signal it was sent and never read goes to the
+// next waiter that has none, so the hinted job still finds a claim.
+func (w *Wakeups) leave(wt *waiter) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return // Stop closed the channel and dropped the lists
+	}
+	l := w.waiters[wt.key]
+	l.remove(wt)
+	select {
+	case <-wt.ch:
+		l.wake(1)
+	default:
+	}
+	if l.n == 0 {
+		delete(w.waiters, wt.key)
 	}
 }
 
@@ -147,8 +211,8 @@ func (w *Wakeups) Waiting() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
-	for _, set := range w.waiters {
-		n += len(set)
+	for _, l := range w.waiters {
+		n += l.n
 	}
 	return n
 }
@@ -156,27 +220,67 @@ func (w *Wakeups) Waiting() int {
 // BusConnected reports whether hints cross instances right now.
 func (w *Wakeups) BusConnected() bool { return w.bus != nil && w.bus.Connected() }
 
-func (w *Wakeups) notifyLocal(org, queue string) {
+// notifyLocal wakes up to n waiters of a queue in this process (every one
+// when n <= 0).
+func (w *Wakeups) notifyLocal(org, queue string, n int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for wt := range w.waiters[queueKey{org, queue}] {
-		signal(wt.ch)
+	if l := w.waiters[queueKey{org, queue}]; l != nil {
+		l.wake(n)
 	}
 }
 
 func (w *Wakeups) wakeAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, set := range w.waiters {
-		for wt := range set {
-			signal(wt.ch)
-		}
+	for _, l := range w.waiters {
+		l.wake(0)
 	}
 }
 
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
+func (l *waitList) push(wt *waiter) {
+	wt.prev = l.last
+	if l.last != nil {
+		l.last.next = wt
+	} else {
+		l.first = wt
+	}
+	l.last = wt
+	l.n++
+}
+
+func (l *waitList) remove(wt *waiter) {
+	if wt.prev != nil {
+		wt.prev.next = wt.next
+	} else {
+		l.first = wt.next
+	}
+	if wt.next != nil {
+		wt.next.prev = wt.prev
+	} else {
+		l.last = wt.prev
+	}
+	wt.prev, wt.next = nil, nil
+	l.n--
+}
+
+// wake signals up to n waiters (all when n <= 0), longest waiting first,
+// skipping those that still hold an unread signal: they are on their way
+// to the database already. A woken waiter moves to the back of the line.
+func (l *waitList) wake(n int) {
+	if n <= 0 || n > l.n {
+		n = l.n
+	}
+	woken := make([]*waiter, 0, n)
+	for wt := l.first; wt != nil && len(woken) < n; wt = wt.next {
+		select {
+		case wt.ch <- struct{}{}:
+			woken = append(woken, wt)
+		default:
+		}
+	}
+	for _, wt := range woken {
+		l.remove(wt)
+		l.push(wt)
 	}
 }

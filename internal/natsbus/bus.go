@@ -263,6 +263,12 @@ func (b *Bus) Subscribe(subject string, fn func(subject string, data []byte)) (f
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
 	}
+	// The round trip makes the server register the subscription before
+	// Subscribe returns, so a message published anywhere afterwards
+	// reaches it. Disconnected, the client registers it on reconnect.
+	if b.connected.Load() {
+		_ = b.conn.FlushTimeout(2 * time.Second)
+	}
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 

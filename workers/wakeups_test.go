@@ -1,0 +1,147 @@
+package workers_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/spooled-go/spooled/internal/natsbus"
+	"github.com/spooled-go/spooled/workers"
+)
+
+// sharedNATS is the machine's NATS server, which make test starts.
+const sharedNATS = "nats://127.0.0.1:4222"
+
+func openHub(t *testing.T) (*workers.Wakeups, *natsbus.Bus) {
+	t.Helper()
+	bus, err := natsbus.Open(natsbus.Config{URL: sharedNATS, ReconnectWait: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !bus.Connected() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection to %s", sharedNATS)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	w := workers.NewWakeups(bus)
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = w.Stop(context.Background())
+		bus.Close()
+	})
+	return w, bus
+}
+
+type waiting struct {
+	ch     <-chan struct{}
+	cancel func()
+}
+
+func waitN(w *workers.Wakeups, org, queue string, n int) []waiting {
+	out := make([]waiting, n)
+	for i := range out {
+		out[i].ch, out[i].cancel = w.Wait(org, queue)
+	}
+	return out
+}
+
+// signalled counts the waiters holding a signal, reading them.
+func signalled(ws []waiting) (n int, which []int) {
+	for i, x := range ws {
+		select {
+		case <-x.ch:
+			n++
+			which = append(which, i)
+		default:
+		}
+	}
+	return n, which
+}
+
+// settle waits until hints published on from's connection have reached to:
+// it publishes a marker hint for another queue, as if from a third
+// instance, on the same connection and waits for it. NATS keeps one
+// connection's order for each subscriber.
+func settle(t *testing.T, from *natsbus.Bus, to *workers.Wakeups, org string) {
+	t.Helper()
+	marker, cancel := to.Wait(org, "marker")
+	defer cancel()
+	from.Publish(natsbus.HintSubject(org, "marker"), []byte("a-third-instance 1"))
+	select {
+	case <-marker:
+	case <-time.After(5 * time.Second):
+		t.Fatal("marker hint never arrived")
+	}
+}
+
+// TestWakeupsWakeOnePerJob: a hint for n jobs wakes n of a queue's waiters,
+// longest waiting first, on the instance that raised it (once: its own echo
+// from NATS is ignored) and on every other instance.
+func TestWakeupsWakeOnePerJob(t *testing.T) {
+	t.Parallel()
+	a, busA := openHub(t)
+	b, _ := openHub(t)
+	org := "org_" + uuid.NewString()
+	onA, onB := waitN(a, org, "q", 5), waitN(b, org, "q", 5)
+	for _, x := range append(onA, onB...) {
+		defer x.cancel()
+	}
+
+	a.JobsAvailable(org, "q", 2)
+	settle(t, busA, a, org) // a's own echo has come back by now
+	settle(t, busA, b, org)
+	if n, which := signalled(onA); n != 2 || which[0] != 0 || which[1] != 1 {
+		t.Fatalf("raising instance woke %v, want the first two of five", which)
+	}
+	if n, which := signalled(onB); n != 2 || which[0] != 0 || which[1] != 1 {
+		t.Fatalf("other instance woke %v, want the first two of five", which)
+	}
+
+	// Woken waiters went to the back of the line: the next hint wakes the
+	// third.
+	a.JobsAvailable(org, "q", 1)
+	if n, which := signalled(onA); n != 1 || which[0] != 2 {
+		t.Fatalf("second hint woke %v, want waiter 2", which)
+	}
+
+	// An unknown count wakes everyone.
+	a.JobsAvailable(org, "q", 0)
+	if n, _ := signalled(onA); n != 5 {
+		t.Fatalf("a hint of unknown size woke %d of 5", n)
+	}
+}
+
+// TestWakeupsPassOnUnreadSignal: a waiter that leaves without reading its
+// signal hands it to one that has none, so the hinted job is not left to
+// the fallback poll.
+func TestWakeupsPassOnUnreadSignal(t *testing.T) {
+	t.Parallel()
+	w := workers.NewWakeups(nil)
+	ws := waitN(w, "org", "q", 3)
+	w.JobsAvailable("org", "q", 1) // wakes ws[0]
+	ws[0].cancel()                 // ... which leaves without reading it
+	if n, which := signalled(ws[1:]); n != 1 || which[0] != 0 {
+		t.Fatalf("the unread signal went to %v, want the next waiter", which)
+	}
+	ws[1].cancel()
+	ws[2].cancel()
+	if got := w.Waiting(); got != 0 {
+		t.Fatalf("%d waiters left after every cancel", got)
+	}
+	// A signal with nobody left to take it is simply dropped.
+	ws = waitN(w, "org", "q", 1)
+	w.JobsAvailable("org", "q", 3)
+	ws[0].cancel()
+	if got := w.Waiting(); got != 0 {
+		t.Fatalf("%d waiters left", got)
+	}
+}
