@@ -37,7 +37,7 @@ type options struct {
 	riverCooldown, riverPoll    time.Duration
 	riverPool                   int
 	riverOnly, e2eOnly          bool
-	sustainedOnly               bool
+	sustainedOnly, singleOnly   bool
 	e2eModes                    string
 	deadline                    int64
 	quick                       bool
@@ -79,6 +79,7 @@ func main() {
 	flag.BoolVar(&o.e2eOnly, "e2e-only", false, "run only our end-to-end scenario (with -workers, default 64) and print its figures and Postgres activity (for tuning the server; writes no results file)")
 	flag.StringVar(&o.e2eModes, "e2e-modes", "each,batch", "with -e2e-only: which work-offs to run (each: a complete call per job; batch: POST /jobs/complete per claimed batch)")
 	flag.BoolVar(&o.sustainedOnly, "sustained-only", false, "run only the sustained scenario (with -workers, default 64, and -sustained-rate, default 300) and print its figures")
+	flag.BoolVar(&o.singleOnly, "single-only", false, "run only the commit ceiling and the single-enqueue scenario, with a CPU profile of the latter in -profile, and print their figures")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
 	flag.Parse()
@@ -160,6 +161,32 @@ func run(o options) error {
 		return nil
 	}
 
+	if o.singleOnly {
+		c, err := runCeiling(ctx, o.db, "bench_ceiling", o.clients, o.warm, o.ceilingDur)
+		if err != nil {
+			return err
+		}
+		s, err := startServer(ctx, o.db, "bench_single")
+		if err != nil {
+			return err
+		}
+		pf, err := os.Create(o.profile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		cpu0 := readCPU()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		res := runSingleEnqueue(ctx, s, o.clients, o.warm, o.enqueueDur)
+		pprof.StopCPUProfile()
+		cpu := readCPU().sub(cpu0)
+		s.close()
+		fmt.Printf("ceiling %s commits/s; single enqueue %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU bench process %.1f s, postgres %.1f s\n",
+			num(c.rate()), num(res.rate()), res.rate()/c.rate(), ms(res.Lat.P50), ms(res.Lat.P99), res.Errors, res.FirstErr, cpu.self, cpu.postgres)
+		return nil
+	}
 	if o.sustainedOnly {
 		w, rate := o.workers, o.sustainedRate
 		if w == 0 {

@@ -170,7 +170,7 @@ func (s *Service) MaintainPartitions(ctx context.Context) error {
 }
 
 // VacuumHotTables clears the dead rows claims would walk past in the queue
-// tables.
+// tables and refreshes their statistics.
 func (s *Service) VacuumHotTables(ctx context.Context) error {
 	if err := s.q.VacuumHotTables(ctx, s.pool); err != nil {
 		return fmt.Errorf("vacuum queue tables: %w", err)
