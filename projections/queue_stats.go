@@ -63,7 +63,7 @@ func (p *QueueStats) Apply(ctx context.Context, tx pgx.Tx, batch []LogEvent) err
 			h.created++
 		case events.JobClaimed:
 			var d events.Claimed
-			if err := json.Unmarshal(e.Data, &d); err != nil {
+			if err := json.Unmarshal([]byte(e.Data), &d); err != nil {
 				return fmt.Errorf("event %d: %w", e.Position, err)
 			}
 			if d.DueAt != nil {
@@ -72,7 +72,7 @@ func (p *QueueStats) Apply(ctx context.Context, tx pgx.Tx, batch []LogEvent) err
 			}
 		case events.JobCompleted:
 			var d events.Completed
-			if err := json.Unmarshal(e.Data, &d); err != nil {
+			if err := json.Unmarshal([]byte(e.Data), &d); err != nil {
 				return fmt.Errorf("event %d: %w", e.Position, err)
 			}
 			t.completed++
@@ -88,7 +88,7 @@ func (p *QueueStats) Apply(ctx context.Context, tx pgx.Tx, batch []LogEvent) err
 			h.deadlettered++
 		case events.JobRetried:
 			var d events.Retried
-			if err := json.Unmarshal(e.Data, &d); err != nil {
+			if err := json.Unmarshal([]byte(e.Data), &d); err != nil {
 				return fmt.Errorf("event %d: %w", e.Position, err)
 			}
 			// Only dead-lettered jobs are retried (no path produces status
