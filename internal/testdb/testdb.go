@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/spooled-go/spooled/internal/pgdb"
+
 	"github.com/spooled-go/spooled/internal/migrate"
 )
 
@@ -71,6 +73,7 @@ func NewWithURL(t testing.TB, o Options) (*pgxpool.Pool, string) {
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
 	}
+	cfg.AfterConnect = pgdb.RegisterUUID // as the server's pool does
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("testdb: pool: %v", err)
