@@ -504,6 +504,10 @@ func (r *report) markdown() string {
 	w("| 2b | end to end: work-off | spooled | %d workers; claim `limit 100`, `complete` each (worker_id + lease_id) | **%s jobs/s** | | | | %d%s |",
 		r.workers, num(r.e2e.rate()), r.e2e.Errors, timedOut(r.e2e.TimedOut))
 	w("| 2c | end to end: overall | spooled | insert + work-off, %s | **%s jobs/s** | | | | |", (r.e2eInsert + r.e2e.Elapsed).Round(10*time.Millisecond), num(e2eOverall))
+	w("| 2d | end to end, batch completes: insert %s jobs | spooled | bulk × 100, %d clients | %s jobs/s | | | | |", num(float64(o.jobs)), o.inserters, num(float64(o.jobs)/r.batch.Insert.Seconds()))
+	w("| 2e | end to end, batch completes: work-off | spooled | %d workers; claim `limit 100`, then one `POST /api/v1/jobs/complete` for the batch | **%s jobs/s** | | | | %d%s |",
+		r.workers, num(r.batch.Work.rate()), r.batch.Work.Errors, timedOut(r.batch.Work.TimedOut))
+	w("| 2f | end to end, batch completes: overall | spooled | insert + work-off, %s | **%s jobs/s** | | | | |", (r.batch.Insert + r.batch.Work.Elapsed).Round(10*time.Millisecond), num(r.batch.overall()))
 	w("| 3 | sustained: enqueue-to-start | spooled | %d producers offering %s jobs/s, %d workers long-polling (`wait_ms` %d, limit 100), %s | **%s jobs/s** completed | %s | %s | %s | %d |",
 		r.sustained.Producers, num(r.sustained.TargetRate), r.sustained.Workers, r.sustained.WaitMS, r.sustained.Window, num(sustRate),
 		ms(r.sustained.Lat.P50), ms(r.sustained.Lat.P95), ms(r.sustained.Lat.P99), r.sustained.Errors)
@@ -517,8 +521,10 @@ func (r *report) markdown() string {
 	w("")
 	w("| ratio | value |")
 	w("|---|---:|")
-	w("| ours ÷ River, end to end overall (2c ÷ 4c) | **%.2f×** |", e2eOverall/r.riv.overallRate())
-	w("| ours ÷ River, work-off (2b ÷ 4b) | %.2f× |", r.e2e.rate()/r.riv.workRate())
+	w("| ours ÷ River, end to end overall, a complete call per job (2c ÷ 4c) | **%.2f×** |", e2eOverall/r.riv.overallRate())
+	w("| ours ÷ River, work-off, a complete call per job (2b ÷ 4b) | %.2f× |", r.e2e.rate()/r.riv.workRate())
+	w("| ours ÷ River, end to end overall, batch completes (2f ÷ 4c) | **%.2f×** |", r.batch.overall()/r.riv.overallRate())
+	w("| ours ÷ River, work-off, batch completes (2e ÷ 4b) | %.2f× |", r.batch.Work.rate()/r.riv.workRate())
 	w("| ours ÷ River, insert (2a ÷ 4a) | %.2f× |", e2eInsert/r.riv.insertRate())
 	w("| single enqueues ÷ Postgres commit ceiling (1a ÷ 5) | **%.2f** |", r.single.rate()/r.ceiling.rate())
 	w("")
@@ -545,6 +551,9 @@ func (r *report) markdown() string {
 		r.riv.Work.Round(100*time.Millisecond), r.riv.Work.Seconds()*ncpu, r.riv.CPUWork.self, r.riv.CPUWork.postgres)
 	w("- WAL (pg_stat_wal deltas), spooled insert: %s.", r.walInsert.perJob(o.jobs))
 	w("- WAL, spooled work-off: %s.", r.walWork.perJob(int(r.e2e.Done)))
+	w("- End to end with batch completes: %s; %d claim calls%s. CPU of the work-off (%s wall): bench process %.1f s, postgres %.1f s. WAL: %s.",
+		r.batch.Check, r.batch.Work.Claims, errNote(r.batch.Work.FirstErr), r.batch.Work.Elapsed.Round(100*time.Millisecond),
+		r.batch.CPU.self, r.batch.CPU.postgres, r.batch.WAL.perJob(int(r.batch.Work.Done)))
 	w("- WAL, River insert: %s.", r.riv.WALInsert.perJob(r.riv.Jobs))
 	w("- WAL, River work-off: %s.", r.riv.WALWork.perJob(r.riv.Done))
 	w("- River settings: the defaults (MaxWorkers 100, FetchCooldown 100 ms) cap River at 1,000 jobs/s by construction (at most MaxWorkers jobs per fetch, one fetch per cooldown); "+
@@ -572,6 +581,10 @@ func (r *report) markdown() string {
 	w("pg_stat_activity sampled every 100 ms (active backends of the bench database and autovacuum workers; \"CPU\" = no wait event):")
 	w("")
 	w("%s", r.pgActivity)
+	w("")
+	w("The same during the batch-complete work-off (2e):")
+	w("")
+	w("%s", r.batch.Activity)
 	w("")
 	w("### CPU profile of the end-to-end run")
 	w("")
