@@ -31,7 +31,7 @@ type options struct {
 	probeCounts                 []int
 	clients, bulkClients        int
 	inserters, producers        int
-	sustainedRate               float64
+	sustainedRate, moderateRate float64
 	sustainedWaitMS             int
 	riverWorkers                int
 	riverCooldown, riverPoll    time.Duration
@@ -62,7 +62,7 @@ func main() {
 	flag.DurationVar(&o.budget, "budget", 9*time.Minute, "hard limit for the whole run")
 	flag.Int64Var(&o.deadline, "deadline", 0, "unix time the run must end by (make bench passes its start + 570 s, so the build counts); 0: -budget alone")
 	flag.IntVar(&o.jobs, "jobs", 200_000, "jobs in the end-to-end runs (ours and River)")
-	flag.IntVar(&o.probeJobs, "probe-jobs", 50_000, "backlog the worker-count probe works on")
+	flag.IntVar(&o.probeJobs, "probe-jobs", 50_000, "backlog each worker count of the probe gets")
 	flag.DurationVar(&o.probeWindow, "probe-window", 4*time.Second, "work-off time of each worker count in the probe")
 	flag.StringVar(&probe, "probe-workers", "8,16,32,64", "worker counts to try before the end-to-end run")
 	flag.IntVar(&o.workers, "workers", 0, "end-to-end and sustained worker count (0: the probe's best)")
@@ -70,7 +70,8 @@ func main() {
 	flag.IntVar(&o.bulkClients, "bulk-clients", 8, "concurrent clients for bulk enqueues")
 	flag.IntVar(&o.inserters, "inserters", 8, "concurrent bulk inserters (ours) and InsertMany goroutines (River)")
 	flag.IntVar(&o.producers, "producers", 16, "sustained: producer goroutines")
-	flag.Float64Var(&o.sustainedRate, "sustained-rate", 0, "sustained: offered jobs/s (0: a quarter of the lower of the single-enqueue and end-to-end work-off rates)")
+	flag.Float64Var(&o.moderateRate, "moderate-rate", 500, "sustained 3a: offered jobs/s of the moderate load")
+	flag.Float64Var(&o.sustainedRate, "sustained-rate", 0, "sustained 3b: offered jobs/s (0: a quarter of the lower of the single-enqueue and end-to-end work-off rates)")
 	flag.IntVar(&o.sustainedWaitMS, "sustained-wait-ms", 5000, "sustained: the workers' claim wait_ms")
 	flag.IntVar(&o.riverWorkers, "river-max-workers", 500, "River: MaxWorkers of the default queue")
 	flag.DurationVar(&o.riverCooldown, "river-fetch-cooldown", 5*time.Millisecond, "River: FetchCooldown")
@@ -119,7 +120,8 @@ type report struct {
 	hwmKB              int64
 	goTotal            uint64
 	goHeap             uint64
-	sustained          sustainedResult
+	sustained          sustainedResult // 3a: moderate load
+	sustainedHigh      sustainedResult // 3b: a quarter of capacity
 	batch              batchRun
 	riv                riverResult
 	pprofAll           string
@@ -289,20 +291,26 @@ func run(o options) error {
 		return err
 	}
 
-	// 3. Sustained.
-	rate := o.sustainedRate
-	if rate <= 0 {
-		rate = 0.25 * min(r.single.rate(), r.e2e.rate())
+	// 3. Sustained: a moderate load, then a quarter of capacity.
+	high := o.sustainedRate
+	if high <= 0 {
+		high = 0.25 * min(r.single.rate(), r.e2e.rate())
 	}
-	progress("sustained: %d producers at %s jobs/s, %d workers (wait_ms %d), %s", o.producers, num(rate), r.workers, o.sustainedWaitMS, o.sustainedDur)
-	if s, err = startServer(ctx, o.db, "bench_sustained"); err != nil {
-		return err
+	for _, run := range []struct {
+		rate float64
+		out  *sustainedResult
+	}{{o.moderateRate, &r.sustained}, {high, &r.sustainedHigh}} {
+		progress("sustained: %d producers at %s jobs/s, %d workers (wait_ms %d), %s", o.producers, num(run.rate), r.workers, o.sustainedWaitMS, o.sustainedDur)
+		if s, err = startServer(ctx, o.db, "bench_sustained"); err != nil {
+			return err
+		}
+		*run.out = runSustained(ctx, s, o.producers, r.workers, run.rate, o.sustainedDur, o.sustainedWaitMS)
+		s.close()
+		res := *run.out
+		progress("  %s jobs/s completed, enqueue-to-start p50 %s p95 %s p99 %s, backlog %d, %d errors %s",
+			num(float64(res.Completed)/o.sustainedDur.Seconds()), ms(res.Lat.P50), ms(res.Lat.P95), ms(res.Lat.P99),
+			res.Backlog, res.Errors, res.FirstErr)
 	}
-	r.sustained = runSustained(ctx, s, o.producers, r.workers, rate, o.sustainedDur, o.sustainedWaitMS)
-	s.close()
-	progress("  %s jobs/s completed, enqueue-to-start p50 %s p95 %s p99 %s, backlog %d, %d errors %s",
-		num(float64(r.sustained.Completed)/o.sustainedDur.Seconds()), ms(r.sustained.Lat.P50), ms(r.sustained.Lat.P95), ms(r.sustained.Lat.P99),
-		r.sustained.Backlog, r.sustained.Errors, r.sustained.FirstErr)
 
 	doc := r.markdown()
 	fmt.Println(doc)
@@ -508,9 +516,13 @@ func (r *report) markdown() string {
 	w("| 2e | end to end, batch completes: work-off | spooled | %d workers; claim `limit 100`, then one `POST /api/v1/jobs/complete` for the batch | **%s jobs/s** | | | | %d%s |",
 		r.workers, num(r.batch.Work.rate()), r.batch.Work.Errors, timedOut(r.batch.Work.TimedOut))
 	w("| 2f | end to end, batch completes: overall | spooled | insert + work-off, %s | **%s jobs/s** | | | | |", (r.batch.Insert + r.batch.Work.Elapsed).Round(10*time.Millisecond), num(r.batch.overall()))
-	w("| 3 | sustained: enqueue-to-start | spooled | %d producers offering %s jobs/s, %d workers long-polling (`wait_ms` %d, limit 100), %s | **%s jobs/s** completed | %s | %s | %s | %d |",
+	w("| 3a | sustained, moderate load: enqueue-to-start | spooled | %d producers offering %s jobs/s, %d workers long-polling (`wait_ms` %d, limit 100), %s | **%s jobs/s** completed | **%s** | %s | %s | %d |",
 		r.sustained.Producers, num(r.sustained.TargetRate), r.sustained.Workers, r.sustained.WaitMS, r.sustained.Window, num(sustRate),
 		ms(r.sustained.Lat.P50), ms(r.sustained.Lat.P95), ms(r.sustained.Lat.P99), r.sustained.Errors)
+	hi := r.sustainedHigh
+	w("| 3b | sustained, a quarter of capacity: enqueue-to-start | spooled | %d producers offering %s jobs/s, %d workers long-polling (`wait_ms` %d, limit 100), %s | **%s jobs/s** completed | %s | %s | %s | %d |",
+		hi.Producers, num(hi.TargetRate), hi.Workers, hi.WaitMS, hi.Window, num(float64(hi.Completed)/hi.Window.Seconds()),
+		ms(hi.Lat.P50), ms(hi.Lat.P95), ms(hi.Lat.P99), hi.Errors)
 	w("| 4a | end to end: insert %s jobs | River | InsertMany, batches of %d, %d goroutines | %s jobs/s | | | | |", num(float64(r.riv.Jobs)), r.riv.Settings.Batch, r.riv.Settings.Inserters, num(r.riv.insertRate()))
 	w("| 4b | end to end: work-off | River | no-op worker; %s | **%s jobs/s** | | | | %s |", r.riv.Settings, num(r.riv.workRate()), strings.TrimSpace(timedOut(r.riv.TimedOut)))
 	w("| 4c | end to end: overall | River | insert + work-off, %s | **%s jobs/s** | | | | |", (r.riv.Insert + r.riv.Work).Round(10*time.Millisecond), num(r.riv.overallRate()))
@@ -531,7 +543,7 @@ func (r *report) markdown() string {
 	w("### Details")
 	w("")
 	if len(r.probe) > 0 {
-		w("Worker-count probe (%s jobs bulk-inserted on one queue, then worked off by each count in turn for %s, so each meets a deep backlog): ", num(float64(o.probeJobs)), o.probeWindow)
+		w("Worker-count probe (each count gets a fresh backlog of %s jobs bulk-inserted on a queue of its own and works it off for %s, so each meets a deep backlog): ", num(float64(o.probeJobs)), o.probeWindow)
 		var parts []string
 		for _, p := range r.probe {
 			parts = append(parts, fmt.Sprintf("%d workers %s jobs/s", p.Workers, num(p.Rate)))
@@ -560,8 +572,11 @@ func (r *report) markdown() string {
 		"%d workers with a %s cooldown lift that cap to %s jobs/s, far above what this Postgres allows, without spinning the fetch loop at the 1 ms minimum; FetchPollInterval only matters when the queue is idle. "+
 		"Completions are counted from River's `EventKindJobCompleted` subscription (sent after the completer has written them) and checked against `river_job` afterwards.",
 		r.riv.Settings.MaxWorkers, r.riv.Settings.FetchCooldown, num(float64(r.riv.Settings.MaxWorkers)/r.riv.Settings.FetchCooldown.Seconds()))
-	w("- Sustained: %s creates answered and %s jobs started inside the window; backlog at the end %d; latency = claim answer received − create sent (same process clock), over %s jobs%s.",
-		num(float64(r.sustained.Enqueued)), num(float64(r.sustained.Started)), r.sustained.Backlog, num(float64(r.sustained.Lat.N)), errNote(r.sustained.FirstErr))
+	w("- Sustained: latency = claim answer received − create sent (same process clock); the workers complete each job with its own call before they claim again, as the SDK workers do. "+
+		"3a: %s creates answered and %s jobs started inside the window, backlog at the end %d, over %s jobs%s. 3b: %s, %s, %d, %s%s. "+
+		"The moderate rate (-moderate-rate) is fixed so runs compare; 3b's is a quarter of the lower of 1a and 2b.",
+		num(float64(r.sustained.Enqueued)), num(float64(r.sustained.Started)), r.sustained.Backlog, num(float64(r.sustained.Lat.N)), errNote(r.sustained.FirstErr),
+		num(float64(hi.Enqueued)), num(float64(hi.Started)), hi.Backlog, num(float64(hi.Lat.N)), errNote(hi.FirstErr))
 	if r.single.FirstErr != "" || r.bulk.FirstErr != "" {
 		w("- First errors: single %q, bulk %q.", r.single.FirstErr, r.bulk.FirstErr)
 	}

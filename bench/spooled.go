@@ -410,25 +410,24 @@ type probeRow struct {
 	Errors  int64
 }
 
-// probeWorkers bulk-inserts jobs jobs on one queue, then works that backlog
-// off with each worker count in turn for window, so every count meets a
+// probeWorkers gives each worker count a fresh backlog of jobs jobs on a
+// queue of its own and works it off for window, so every count meets a
 // deep backlog as the end-to-end run does. It returns the counts' rates.
 func probeWorkers(ctx context.Context, s *server, counts []int, jobs, inserters int, window time.Duration) ([]probeRow, error) {
 	a := newAPI(s.base, s.key, slices.Max(counts)+inserters)
 	defer a.close()
-	if _, err := insertBulk(ctx, a, "probe", jobs, inserters); err != nil {
-		return nil, err
-	}
-	left := int64(jobs)
 	var rows []probeRow
 	for _, w := range counts {
-		if ctx.Err() != nil || left <= 0 {
+		if ctx.Err() != nil {
 			return rows, errBudget
 		}
-		r := workOff(ctx, a, "probe", left, w, 250, window, false)
-		left -= r.Done
+		queue := "probe-" + strconv.Itoa(w)
+		if _, err := insertBulk(ctx, a, queue, jobs, inserters); err != nil {
+			return nil, err
+		}
+		r := workOff(ctx, a, queue, int64(jobs), w, 250, window, false)
 		rows = append(rows, probeRow{Workers: w, Rate: r.rate(), Done: r.Done, Errors: r.Errors})
-		progress("  probe: %3d workers: %s jobs/s (%d errors, %d jobs left)", w, num(r.rate()), r.Errors, left)
+		progress("  probe: %3d workers: %s jobs/s (%d errors, %d of %d jobs done)", w, num(r.rate()), r.Errors, r.Done, jobs)
 	}
 	return rows, nil
 }
