@@ -86,6 +86,9 @@ func (s *JobState) Apply(e JobEvent) error {
 	if err := s.apply(e); err != nil {
 		return fmt.Errorf("job %s seq %d (%s): %w", e.StreamID, e.Seq, e.Type, err)
 	}
+	if s.Job != nil {
+		s.Job.DeadStatus = deadStatus(s.Job.Status)
+	}
 	s.seq = e.Seq
 	s.lastType = e.Type
 	return nil
@@ -451,3 +454,14 @@ func sqlJSON(v json.RawMessage) json.RawMessage {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// deadStatus is jobs.dead_status, a column Postgres generates from status
+// (sql/0010_jobs_hot_updates.sql): the status of failed, dead-lettered and
+// cancelled jobs, NULL for the others.
+func deadStatus(status string) *string {
+	switch status {
+	case "failed", "deadletter", "cancelled":
+		return &status
+	}
+	return nil
+}

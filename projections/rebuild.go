@@ -263,7 +263,7 @@ func (w *writer) add(ctx context.Context, tx pgx.Tx, s JobState) error {
 		return fmt.Errorf("job %s: history starts after dropped events with no job.snapshot", s.streamID)
 	}
 	if s.Job != nil {
-		w.jobs = append(w.jobs, queries.RebuildInsertJobsParams(*s.Job))
+		w.jobs = append(w.jobs, insertParams(*s.Job))
 	}
 	if s.Pending != nil {
 		w.pending = append(w.pending, queries.RebuildInsertPendingParams(*s.Pending))
@@ -303,4 +303,19 @@ func (w *writer) flush(ctx context.Context, tx pgx.Tx) error {
 		w.processing = w.processing[:0]
 	}
 	return nil
+}
+
+// insertParams is a folded job as the rebuild's insert takes it: every
+// column but dead_status, which Postgres generates.
+func insertParams(j queries.Job) queries.RebuildInsertJobsParams {
+	return queries.RebuildInsertJobsParams{
+		ID: j.ID, OrganizationID: j.OrganizationID, QueueName: j.QueueName, Status: j.Status,
+		Payload: j.Payload, Result: j.Result, RetryCount: j.RetryCount, MaxRetries: j.MaxRetries,
+		LastError: j.LastError, CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.StartedAt,
+		CompletedAt: j.CompletedAt, ExpiresAt: j.ExpiresAt, Priority: j.Priority, Tags: j.Tags,
+		TimeoutSeconds: j.TimeoutSeconds, ParentJobID: j.ParentJobID, CompletionWebhook: j.CompletionWebhook,
+		AssignedWorkerID: j.AssignedWorkerID, LeaseID: j.LeaseID, LeaseExpiresAt: j.LeaseExpiresAt,
+		IdempotencyKey: j.IdempotencyKey, UpdatedAt: j.UpdatedAt, WorkflowID: j.WorkflowID,
+		DependencyMode: j.DependencyMode, DependenciesMet: j.DependenciesMet, Version: j.Version,
+	}
 }

@@ -10,6 +10,10 @@ FROM jobs
 WHERE organization_id = sqlc.arg('organization_id')
   AND (sqlc.narg('queue_name')::text IS NULL OR queue_name = sqlc.narg('queue_name')::text)
   AND (sqlc.narg('status')::text IS NULL OR status = sqlc.narg('status')::text)
+  -- Lets a filter on a dead status (failed, deadletter, cancelled) use
+  -- jobs_org_dead_idx; other statuses walk jobs_org_created_idx.
+  AND (sqlc.narg('status')::text IS NULL OR sqlc.narg('status')::text NOT IN ('failed', 'deadletter', 'cancelled')
+       OR dead_status = sqlc.narg('status')::text)
   AND (sqlc.narg('tag')::text IS NULL OR tags ? sqlc.narg('tag')::text)
 ORDER BY created_at DESC, id DESC
 LIMIT sqlc.arg('max_rows') OFFSET sqlc.arg('skip_rows');

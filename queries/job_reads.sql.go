@@ -105,7 +105,7 @@ func (q *Queries) JobEventsUntil(ctx context.Context, db DBTX, arg JobEventsUnti
 
 const jobGet = `-- name: JobGet :one
 
-SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version FROM jobs WHERE id = $1 AND organization_id = $2
+SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version, dead_status FROM jobs WHERE id = $1 AND organization_id = $2
 `
 
 type JobGetParams struct {
@@ -146,6 +146,7 @@ func (q *Queries) JobGet(ctx context.Context, db DBTX, arg JobGetParams) (Job, e
 		&i.DependencyMode,
 		&i.DependenciesMet,
 		&i.Version,
+		&i.DeadStatus,
 	)
 	return i, err
 }
@@ -241,6 +242,10 @@ FROM jobs
 WHERE organization_id = $1
   AND ($2::text IS NULL OR queue_name = $2::text)
   AND ($3::text IS NULL OR status = $3::text)
+  -- Lets a filter on a dead status (failed, deadletter, cancelled) use
+  -- jobs_org_dead_idx; other statuses walk jobs_org_created_idx.
+  AND ($3::text IS NULL OR $3::text NOT IN ('failed', 'deadletter', 'cancelled')
+       OR dead_status = $3::text)
   AND ($4::text IS NULL OR tags ? $4::text)
 ORDER BY created_at DESC, id DESC
 LIMIT $6 OFFSET $5

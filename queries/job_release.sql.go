@@ -31,7 +31,7 @@ WITH clock AS (
         version = j.version + 1
     FROM released r, clock c
     WHERE j.id = r.job_id
-    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, r.worker_id AS released_worker_id, r.lease_id AS released_lease_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status, r.worker_id AS released_worker_id, r.lease_id AS released_lease_id
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, updated_at, expires_at, created_at

@@ -411,7 +411,9 @@ WITH clock AS (
     SELECT t.id, t.status
     FROM jobs t
     WHERE t.organization_id = sqlc.arg('organization_id')
-      AND t.status = ANY(sqlc.arg('from_statuses')::text[])
+      -- from_statuses are dead statuses (failed, deadletter): dead_status
+      -- equals status for those, and has the index (sql/0010).
+      AND t.dead_status = ANY(sqlc.arg('from_statuses')::text[])
       AND (cardinality(sqlc.arg('job_ids')::uuid[]) = 0 OR t.id = ANY(sqlc.arg('job_ids')::uuid[]))
       AND (sqlc.narg('queue_name')::text IS NULL OR t.queue_name = sqlc.narg('queue_name')::text)
     ORDER BY t.created_at, t.id
@@ -444,7 +446,7 @@ WITH clock AS (
 SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error,
        created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds,
        parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key,
-       updated_at, workflow_id, dependency_mode, dependencies_met, version
+       updated_at, workflow_id, dependency_mode, dependencies_met, version, dead_status
 FROM retried
 ORDER BY created_at, id;
 
@@ -457,7 +459,7 @@ WITH clock AS (
     SELECT t.id
     FROM jobs t
     WHERE t.organization_id = sqlc.arg('organization_id')
-      AND t.status = 'deadletter'
+      AND t.dead_status = 'deadletter'
       AND (sqlc.narg('queue_name')::text IS NULL OR t.queue_name = sqlc.narg('queue_name')::text)
       AND (sqlc.narg('older_than')::timestamptz IS NULL OR t.created_at < sqlc.narg('older_than')::timestamptz)
     ORDER BY t.created_at, t.id
@@ -566,7 +568,7 @@ RETURNING position;
 -- transition) falls in [from, to), oldest first: a bulk replay's targets.
 SELECT j.id
 FROM jobs j
-WHERE j.organization_id = sqlc.arg('organization_id') AND j.status = 'deadletter'
+WHERE j.organization_id = sqlc.arg('organization_id') AND j.dead_status = 'deadletter'
   AND (sqlc.narg('queue_name')::text IS NULL OR j.queue_name = sqlc.narg('queue_name')::text)
   AND (sqlc.narg('from_time')::timestamptz IS NULL OR j.updated_at >= sqlc.narg('from_time')::timestamptz)
   AND (sqlc.narg('to_time')::timestamptz IS NULL OR j.updated_at < sqlc.narg('to_time')::timestamptz)

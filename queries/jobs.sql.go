@@ -140,7 +140,7 @@ WITH clock AS (
         version = j.version + 1
     FROM clock c
     WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved))
-    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version
+    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status
 ), leased AS (
     INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
                                  lease_expires_at, claimed_at)
@@ -163,7 +163,7 @@ WITH clock AS (
            updated_at
     FROM claimed
 )
-SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version FROM claimed
+SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version, dead_status FROM claimed
 ORDER BY priority DESC, created_at, id
 `
 
@@ -206,6 +206,7 @@ type JobClaimBatchRow struct {
 	DependencyMode    *string
 	DependenciesMet   *bool
 	Version           int32
+	DeadStatus        *string
 }
 
 // Leases up to max_jobs ready jobs of one queue, highest priority first, then
@@ -261,6 +262,7 @@ func (q *Queries) JobClaimBatch(ctx context.Context, db DBTX, arg JobClaimBatchP
 			&i.DependencyMode,
 			&i.DependenciesMet,
 			&i.Version,
+			&i.DeadStatus,
 		); err != nil {
 			return nil, err
 		}
@@ -453,7 +455,7 @@ func (q *Queries) JobCompleteBatch(ctx context.Context, db DBTX, arg JobComplete
 const jobDeadLettersInWindow = `-- name: JobDeadLettersInWindow :many
 SELECT j.id
 FROM jobs j
-WHERE j.organization_id = $1 AND j.status = 'deadletter'
+WHERE j.organization_id = $1 AND j.dead_status = 'deadletter'
   AND ($2::text IS NULL OR j.queue_name = $2::text)
   AND ($3::timestamptz IS NULL OR j.updated_at >= $3::timestamptz)
   AND ($4::timestamptz IS NULL OR j.updated_at < $4::timestamptz)
@@ -534,7 +536,7 @@ WITH clock AS (
     FROM input i CROSS JOIN clock c
     LEFT JOIN queue_config q ON q.organization_id = $15::text AND q.queue_name = i.queue_name
     ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version
+    RETURNING id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version, dead_status
 ), replays AS (
     SELECT i.id, i.replay_of FROM input i WHERE i.replay_of IS NOT NULL
 ), queued AS (
@@ -662,7 +664,7 @@ WITH clock AS (
         version = j.version + 2
     FROM expired e, clock c
     WHERE j.id = e.job_id
-    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, e.worker_id AS expired_worker_id, e.lease_id AS expired_lease_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status, e.worker_id AS expired_worker_id, e.lease_id AS expired_lease_id
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, updated_at, expires_at, created_at
@@ -782,7 +784,7 @@ WITH clock AS (
         version = j.version + 2
     FROM released r, clock c
     WHERE j.id = r.job_id
-    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, r.lease_id AS released_lease_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status, r.lease_id AS released_lease_id
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, scheduled_at, expires_at, created_at
@@ -904,7 +906,7 @@ WITH clock AS (
     SELECT t.id
     FROM jobs t
     WHERE t.organization_id = $2
-      AND t.status = 'deadletter'
+      AND t.dead_status = 'deadletter'
       AND ($3::text IS NULL OR t.queue_name = $3::text)
       AND ($4::timestamptz IS NULL OR t.created_at < $4::timestamptz)
     ORDER BY t.created_at, t.id
@@ -1108,7 +1110,9 @@ WITH clock AS (
     SELECT t.id, t.status
     FROM jobs t
     WHERE t.organization_id = $2
-      AND t.status = ANY($3::text[])
+      -- from_statuses are dead statuses (failed, deadletter): dead_status
+      -- equals status for those, and has the index (sql/0010).
+      AND t.dead_status = ANY($3::text[])
       AND (cardinality($4::uuid[]) = 0 OR t.id = ANY($4::uuid[]))
       AND ($5::text IS NULL OR t.queue_name = $5::text)
     ORDER BY t.created_at, t.id
@@ -1123,7 +1127,7 @@ WITH clock AS (
         version = j.version + 1
     FROM targets t, clock c
     WHERE j.id = t.id
-    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, t.status AS from_status
+    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status, t.status AS from_status
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, updated_at, expires_at, created_at
@@ -1141,7 +1145,7 @@ WITH clock AS (
 SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error,
        created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds,
        parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key,
-       updated_at, workflow_id, dependency_mode, dependencies_met, version
+       updated_at, workflow_id, dependency_mode, dependencies_met, version, dead_status
 FROM retried
 ORDER BY created_at, id
 `
@@ -1187,6 +1191,7 @@ type JobRetryRow struct {
 	DependencyMode    *string
 	DependenciesMet   *bool
 	Version           int32
+	DeadStatus        *string
 }
 
 // Puts failed or dead-lettered jobs back in line, ready at once. A manual
@@ -1241,6 +1246,7 @@ func (q *Queries) JobRetry(ctx context.Context, db DBTX, arg JobRetryParams) ([]
 			&i.DependencyMode,
 			&i.DependenciesMet,
 			&i.Version,
+			&i.DeadStatus,
 		); err != nil {
 			return nil, err
 		}

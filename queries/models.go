@@ -55,6 +55,7 @@ type Job struct {
 	DependencyMode    *string
 	DependenciesMet   *bool
 	Version           int32
+	DeadStatus        *string
 }
 
 type JobEvent struct {
@@ -100,6 +101,7 @@ type JobsRebuild struct {
 	DependencyMode    *string
 	DependenciesMet   *bool
 	Version           int32
+	DeadStatus        *string
 }
 
 type Organization struct {

@@ -35,15 +35,16 @@ SET created = queue_stats_hourly.created + EXCLUDED.created,
 TRUNCATE queue_stats, queue_stats_hourly;
 
 -- name: StatsLive :one
--- Live counts from the hot tables (small by design) and the scheduled
--- jobs' index range; never a count over finished jobs.
+-- Live counts from the hot tables (small by design); never a count over
+-- finished jobs. Scheduled jobs wait in pending_jobs like the others: the
+-- count looks their status up by key.
 SELECT
     (SELECT count(*) FROM pending_jobs p
      WHERE p.organization_id = sqlc.arg('organization_id')
        AND (sqlc.narg('queue_name')::text IS NULL OR p.queue_name = sqlc.narg('queue_name')::text))::bigint AS waiting,
-    (SELECT count(*) FROM jobs j
-     WHERE j.organization_id = sqlc.arg('organization_id') AND j.status = 'scheduled'
-       AND (sqlc.narg('queue_name')::text IS NULL OR j.queue_name = sqlc.narg('queue_name')::text))::bigint AS scheduled,
+    (SELECT count(*) FROM pending_jobs p JOIN jobs j ON j.id = p.job_id
+     WHERE p.organization_id = sqlc.arg('organization_id') AND j.status = 'scheduled'
+       AND (sqlc.narg('queue_name')::text IS NULL OR p.queue_name = sqlc.narg('queue_name')::text))::bigint AS scheduled,
     (SELECT count(*) FROM processing_jobs h
      WHERE h.organization_id = sqlc.arg('organization_id')
        AND (sqlc.narg('queue_name')::text IS NULL OR h.queue_name = sqlc.narg('queue_name')::text))::bigint AS processing;

@@ -181,9 +181,9 @@ SELECT
     (SELECT count(*) FROM pending_jobs p
      WHERE p.organization_id = $1
        AND ($2::text IS NULL OR p.queue_name = $2::text))::bigint AS waiting,
-    (SELECT count(*) FROM jobs j
-     WHERE j.organization_id = $1 AND j.status = 'scheduled'
-       AND ($2::text IS NULL OR j.queue_name = $2::text))::bigint AS scheduled,
+    (SELECT count(*) FROM pending_jobs p JOIN jobs j ON j.id = p.job_id
+     WHERE p.organization_id = $1 AND j.status = 'scheduled'
+       AND ($2::text IS NULL OR p.queue_name = $2::text))::bigint AS scheduled,
     (SELECT count(*) FROM processing_jobs h
      WHERE h.organization_id = $1
        AND ($2::text IS NULL OR h.queue_name = $2::text))::bigint AS processing
@@ -200,8 +200,9 @@ type StatsLiveRow struct {
 	Processing int64
 }
 
-// Live counts from the hot tables (small by design) and the scheduled
-// jobs' index range; never a count over finished jobs.
+// Live counts from the hot tables (small by design); never a count over
+// finished jobs. Scheduled jobs wait in pending_jobs like the others: the
+// count looks their status up by key.
 func (q *Queries) StatsLive(ctx context.Context, db DBTX, arg StatsLiveParams) (StatsLiveRow, error) {
 	row := db.QueryRow(ctx, statsLive, arg.OrganizationID, arg.QueueName)
 	var i StatsLiveRow

@@ -1,0 +1,58 @@
+package commands_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/spooled-go/spooled/commands"
+)
+
+// TestClaimAndCompleteAreHOTUpdates: no index of jobs covers a column a
+// claim or a complete changes, so both updates can be heap-only (no new
+// index entries; sql/0010_jobs_hot_updates.sql). One that does would make
+// every update non-HOT. An update is HOT only while the row's page has room
+// for the new version: fillfactor 70 leaves room for most, not all, when a
+// claim takes every job of a page at once, so the test asks for most.
+// Postgres reports its table statistics after a delay, so the test polls.
+func TestClaimAndCompleteAreHOTUpdates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 40
+	batch := make([]commands.NewJob, n)
+	for i := range batch {
+		batch[i] = commands.NewJob{QueueName: "hot", Payload: payload(i)}
+	}
+	if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
+		t.Fatal(err)
+	}
+	jobs := e.claim("hot", "w", n)
+	if len(jobs) != n {
+		t.Fatalf("claimed %d of %d", len(jobs), n)
+	}
+	for _, j := range jobs {
+		if err := e.svc.Complete(e.ctx, e.actor.OrgID, commands.LeaseRef{JobID: j.ID.String(), WorkerID: "w", LeaseID: j.LeaseID}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var updates, hot int64
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := e.pool.QueryRow(e.ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+			WHERE relid = 'jobs'::regclass`).Scan(&updates, &hot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if updates >= 2*n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // statistics arrive when backends go idle
+	}
+	if updates != 2*n {
+		t.Fatalf("jobs saw %d updates, want %d (a claim and a complete per job)", updates, 2*n)
+	}
+	if hot < updates/2 {
+		t.Fatalf("%d of %d updates of jobs were HOT, want most", hot, updates)
+	}
+	t.Logf("%d of %d updates of jobs were HOT", hot, updates)
+}
