@@ -87,3 +87,73 @@ func TestClaimPlanWithStaleStatistics(t *testing.T) {
 			scan.NodeType, scan.Relation, scan.IndexName, raw)
 	}
 }
+
+// collect appends every node of the plan, depth first.
+func (n planNode) collect(out []planNode) []planNode {
+	out = append(out, n)
+	for _, c := range n.Plans {
+		out = c.collect(out)
+	}
+	return out
+}
+
+// TestCompletePlanWithStaleStatistics: a batch complete finds its leases in
+// processing_jobs by primary key alone, whatever the statistics say. Taken
+// while the table was empty, they once led the planner to AND in the
+// worker or lease index, reading every lease of the organization to
+// complete a handful of jobs. Here they know only another organization's
+// few leases.
+func TestCompletePlanWithStaleStatistics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// Statistics that know only another organization's few leases.
+	other := e.newOrg("other")
+	for i := range 5 {
+		e.enqueue(other, commands.NewJob{QueueName: "busy", Payload: payload(i)})
+	}
+	if got, err := e.svc.Claim(e.ctx, other.OrgID, commands.ClaimRequest{QueueName: "busy", WorkerID: "w", Limit: 5}); err != nil || len(got) != 5 {
+		t.Fatalf("other organization's claim: %d jobs, %v", len(got), err)
+	}
+	if _, err := e.pool.Exec(e.ctx, "ANALYZE processing_jobs"); err != nil {
+		t.Fatal(err)
+	}
+	for b := 0; b < 20; b++ {
+		batch := make([]commands.NewJob, commands.MaxBulkJobs)
+		for i := range batch {
+			batch[i] = commands.NewJob{QueueName: "busy", Payload: payload(b*commands.MaxBulkJobs + i)}
+		}
+		if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var leased []queries.Job
+	for range 20 {
+		leased = append(leased, e.claim("busy", "w", 100)...)
+	}
+	mine := leased[:100]
+	p := queries.JobCompleteBatchParams{Now: e.clk.Now(), OrganizationID: e.actor.OrgID}
+	for _, j := range mine {
+		p.JobIds = append(p.JobIds, j.ID)
+		p.WorkerIds = append(p.WorkerIds, "w")
+		p.LeaseIds = append(p.LeaseIds, *j.LeaseID)
+		p.Results = append(p.Results, json.RawMessage("null"))
+	}
+	var raw string
+	err := e.pool.QueryRow(e.ctx, "EXPLAIN (FORMAT JSON) "+queries.JobCompleteBatchSQL,
+		p.Now, p.JobIds, p.WorkerIds, p.LeaseIds, p.Results, p.OrganizationID, // JobCompleteBatch's order
+	).Scan(&raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plans []struct {
+		Plan planNode `json:"Plan"`
+	}
+	if err := json.Unmarshal([]byte(raw), &plans); err != nil || len(plans) != 1 {
+		t.Fatalf("EXPLAIN output %q: %v", raw, err)
+	}
+	for _, n := range plans[0].Plan.collect(nil) {
+		if n.Relation == "processing_jobs" && n.IndexName != "" && n.IndexName != "processing_jobs_pkey" {
+			t.Fatalf("the complete reads processing_jobs through %s:\n%s", n.IndexName, raw)
+		}
+	}
+}

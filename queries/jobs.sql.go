@@ -362,17 +362,27 @@ WITH clock AS (
            unnest($3::text[]) AS worker_id,
            nullif(unnest($4::uuid[]), '00000000-0000-0000-0000-000000000000') AS lease_id,
            nullif(unnest($5::jsonb[]), 'null'::jsonb) AS result
-), released AS (
-    -- Key lookups by array, whatever the planner guesses of the input's
-    -- size (see JobClaimBatch).
-    DELETE FROM processing_jobs p
-    USING input i, clock c
+), held AS MATERIALIZED (
+    -- The leases named, found by primary key alone: no other condition on
+    -- processing_jobs here (and MATERIALIZED keeps the planner from
+    -- pushing the lease checks below back in), so no other index can serve
+    -- the scan. With
+    -- the lease checks in this scan, statistics of a nearly empty table
+    -- led the planner through processing_jobs_worker_idx or _lease_idx,
+    -- reading every lease of the organization (45,000 entries) to
+    -- complete 100 jobs.
+    SELECT p.job_id, p.organization_id, p.worker_id, p.lease_id, p.lease_expires_at
+    FROM processing_jobs p
     WHERE p.job_id = ANY($2::uuid[])
-      AND p.job_id = i.job_id
-      AND p.organization_id = $6
-      AND p.worker_id = i.worker_id
-      AND (i.lease_id IS NULL OR p.lease_id = i.lease_id)
-      AND p.lease_expires_at > c.ts
+), released AS (
+    DELETE FROM processing_jobs p
+    USING held, input i, clock c
+    WHERE p.job_id = held.job_id
+      AND held.job_id = i.job_id
+      AND held.organization_id = $6::text
+      AND held.worker_id = i.worker_id
+      AND (i.lease_id IS NULL OR held.lease_id = i.lease_id)
+      AND held.lease_expires_at > c.ts
     RETURNING p.job_id, p.lease_id
 ), done AS (
     UPDATE jobs j

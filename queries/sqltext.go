@@ -4,8 +4,9 @@ package queries
 // explains exactly the statement the server runs. (Hand-written: sqlc
 // leaves files it did not generate alone.)
 var (
-	JobHistorySQL     = jobHistory
-	JobEventsUntilSQL = jobEventsUntil
-	ClaimPlanPinSQL   = claimPlanPin
-	JobClaimBatchSQL  = jobClaimBatch
+	JobHistorySQL       = jobHistory
+	JobEventsUntilSQL   = jobEventsUntil
+	ClaimPlanPinSQL     = claimPlanPin
+	JobClaimBatchSQL    = jobClaimBatch
+	JobCompleteBatchSQL = jobCompleteBatch
 )
