@@ -126,9 +126,19 @@ func TestServeDevBootstrap(t *testing.T) {
 		}
 	}
 
-	// The bootstrap's plan change is in the audit log, with its actor.
-	st, audit := call("GET", "/api/v1/audit?type=organization.plan_changed", nil)
-	evs, _ = audit["events"].([]any)
+	// The bootstrap's plan change is in the audit log, with its actor. The
+	// log shows an event once every transaction older than it has ended
+	// (gap-free reads), and other tests' transactions share the cluster, so
+	// the read is retried until a deadline.
+	var audit map[string]any
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		st, audit = call("GET", "/api/v1/audit?type=organization.plan_changed", nil)
+		evs, _ = audit["events"].([]any)
+		if st != 200 || len(evs) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if st != 200 || len(evs) != 1 || evs[0].(map[string]any)["actor"] != "system:dev_bootstrap" {
 		t.Fatalf("audit of the plan change: %d %v", st, audit)
 	}
