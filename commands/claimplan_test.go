@@ -1,9 +1,12 @@
 package commands_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/queries"
@@ -15,6 +18,31 @@ type planNode struct {
 	IndexName string     `json:"Index Name"`
 	Relation  string     `json:"Relation Name"`
 	Plans     []planNode `json:"Plans"`
+}
+
+// explained is one statement's EXPLAIN (FORMAT JSON), decoded, and the raw
+// text for failure messages.
+type explained struct {
+	Plan planNode       `json:"Plan"`
+	JIT  map[string]any `json:"JIT"`
+	raw  string
+}
+
+// explain runs EXPLAIN (FORMAT JSON) of sql with args on q.
+func explain(t *testing.T, ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, sql string, args ...any) explained {
+	t.Helper()
+	var raw string
+	if err := q.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	var plans []explained
+	if err := json.Unmarshal([]byte(raw), &plans); err != nil || len(plans) != 1 {
+		t.Fatalf("EXPLAIN output %q: %v", raw, err)
+	}
+	plans[0].raw = raw
+	return plans[0]
 }
 
 // find returns the first node of type t, depth first.
@@ -60,31 +88,19 @@ func TestClaimPlanWithStaleStatistics(t *testing.T) {
 	if _, err := tx.Exec(e.ctx, queries.ClaimPlanPinSQL); err != nil {
 		t.Fatal(err)
 	}
-	var raw string
-	err = tx.QueryRow(e.ctx, "EXPLAIN (FORMAT JSON) "+queries.JobClaimBatchSQL,
-		e.clk.Now(), e.actor.OrgID, "burst", int32(100), "w", int32(30), "worker:w", // same order as JobClaimBatchParams
-	).Scan(&raw)
-	if err != nil {
-		t.Fatal(err)
+	ex := explain(t, e.ctx, tx, queries.JobClaimBatchSQL,
+		e.clk.Now(), e.actor.OrgID, "burst", int32(100), "w", int32(30), "worker:w") // same order as JobClaimBatchParams
+	if ex.JIT != nil {
+		t.Errorf("the claim would be JIT-compiled: %v", ex.JIT)
 	}
-	var plans []struct {
-		Plan planNode       `json:"Plan"`
-		JIT  map[string]any `json:"JIT"`
-	}
-	if err := json.Unmarshal([]byte(raw), &plans); err != nil || len(plans) != 1 {
-		t.Fatalf("EXPLAIN output %q: %v", raw, err)
-	}
-	if plans[0].JIT != nil {
-		t.Errorf("the claim would be JIT-compiled: %v", plans[0].JIT)
-	}
-	lock, ok := plans[0].Plan.find("LockRows")
+	lock, ok := ex.Plan.find("LockRows")
 	if !ok || len(lock.Plans) != 1 {
-		t.Fatalf("no LockRows node with one input in the claim plan:\n%s", raw)
+		t.Fatalf("no LockRows node with one input in the claim plan:\n%s", ex.raw)
 	}
 	scan := lock.Plans[0]
 	if !strings.HasPrefix(scan.NodeType, "Index") || scan.IndexName != "pending_jobs_claim_idx" {
 		t.Fatalf("the claim locks rows from %s %s %s, want an ordered scan of pending_jobs_claim_idx:\n%s",
-			scan.NodeType, scan.Relation, scan.IndexName, raw)
+			scan.NodeType, scan.Relation, scan.IndexName, ex.raw)
 	}
 }
 
@@ -138,22 +154,11 @@ func TestCompletePlanWithStaleStatistics(t *testing.T) {
 		p.LeaseIds = append(p.LeaseIds, *j.LeaseID)
 		p.Results = append(p.Results, json.RawMessage("null"))
 	}
-	var raw string
-	err := e.pool.QueryRow(e.ctx, "EXPLAIN (FORMAT JSON) "+queries.JobCompleteBatchSQL,
-		p.Now, p.JobIds, p.WorkerIds, p.LeaseIds, p.Results, p.OrganizationID, // JobCompleteBatch's order
-	).Scan(&raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plans []struct {
-		Plan planNode `json:"Plan"`
-	}
-	if err := json.Unmarshal([]byte(raw), &plans); err != nil || len(plans) != 1 {
-		t.Fatalf("EXPLAIN output %q: %v", raw, err)
-	}
-	for _, n := range plans[0].Plan.collect(nil) {
+	ex := explain(t, e.ctx, e.pool, queries.JobCompleteBatchSQL,
+		p.Now, p.JobIds, p.WorkerIds, p.LeaseIds, p.Results, p.OrganizationID) // JobCompleteBatch's order
+	for _, n := range ex.Plan.collect(nil) {
 		if n.Relation == "processing_jobs" && n.IndexName != "" && n.IndexName != "processing_jobs_pkey" {
-			t.Fatalf("the complete reads processing_jobs through %s:\n%s", n.IndexName, raw)
+			t.Fatalf("the complete reads processing_jobs through %s:\n%s", n.IndexName, ex.raw)
 		}
 	}
 }

@@ -19,21 +19,26 @@ ALTER TABLE jobs ADD COLUMN dead_status text
 ALTER TABLE jobs_rebuild ADD COLUMN dead_status text
     GENERATED ALWAYS AS (CASE WHEN status IN ('failed', 'deadletter', 'cancelled') THEN status END) STORED;
 
--- The twin's copy of the status index has a generated name, and a
--- projection swap trades the tables' names but not their indexes'.
-DO $$
+-- drop_indexes_by_definition drops the indexes of the given tables whose
+-- definition ends with suffix (say "(organization_id, status, created_at
+-- DESC)"). A twin's copies of the live tables' indexes have generated
+-- names, and a projection swap trades the tables' names but not their
+-- indexes', so indexes are found by what they cover.
+CREATE FUNCTION drop_indexes_by_definition(tables regclass[], suffix text) RETURNS void
+LANGUAGE plpgsql AS $$
 DECLARE
     idx record;
 BEGIN
     FOR idx IN
         SELECT i.indexrelid::regclass AS name
         FROM pg_index i
-        WHERE i.indrelid IN ('jobs'::regclass, 'jobs_rebuild'::regclass)
-          AND pg_get_indexdef(i.indexrelid) LIKE '%(organization_id, status, created_at DESC)'
+        WHERE i.indrelid = ANY(tables) AND pg_get_indexdef(i.indexrelid) LIKE '%' || suffix
     LOOP
         EXECUTE format('DROP INDEX %s', idx.name);
     END LOOP;
 END $$;
+
+SELECT drop_indexes_by_definition(ARRAY['jobs', 'jobs_rebuild']::regclass[], '(organization_id, status, created_at DESC)');
 
 CREATE INDEX jobs_org_dead_idx ON jobs (organization_id, dead_status, created_at DESC)
     WHERE dead_status IS NOT NULL;
