@@ -100,9 +100,12 @@ type Config struct {
 	// one under 16 characters.
 	GitHubWebhookSecret string
 	StripeWebhookSecret string
-	// HotTableVacuumInterval (HOT_TABLE_VACUUM_INTERVAL_SECS, 10) is how often
-	// the server vacuums the queue tables claims scan; 0 leaves it to
-	// autovacuum.
+	// HotTableVacuumInterval (HOT_TABLE_VACUUM_INTERVAL_SECS, 2) is how often
+	// the server vacuums and analyzes the queue tables claims scan; 0 leaves
+	// it to autovacuum. Every claim walks the dead entries its predecessors
+	// left at the head of the claim index until a vacuum removes them:
+	// every 2 s rather than 10 s cut Postgres CPU of a 200,000-job work-off
+	// by a tenth (1 s did no better).
 	HotTableVacuumInterval time.Duration
 	// LogRetentionMonths (LOG_RETENTION_MONTHS, 6) is how many months of the
 	// log the daily upkeep keeps; older monthly partitions are dropped after
@@ -153,7 +156,7 @@ func Load(lookup Lookup) (Config, error) {
 		GitHubWebhookSecret:         p.str("GITHUB_WEBHOOK_SECRET", ""),
 		StripeWebhookSecret:         p.str("STRIPE_WEBHOOK_SECRET", ""),
 		LogRetentionMonths:          p.int("LOG_RETENTION_MONTHS", 6),
-		HotTableVacuumInterval:      time.Duration(p.int("HOT_TABLE_VACUUM_INTERVAL_SECS", 10)) * time.Second,
+		HotTableVacuumInterval:      time.Duration(p.int("HOT_TABLE_VACUUM_INTERVAL_SECS", 2)) * time.Second,
 		JSONLogs:                    p.bool("JSON_LOGS", false),
 		DevBootstrap:                p.bool("SPOOLED_DEV_BOOTSTRAP", false),
 	}
