@@ -3,8 +3,10 @@ package commands_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -88,19 +90,38 @@ func TestClaimPlanWithStaleStatistics(t *testing.T) {
 	if _, err := tx.Exec(e.ctx, queries.ClaimPlanPinSQL); err != nil {
 		t.Fatal(err)
 	}
-	ex := explain(t, e.ctx, tx, queries.JobClaimBatchSQL,
-		e.clk.Now(), e.actor.OrgID, "burst", int32(100), "w", int32(30), "worker:w") // same order as JobClaimBatchParams
+	args := []any{e.clk.Now(), e.actor.OrgID, "burst", int32(100), "w", int32(30), "worker:w"} // JobClaimBatchParams' order
+	checkClaimPlan(t, "custom", explain(t, e.ctx, tx, queries.JobClaimBatchSQL, args...))
+	// The pin makes the plan generic, as the server runs it: made once per
+	// connection, for any organization, queue and batch size. EXECUTE takes
+	// no bind parameters, so its arguments are literals.
+	if _, err := tx.Exec(e.ctx, "PREPARE claim_generic AS "+queries.JobClaimBatchSQL); err != nil {
+		t.Fatal(err)
+	}
+	exec := fmt.Sprintf("EXECUTE claim_generic('%s', '%s', 'burst', 100, 'w', 30, 'worker:w')",
+		e.clk.Now().Format(time.RFC3339Nano), e.actor.OrgID)
+	generic := explain(t, e.ctx, tx, exec)
+	if !strings.Contains(generic.raw, "(organization_id = $2)") {
+		t.Fatalf("EXPLAIN EXECUTE did not show the generic plan:\n%s", generic.raw)
+	}
+	checkClaimPlan(t, "generic", generic)
+}
+
+// checkClaimPlan: the claim locks rows straight from an ordered scan of
+// pending_jobs_claim_idx, without a sort, and is not JIT-compiled.
+func checkClaimPlan(t *testing.T, kind string, ex explained) {
+	t.Helper()
 	if ex.JIT != nil {
-		t.Errorf("the claim would be JIT-compiled: %v", ex.JIT)
+		t.Errorf("%s plan: the claim would be JIT-compiled: %v", kind, ex.JIT)
 	}
 	lock, ok := ex.Plan.find("LockRows")
 	if !ok || len(lock.Plans) != 1 {
-		t.Fatalf("no LockRows node with one input in the claim plan:\n%s", ex.raw)
+		t.Fatalf("%s plan: no LockRows node with one input:\n%s", kind, ex.raw)
 	}
 	scan := lock.Plans[0]
 	if !strings.HasPrefix(scan.NodeType, "Index") || scan.IndexName != "pending_jobs_claim_idx" {
-		t.Fatalf("the claim locks rows from %s %s %s, want an ordered scan of pending_jobs_claim_idx:\n%s",
-			scan.NodeType, scan.Relation, scan.IndexName, ex.raw)
+		t.Fatalf("%s plan: the claim locks rows from %s %s %s, want an ordered scan of pending_jobs_claim_idx:\n%s",
+			kind, scan.NodeType, scan.Relation, scan.IndexName, ex.raw)
 	}
 }
 
