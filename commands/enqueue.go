@@ -227,24 +227,34 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 		pending[i] = i
 	}
 	created := map[string]int{}
+	// hints counts each queue's jobs ready now: a hint wakes that many
+	// waiting claims. A scheduled job makes it -1 instead (wake every
+	// waiter): each re-reads when the queue's next job falls due, and the
+	// one that would have been woken alone may leave before then.
+	hints := map[string]int{}
 	for attempt := 0; attempt < 3 && len(pending) > 0; attempt++ {
 		batch := subset(p, pending)
 		rows, err := s.q.JobEnqueueBatch(ctx, s.pool, batch)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue jobs: %w", err)
 		}
-		inserted := make(map[uuid.UUID]struct{}, len(rows))
+		inserted := make(map[uuid.UUID]string, len(rows))
 		for _, r := range rows {
-			inserted[r.ID] = struct{}{}
+			inserted[r.ID] = r.Status
 		}
 		var keys []string
 		var unresolved []int
 		for _, i := range pending {
-			if _, ok := inserted[p.Ids[i]]; ok {
+			if status, ok := inserted[p.Ids[i]]; ok {
 				results[i] = EnqueueResult{ID: p.Ids[i], Created: true}
-				// Scheduled jobs hint too: a waiting claim re-reads when its
-				// queue's next job falls due.
-				created[p.QueueNames[i]]++
+				q := p.QueueNames[i]
+				created[q]++
+				switch {
+				case status == "scheduled":
+					hints[q] = -1
+				case hints[q] >= 0:
+					hints[q]++
+				}
 				continue
 			}
 			keys = append(keys, p.IdempotencyKeys[i])
@@ -276,7 +286,7 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 	if len(pending) > 0 {
 		return nil, fmt.Errorf("enqueue jobs: %d idempotency keys neither inserted nor found after retries", len(pending))
 	}
-	s.hintQueues(actor.OrgID, created)
+	s.hintQueues(actor.OrgID, hints)
 	for q, n := range created {
 		s.observer.JobsEnqueued(q, n)
 	}

@@ -150,8 +150,9 @@ func (s *Service) Fail(ctx context.Context, orgID string, ref LeaseRef, message 
 	s.observer.JobFailed(row.QueueName)
 	if out.WillRetry {
 		out.RetryAt = row.ScheduledAt
-		// The retry falls due later: waiting claims re-read their timers.
-		s.hints.JobsAvailable(orgID, row.QueueName, 1)
+		// The retry falls due later: every waiting claim re-reads its timer
+		// (one woken alone might leave before the retry is due).
+		s.hints.JobsAvailable(orgID, row.QueueName, 0)
 	} else {
 		s.observer.JobsDeadLettered(row.QueueName, 1)
 	}
@@ -269,11 +270,13 @@ func (s *Service) expireLeases(ctx context.Context, f expireFilter, max int) ([]
 		return nil, fmt.Errorf("expire leases: %w", err)
 	}
 	out := make([]Expired, len(rows))
+	// Retries after expiry may fall due later (backoff): every waiting
+	// claim of the queue re-reads its timer.
 	woken := map[[2]string]int{}
 	for i, r := range rows {
 		out[i] = Expired{ID: r.ID, OrgID: r.OrganizationID, QueueName: r.QueueName, Status: r.Status}
 		if r.Status == "pending" {
-			woken[[2]string{r.OrganizationID, r.QueueName}]++
+			woken[[2]string{r.OrganizationID, r.QueueName}] = 0
 		} else {
 			s.observer.JobsDeadLettered(r.QueueName, 1)
 		}

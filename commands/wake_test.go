@@ -1,0 +1,68 @@
+package commands_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/internal/testdb"
+	"github.com/spooled-go/spooled/queries"
+	"github.com/spooled-go/spooled/workers"
+)
+
+// TestScheduledJobWakesEveryWaiter: a hint for a scheduled job wakes every
+// waiting claim of its queue so each sets its timer to the job's due time.
+// Woken alone, the longest waiter could give up before the job falls due,
+// and the others would sleep until the fallback poll (here a minute).
+func TestScheduledJobWakesEveryWaiter(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	hub := workers.NewWakeups(nil)
+	svc := commands.New(pool, nil, hub, testDefaults, commands.WithWaiter(hub, time.Minute))
+	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
+	e.actor = e.newOrg("sched")
+
+	type answer struct {
+		jobs []queries.Job
+		err  error
+	}
+	wait := func(worker string, d time.Duration) <-chan answer {
+		out := make(chan answer, 1)
+		go func() {
+			jobs, err := svc.ClaimWait(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: "later", WorkerID: worker}, d)
+			out <- answer{jobs, err}
+		}()
+		return out
+	}
+	waitFor := func(n int) {
+		deadline := time.Now().Add(5 * time.Second)
+		for hub.Waiting() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d claims waiting, want %d", hub.Waiting(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	short := wait("short", 300*time.Millisecond) // waits longest, gives up first
+	waitFor(1)
+	long := wait("long", 10*time.Second)
+	waitFor(2)
+
+	due := time.Now().Add(time.Second)
+	e.enqueue(e.actor, commands.NewJob{QueueName: "later", ScheduledAt: &due})
+
+	if a := <-short; a.err != nil || len(a.jobs) != 0 {
+		t.Fatalf("the short wait: %d jobs, %v; want none (it ends before the job is due)", len(a.jobs), a.err)
+	}
+	select {
+	case a := <-long:
+		if a.err != nil || len(a.jobs) != 1 {
+			t.Fatalf("the long wait: %d jobs, %v; want the scheduled job", len(a.jobs), a.err)
+		}
+		if late := time.Since(due); late > 3*time.Second {
+			t.Fatalf("claimed %s after it fell due", late)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("the long wait did not get the job when it fell due")
+	}
+}
