@@ -14,6 +14,9 @@
 -- so does not change when a job is claimed or finished; the scheduled
 -- count through pending_jobs; list filters for the other statuses walk
 -- jobs_org_created_idx (their jobs are the newest).
+--
+-- Adding a stored generated column rewrites jobs under an exclusive lock:
+-- on a large read model, apply this migration in a maintenance window.
 ALTER TABLE jobs ADD COLUMN dead_status text
     GENERATED ALWAYS AS (CASE WHEN status IN ('failed', 'deadletter', 'cancelled') THEN status END) STORED;
 ALTER TABLE jobs_rebuild ADD COLUMN dead_status text
