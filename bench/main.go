@@ -223,8 +223,8 @@ func run(o options) error {
 			if err := runE2EBatch(ctx, r); err != nil {
 				return err
 			}
-			fmt.Printf("batch: %s\nCPU work-off: bench process %.1f s, postgres %.1f s; WAL %s\n%s\n",
-				r.batch.Check, r.batch.CPU.self, r.batch.CPU.postgres, r.batch.WAL.perJob(o.jobs), r.batch.Activity)
+			fmt.Printf("batch: %s; %d claim calls\nCPU work-off: bench process %.1f s, postgres %.1f s; WAL %s\n%s\n",
+				r.batch.Check, r.batch.Work.Claims, r.batch.CPU.self, r.batch.CPU.postgres, r.batch.WAL.perJob(o.jobs), r.batch.Activity)
 		}
 		return nil
 	}

@@ -55,15 +55,23 @@ func (s *Service) Claim(ctx context.Context, orgID string, r ClaimRequest) ([]qu
 	if err != nil {
 		return nil, err
 	}
+	if s.claims != nil {
+		return s.claims.claim(ctx, orgID, r.QueueName, r.WorkerID, r.Limit, secs)
+	}
+	return s.claimAlone(ctx, orgID, r.QueueName, r.WorkerID, r.Limit, secs)
+}
+
+// claimAlone runs one claim request's statement.
+func (s *Service) claimAlone(ctx context.Context, orgID, queue, worker string, limit, secs int) ([]queries.Job, error) {
 	// One round trip: the queue's limits row and a registered worker's row
 	// are locked by a statement of their own, pipelined ahead of the claim
 	// in one implicit transaction, so the claim's snapshot includes every
 	// concurrent claim of the same queue or worker (across instances).
 	rows, err := s.q.ClaimPipelined(ctx, s.pool,
-		queries.ClaimLocksParams{OrganizationID: orgID, QueueName: r.QueueName, WorkerID: r.WorkerID},
+		queries.ClaimLocksParams{OrganizationID: orgID, QueueName: queue, WorkerID: worker},
 		queries.JobClaimBatchParams{
-			Now: s.clock.Now(), OrganizationID: orgID, QueueName: r.QueueName, MaxJobs: int32(r.Limit),
-			WorkerID: r.WorkerID, LeaseSecs: int32(secs), Actor: events.ActorWorker(r.WorkerID),
+			Now: s.clock.Now(), OrganizationID: orgID, QueueName: queue, MaxJobs: int32(limit),
+			WorkerID: worker, LeaseSecs: int32(secs), Actor: events.ActorWorker(worker),
 		})
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
@@ -71,15 +79,21 @@ func (s *Service) Claim(ctx context.Context, orgID string, r ClaimRequest) ([]qu
 	jobs := make([]queries.Job, len(rows))
 	for i, row := range rows {
 		jobs[i] = queries.Job(row)
-		if row.StartedAt != nil {
-			due := row.CreatedAt
-			if row.ScheduledAt != nil && row.ScheduledAt.After(due) {
-				due = *row.ScheduledAt
-			}
-			s.observer.JobClaimed(row.QueueName, row.StartedAt.Sub(due))
-		}
+		s.observeClaim(jobs[i])
 	}
 	return jobs, nil
+}
+
+// observeClaim reports a claimed job's wait since it fell due.
+func (s *Service) observeClaim(j queries.Job) {
+	if j.StartedAt == nil {
+		return
+	}
+	due := j.CreatedAt
+	if j.ScheduledAt != nil && j.ScheduledAt.After(due) {
+		due = *j.ScheduledAt
+	}
+	s.observer.JobClaimed(j.QueueName, j.StartedAt.Sub(due))
 }
 
 // LeaseRef names the lease a worker call acts under. LeaseID is optional, as

@@ -96,15 +96,19 @@ type Service struct {
 	// runs its own statement).
 	enqGC *groupCommit[enqueueReq, EnqueueResult]
 	cmpGC *groupCommit[completeReq, error]
+	// Coalesced claims of one queue (nil: each claim runs alone).
+	claims *claimGroup
 }
 
 // WithGroupCommit coalesces concurrent single enqueues and single completes
-// into shared statements, with flushers statements in flight at once.
+// into shared statements, with flushers statements in flight at once, and
+// concurrent claims of one queue into one statement (claimGroup).
 // Close stops it.
 func WithGroupCommit(flushers int) Option {
 	return func(s *Service) {
 		s.enqGC = newGroupCommit(flushers, MaxBulkJobs, s.flushEnqueues)
 		s.cmpGC = newGroupCommit(flushers, MaxBulkJobs, s.flushCompletes)
+		s.claims = newClaimGroup(s)
 	}
 }
 
@@ -114,6 +118,7 @@ func (s *Service) Close() {
 	if s.enqGC != nil {
 		s.enqGC.close()
 		s.cmpGC.close()
+		s.claims.wait()
 	}
 }
 

@@ -39,3 +39,28 @@ func (q *Queries) ClaimPipelined(ctx context.Context, db Batcher, locks ClaimLoc
 	// Columns come in JobClaimBatchRow's field order (RETURNING j.*).
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[JobClaimBatchRow])
 }
+
+// ClaimMultiPipelined runs ClaimPlanPin, ClaimLocksMulti and then
+// JobClaimMulti in one round trip and one implicit transaction, as
+// ClaimPipelined does for a single request.
+func (q *Queries) ClaimMultiPipelined(ctx context.Context, db Batcher, locks ClaimLocksMultiParams, arg JobClaimMultiParams) ([]JobClaimMultiRow, error) {
+	b := &pgx.Batch{}
+	b.Queue(claimPlanPin)
+	b.Queue(claimLocksMulti, locks.OrganizationID, locks.QueueName, locks.WorkerIds)
+	b.Queue(jobClaimMulti, arg.Now, arg.WorkerIds, arg.Limits, arg.LeaseSecs, arg.Actors, arg.OrganizationID, arg.QueueName)
+	br := db.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("pin the claim plan: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("lock queue and workers: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	// Columns come in JobClaimMultiRow's field order (RETURNING j.*, req,
+	// claim_actor).
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[JobClaimMultiRow])
+}

@@ -187,6 +187,114 @@ WITH clock AS (
 SELECT * FROM claimed
 ORDER BY priority DESC, created_at, id;
 
+-- name: JobClaimMulti :many
+-- JobClaimBatch for several claim requests of one queue at once (coalesced
+-- claims): one pick of the queue's next jobs, dealt to the requests in
+-- their order (req is each request's 1-based position in the arrays), each
+-- request getting at most its limit and its worker's remaining
+-- max_concurrency, shared in order between requests of the same
+-- registered worker. The queue's pause, concurrency cap and rate limit cap
+-- the whole pick. ClaimLocksMulti must run first in the same transaction.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), req AS (
+    SELECT i AS ord, (sqlc.arg('worker_ids')::text[])[i] AS worker_id, (sqlc.arg('limits')::int[])[i] AS lim,
+           (sqlc.arg('lease_secs')::int[])[i] AS lease_secs, (sqlc.arg('actors')::text[])[i] AS actor
+    FROM generate_subscripts(sqlc.arg('worker_ids')::text[], 1) AS i
+), held AS (
+    SELECT w.id, w.max_concurrency - (
+               SELECT count(*) FROM processing_jobs h
+               WHERE h.organization_id = w.organization_id AND h.worker_id = w.id) AS free
+    FROM workers w
+    WHERE w.id = ANY(sqlc.arg('worker_ids')::text[]) AND w.organization_id = sqlc.arg('organization_id')
+), wanted AS (
+    SELECT r.ord, r.worker_id, r.lease_secs, r.actor,
+           CASE WHEN h.id IS NULL THEN r.lim
+                ELSE least(r.lim, greatest(h.free - coalesce(sum(r.lim) OVER (
+                         PARTITION BY r.worker_id ORDER BY r.ord
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), 0))
+           END::int AS slots
+    FROM req r LEFT JOIN held h ON h.id = r.worker_id
+), bounds AS (
+    SELECT w.*, (sum(w.slots) OVER (ORDER BY w.ord) - w.slots)::int AS lo,
+           (sum(w.slots) OVER (ORDER BY w.ord))::int AS hi
+    FROM wanted w
+), queue AS (
+    SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
+           least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
+                 q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
+                                 * q.rate_limit_per_second)::float8 AS tokens
+    FROM queue_config q, clock c
+    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+), total AS (
+    SELECT least(
+        (SELECT coalesce(sum(slots), 0) FROM wanted)::int,
+        coalesce((SELECT CASE WHEN NOT q.enabled THEN 0 END FROM queue q), 2147483647),
+        coalesce((SELECT greatest(q.max_concurrent_jobs - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = sqlc.arg('organization_id')
+                        AND h.queue_name = sqlc.arg('queue_name')), 0)
+                  FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
+        coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
+                 2147483647)
+    )::int AS n
+), picked AS (
+    SELECT p.job_id, p.priority, p.created_at
+    FROM pending_jobs p
+    WHERE p.organization_id = sqlc.arg('organization_id')
+      AND p.queue_name = sqlc.arg('queue_name')
+      AND p.run_at <= (SELECT ts FROM clock)
+      AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
+    ORDER BY p.priority DESC, p.created_at, p.job_id
+    LIMIT (SELECT n FROM total)
+    FOR UPDATE SKIP LOCKED
+), dealt AS (
+    SELECT k.job_id, b.ord, b.worker_id, b.lease_secs, b.actor
+    FROM (SELECT picked.job_id,
+                 row_number() OVER (ORDER BY picked.priority DESC, picked.created_at, picked.job_id) AS rn
+          FROM picked) k
+    JOIN bounds b ON k.rn > b.lo AND k.rn <= b.hi
+), moved AS (
+    -- Key lookups by array, as in JobClaimBatch.
+    DELETE FROM pending_jobs p
+    WHERE p.job_id = ANY(ARRAY(SELECT dealt.job_id FROM dealt))
+    RETURNING p.job_id
+), claimed AS (
+    UPDATE jobs j
+    SET status = 'processing',
+        assigned_worker_id = d.worker_id,
+        lease_id = gen_random_uuid(),
+        lease_expires_at = c.ts + make_interval(secs => d.lease_secs),
+        started_at = c.ts,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM dealt d, clock c
+    WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved)) AND j.id = d.job_id
+    RETURNING j.*, d.ord::int AS req, d.actor::text AS claim_actor
+), leased AS (
+    INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
+                                 lease_expires_at, claimed_at)
+    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
+    FROM claimed
+), spent AS (
+    UPDATE queue_config q
+    SET rate_tokens = (SELECT tokens FROM queue) - (SELECT count(*) FROM claimed),
+        rate_refilled_at = (SELECT ts FROM clock)
+    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+      AND q.rate_limit_per_second IS NOT NULL
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
+           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
+           updated_at
+    FROM claimed
+)
+SELECT * FROM claimed
+ORDER BY req, priority DESC, created_at, id;
+
 -- name: JobComplete :one
 -- Completes a leased job. Matches only the current, unexpired lease held by
 -- worker_id (and lease_id when given); no row means the caller is stale.

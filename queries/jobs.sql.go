@@ -278,6 +278,219 @@ func (q *Queries) JobClaimBatch(ctx context.Context, db DBTX, arg JobClaimBatchP
 	return items, nil
 }
 
+const jobClaimMulti = `-- name: JobClaimMulti :many
+WITH clock AS (
+    SELECT coalesce($1::timestamptz, now()) AS ts
+), req AS (
+    SELECT i AS ord, ($2::text[])[i] AS worker_id, ($3::int[])[i] AS lim,
+           ($4::int[])[i] AS lease_secs, ($5::text[])[i] AS actor
+    FROM generate_subscripts($2::text[], 1) AS i
+), held AS (
+    SELECT w.id, w.max_concurrency - (
+               SELECT count(*) FROM processing_jobs h
+               WHERE h.organization_id = w.organization_id AND h.worker_id = w.id) AS free
+    FROM workers w
+    WHERE w.id = ANY($2::text[]) AND w.organization_id = $6
+), wanted AS (
+    SELECT r.ord, r.worker_id, r.lease_secs, r.actor,
+           CASE WHEN h.id IS NULL THEN r.lim
+                ELSE least(r.lim, greatest(h.free - coalesce(sum(r.lim) OVER (
+                         PARTITION BY r.worker_id ORDER BY r.ord
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), 0))
+           END::int AS slots
+    FROM req r LEFT JOIN held h ON h.id = r.worker_id
+), bounds AS (
+    SELECT w.ord, w.worker_id, w.lease_secs, w.actor, w.slots, (sum(w.slots) OVER (ORDER BY w.ord) - w.slots)::int AS lo,
+           (sum(w.slots) OVER (ORDER BY w.ord))::int AS hi
+    FROM wanted w
+), queue AS (
+    SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
+           least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
+                 q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
+                                 * q.rate_limit_per_second)::float8 AS tokens
+    FROM queue_config q, clock c
+    WHERE q.organization_id = $6 AND q.queue_name = $7
+), total AS (
+    SELECT least(
+        (SELECT coalesce(sum(slots), 0) FROM wanted)::int,
+        coalesce((SELECT CASE WHEN NOT q.enabled THEN 0 END FROM queue q), 2147483647),
+        coalesce((SELECT greatest(q.max_concurrent_jobs - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = $6
+                        AND h.queue_name = $7), 0)
+                  FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
+        coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
+                 2147483647)
+    )::int AS n
+), picked AS (
+    SELECT p.job_id, p.priority, p.created_at
+    FROM pending_jobs p
+    WHERE p.organization_id = $6
+      AND p.queue_name = $7
+      AND p.run_at <= (SELECT ts FROM clock)
+      AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
+    ORDER BY p.priority DESC, p.created_at, p.job_id
+    LIMIT (SELECT n FROM total)
+    FOR UPDATE SKIP LOCKED
+), dealt AS (
+    SELECT k.job_id, b.ord, b.worker_id, b.lease_secs, b.actor
+    FROM (SELECT picked.job_id,
+                 row_number() OVER (ORDER BY picked.priority DESC, picked.created_at, picked.job_id) AS rn
+          FROM picked) k
+    JOIN bounds b ON k.rn > b.lo AND k.rn <= b.hi
+), moved AS (
+    -- Key lookups by array, as in JobClaimBatch.
+    DELETE FROM pending_jobs p
+    WHERE p.job_id = ANY(ARRAY(SELECT dealt.job_id FROM dealt))
+    RETURNING p.job_id
+), claimed AS (
+    UPDATE jobs j
+    SET status = 'processing',
+        assigned_worker_id = d.worker_id,
+        lease_id = gen_random_uuid(),
+        lease_expires_at = c.ts + make_interval(secs => d.lease_secs),
+        started_at = c.ts,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM dealt d, clock c
+    WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved)) AND j.id = d.job_id
+    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status, d.ord::int AS req, d.actor::text AS claim_actor
+), leased AS (
+    INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
+                                 lease_expires_at, claimed_at)
+    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
+    FROM claimed
+), spent AS (
+    UPDATE queue_config q
+    SET rate_tokens = (SELECT tokens FROM queue) - (SELECT count(*) FROM claimed),
+        rate_refilled_at = (SELECT ts FROM clock)
+    WHERE q.organization_id = $6 AND q.queue_name = $7
+      AND q.rate_limit_per_second IS NOT NULL
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
+           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
+           updated_at
+    FROM claimed
+)
+SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version, dead_status, req, claim_actor FROM claimed
+ORDER BY req, priority DESC, created_at, id
+`
+
+type JobClaimMultiParams struct {
+	Now            *time.Time
+	WorkerIds      []string
+	Limits         []int32
+	LeaseSecs      []int32
+	Actors         []string
+	OrganizationID string
+	QueueName      string
+}
+
+type JobClaimMultiRow struct {
+	ID                uuid.UUID
+	OrganizationID    string
+	QueueName         string
+	Status            string
+	Payload           json.RawMessage
+	Result            json.RawMessage
+	RetryCount        int32
+	MaxRetries        int32
+	LastError         *string
+	CreatedAt         time.Time
+	ScheduledAt       *time.Time
+	StartedAt         *time.Time
+	CompletedAt       *time.Time
+	ExpiresAt         *time.Time
+	Priority          int32
+	Tags              json.RawMessage
+	TimeoutSeconds    int32
+	ParentJobID       *uuid.UUID
+	CompletionWebhook *string
+	AssignedWorkerID  *string
+	LeaseID           *uuid.UUID
+	LeaseExpiresAt    *time.Time
+	IdempotencyKey    *string
+	UpdatedAt         time.Time
+	WorkflowID        *string
+	DependencyMode    *string
+	DependenciesMet   *bool
+	Version           int32
+	DeadStatus        *string
+	Req               int32
+	ClaimActor        string
+}
+
+// JobClaimBatch for several claim requests of one queue at once (coalesced
+// claims): one pick of the queue's next jobs, dealt to the requests in
+// their order (req is each request's 1-based position in the arrays), each
+// request getting at most its limit and its worker's remaining
+// max_concurrency, shared in order between requests of the same
+// registered worker. The queue's pause, concurrency cap and rate limit cap
+// the whole pick. ClaimLocksMulti must run first in the same transaction.
+func (q *Queries) JobClaimMulti(ctx context.Context, db DBTX, arg JobClaimMultiParams) ([]JobClaimMultiRow, error) {
+	rows, err := db.Query(ctx, jobClaimMulti,
+		arg.Now,
+		arg.WorkerIds,
+		arg.Limits,
+		arg.LeaseSecs,
+		arg.Actors,
+		arg.OrganizationID,
+		arg.QueueName,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []JobClaimMultiRow
+	for rows.Next() {
+		var i JobClaimMultiRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrganizationID,
+			&i.QueueName,
+			&i.Status,
+			&i.Payload,
+			&i.Result,
+			&i.RetryCount,
+			&i.MaxRetries,
+			&i.LastError,
+			&i.CreatedAt,
+			&i.ScheduledAt,
+			&i.StartedAt,
+			&i.CompletedAt,
+			&i.ExpiresAt,
+			&i.Priority,
+			&i.Tags,
+			&i.TimeoutSeconds,
+			&i.ParentJobID,
+			&i.CompletionWebhook,
+			&i.AssignedWorkerID,
+			&i.LeaseID,
+			&i.LeaseExpiresAt,
+			&i.IdempotencyKey,
+			&i.UpdatedAt,
+			&i.WorkflowID,
+			&i.DependencyMode,
+			&i.DependenciesMet,
+			&i.Version,
+			&i.DeadStatus,
+			&i.Req,
+			&i.ClaimActor,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const jobComplete = `-- name: JobComplete :one
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS ts

@@ -97,3 +97,20 @@ SELECT
     coalesce((SELECT w.id FROM workers w
               WHERE w.id = sqlc.arg('worker_id') AND w.organization_id = sqlc.arg('organization_id')
               FOR UPDATE), '')::text AS worker_lock;
+
+-- name: ClaimLocksMulti :exec
+-- ClaimLocks for a coalesced claim (JobClaimMulti): the queue's limits row,
+-- then every registered worker among the requests, in id order so that two
+-- coalesced claims never wait on each other crosswise.
+WITH queue_lock AS (
+    SELECT q.id FROM queue_config q
+    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+      AND (q.max_concurrent_jobs IS NOT NULL OR q.rate_limit_per_second IS NOT NULL)
+    FOR UPDATE
+), worker_locks AS (
+    SELECT w.id FROM workers w
+    WHERE w.id = ANY(sqlc.arg('worker_ids')::text[]) AND w.organization_id = sqlc.arg('organization_id')
+    ORDER BY w.id
+    FOR UPDATE
+)
+SELECT (SELECT count(*) FROM queue_lock) + (SELECT count(*) FROM worker_locks);

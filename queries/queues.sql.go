@@ -48,6 +48,35 @@ func (q *Queries) ClaimLocks(ctx context.Context, db DBTX, arg ClaimLocksParams)
 	return i, err
 }
 
+const claimLocksMulti = `-- name: ClaimLocksMulti :exec
+WITH queue_lock AS (
+    SELECT q.id FROM queue_config q
+    WHERE q.organization_id = $1 AND q.queue_name = $2
+      AND (q.max_concurrent_jobs IS NOT NULL OR q.rate_limit_per_second IS NOT NULL)
+    FOR UPDATE
+), worker_locks AS (
+    SELECT w.id FROM workers w
+    WHERE w.id = ANY($3::text[]) AND w.organization_id = $1
+    ORDER BY w.id
+    FOR UPDATE
+)
+SELECT (SELECT count(*) FROM queue_lock) + (SELECT count(*) FROM worker_locks)
+`
+
+type ClaimLocksMultiParams struct {
+	OrganizationID string
+	QueueName      string
+	WorkerIds      []string
+}
+
+// ClaimLocks for a coalesced claim (JobClaimMulti): the queue's limits row,
+// then every registered worker among the requests, in id order so that two
+// coalesced claims never wait on each other crosswise.
+func (q *Queries) ClaimLocksMulti(ctx context.Context, db DBTX, arg ClaimLocksMultiParams) error {
+	_, err := db.Exec(ctx, claimLocksMulti, arg.OrganizationID, arg.QueueName, arg.WorkerIds)
+	return err
+}
+
 const queueActiveJobs = `-- name: QueueActiveJobs :one
 SELECT ((SELECT count(*) FROM pending_jobs p
          WHERE p.organization_id = $1 AND p.queue_name = $2)

@@ -1,0 +1,154 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/spooled-go/spooled/events"
+	"github.com/spooled-go/spooled/queries"
+)
+
+// maxCoalescedJobs caps the jobs one coalesced claim statement may hand
+// out, so a crowd of waiting requests is served in several statements
+// rather than one huge one.
+const maxCoalescedJobs = 1000
+
+// claimGroup coalesces concurrent claims of the same queue: while a claim
+// statement of a queue runs, the next requests for that queue wait, and
+// the next statement serves all of them at once (JobClaimMulti), dealing
+// the picked jobs out in arrival order. A request that finds its queue
+// idle runs at once, alone, through JobClaimBatch. Claims of one queue
+// from many workers thus become fewer, larger statements: less planning,
+// fewer commits, and no claimer walking past the rows another has just
+// locked.
+type claimGroup struct {
+	s  *Service
+	wg sync.WaitGroup // statements run for queued requests
+	mu sync.Mutex
+	// queues holds the queues with a claim statement in flight; its value
+	// is the requests waiting for the next statement.
+	queues map[claimKey][]*claimCall
+}
+
+type claimKey struct{ org, queue string }
+
+type claimCall struct {
+	worker string
+	limit  int
+	secs   int
+	done   chan claimResult
+}
+
+type claimResult struct {
+	rows []queries.Job
+	err  error
+}
+
+func newClaimGroup(s *Service) *claimGroup {
+	return &claimGroup{s: s, queues: map[claimKey][]*claimCall{}}
+}
+
+// claim runs a claim request, alone if its queue is idle, else with the
+// requests that arrive while the queue's current statement runs.
+func (g *claimGroup) claim(ctx context.Context, orgID, queue, worker string, limit, secs int) ([]queries.Job, error) {
+	k := claimKey{orgID, queue}
+	g.mu.Lock()
+	if _, busy := g.queues[k]; !busy {
+		g.queues[k] = nil
+		g.mu.Unlock()
+		rows, err := g.s.claimAlone(ctx, orgID, queue, worker, limit, secs)
+		g.next(k)
+		return rows, err
+	}
+	c := &claimCall{worker: worker, limit: limit, secs: secs, done: make(chan claimResult, 1)}
+	g.queues[k] = append(g.queues[k], c)
+	g.mu.Unlock()
+	// Once queued the request is served even if its caller gives up, as a
+	// claim whose client is gone is today: jobs it wins come back when
+	// their lease expires.
+	r := <-c.done
+	return r.rows, r.err
+}
+
+// next hands the queue to the requests that queued behind the statement
+// that just ended, or marks it idle. The waiting requests' statement runs
+// on this goroutine's successor, so the caller that ran the last
+// statement returns at once.
+func (g *claimGroup) next(k claimKey) {
+	g.mu.Lock()
+	waiting := g.queues[k]
+	if len(waiting) == 0 {
+		delete(g.queues, k)
+		g.mu.Unlock()
+		return
+	}
+	take, jobs := 0, 0
+	for take < len(waiting) && (take == 0 || jobs+waiting[take].limit <= maxCoalescedJobs) {
+		jobs += waiting[take].limit
+		take++
+	}
+	batch := waiting[:take:take]
+	g.queues[k] = waiting[take:]
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		g.serve(k, batch)
+		g.next(k)
+	}()
+}
+
+// wait returns once no statement runs for queued requests (at shutdown,
+// after the HTTP server stopped taking requests).
+func (g *claimGroup) wait() { g.wg.Wait() }
+
+// serve runs one statement for batch and answers each request. It runs on
+// a context of its own: no single caller's departure cancels the others'
+// claim.
+func (g *claimGroup) serve(k claimKey, batch []*claimCall) {
+	ctx := context.Background()
+	if len(batch) == 1 {
+		c := batch[0]
+		rows, err := g.s.claimAlone(ctx, k.org, k.queue, c.worker, c.limit, c.secs)
+		c.done <- claimResult{rows, err}
+		return
+	}
+	p := queries.JobClaimMultiParams{Now: g.s.clock.Now(), OrganizationID: k.org, QueueName: k.queue}
+	for _, c := range batch {
+		p.WorkerIds = append(p.WorkerIds, c.worker)
+		p.Limits = append(p.Limits, int32(c.limit))
+		p.LeaseSecs = append(p.LeaseSecs, int32(c.secs))
+		p.Actors = append(p.Actors, events.ActorWorker(c.worker))
+	}
+	rows, err := g.s.q.ClaimMultiPipelined(ctx, g.s.pool,
+		queries.ClaimLocksMultiParams{OrganizationID: k.org, QueueName: k.queue, WorkerIds: p.WorkerIds}, p)
+	if err != nil {
+		err = fmt.Errorf("claim jobs: %w", err)
+		for _, c := range batch {
+			c.done <- claimResult{err: err}
+		}
+		return
+	}
+	dealt := make([][]queries.Job, len(batch))
+	for _, row := range rows {
+		i := int(row.Req) - 1 // 1-based position in the arrays
+		job := queries.Job{
+			ID: row.ID, OrganizationID: row.OrganizationID, QueueName: row.QueueName, Status: row.Status,
+			Payload: row.Payload, Result: row.Result, RetryCount: row.RetryCount, MaxRetries: row.MaxRetries,
+			LastError: row.LastError, CreatedAt: row.CreatedAt, ScheduledAt: row.ScheduledAt,
+			StartedAt: row.StartedAt, CompletedAt: row.CompletedAt, ExpiresAt: row.ExpiresAt,
+			Priority: row.Priority, Tags: row.Tags, TimeoutSeconds: row.TimeoutSeconds,
+			ParentJobID: row.ParentJobID, CompletionWebhook: row.CompletionWebhook,
+			AssignedWorkerID: row.AssignedWorkerID, LeaseID: row.LeaseID, LeaseExpiresAt: row.LeaseExpiresAt,
+			IdempotencyKey: row.IdempotencyKey, UpdatedAt: row.UpdatedAt, WorkflowID: row.WorkflowID,
+			DependencyMode: row.DependencyMode, DependenciesMet: row.DependenciesMet, Version: row.Version,
+			DeadStatus: row.DeadStatus,
+		}
+		g.s.observeClaim(job)
+		dealt[i] = append(dealt[i], job)
+	}
+	for i, c := range batch {
+		c.done <- claimResult{rows: dealt[i]}
+	}
+}
