@@ -438,6 +438,13 @@ func runE2EBatch(ctx context.Context, r *report) error {
 	a := newAPI(s.base, s.key, r.workers+o.inserters)
 	defer a.close()
 	b := &r.batch
+	// A CPU profile of this run too, next to the end-to-end one.
+	if pf, err := os.Create(strings.TrimSuffix(o.profile, ".pprof") + "-batch.pprof"); err == nil {
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	cpu0 := readCPU()
 	if b.Insert, err = insertBulk(ctx, a, "e2e", o.jobs, o.inserters); err != nil {
 		return fmt.Errorf("e2e batch insert: %w", err)
