@@ -14,11 +14,16 @@ import (
 // rather than one huge one.
 const maxCoalescedJobs = 1000
 
-// claimGroup coalesces concurrent claims of the same queue: while a claim
-// statement of a queue runs, the next requests for that queue wait, and
-// the next statement serves all of them at once (JobClaimMulti), dealing
-// the picked jobs out in arrival order. A request that finds its queue
-// idle runs at once, alone, through JobClaimBatch. Claims of one queue
+// claimsInFlight is how many claim statements of one queue may run at once:
+// one alone caps a queue at one statement's jobs per statement time
+// (about 14,000 jobs/s here); with two, one runs while the next gathers.
+const claimsInFlight = 2
+
+// claimGroup coalesces concurrent claims of the same queue: while
+// claimsInFlight statements of a queue run, the next requests for that
+// queue wait, and the next statement serves all of them at once
+// (JobClaimMulti), dealing the picked jobs out in arrival order. A request
+// that finds a free slot runs at once, alone, through JobClaimBatch. Claims of one queue
 // from many workers thus become fewer, larger statements: less planning,
 // fewer commits, and no claimer walking past the rows another has just
 // locked.
@@ -26,9 +31,13 @@ type claimGroup struct {
 	s  *Service
 	wg sync.WaitGroup // statements run for queued requests
 	mu sync.Mutex
-	// queues holds the queues with a claim statement in flight; its value
-	// is the requests waiting for the next statement.
-	queues map[claimKey][]*claimCall
+	// queues holds the queues with claim statements in flight.
+	queues map[claimKey]*claimQueue
+}
+
+type claimQueue struct {
+	running int          // statements in flight
+	waiting []*claimCall // requests for the next statement
 }
 
 type claimKey struct{ org, queue string }
@@ -46,7 +55,7 @@ type claimResult struct {
 }
 
 func newClaimGroup(s *Service) *claimGroup {
-	return &claimGroup{s: s, queues: map[claimKey][]*claimCall{}}
+	return &claimGroup{s: s, queues: map[claimKey]*claimQueue{}}
 }
 
 // claim runs a claim request, alone if its queue is idle, else with the
@@ -54,15 +63,20 @@ func newClaimGroup(s *Service) *claimGroup {
 func (g *claimGroup) claim(ctx context.Context, orgID, queue, worker string, limit, secs int) ([]queries.Job, error) {
 	k := claimKey{orgID, queue}
 	g.mu.Lock()
-	if _, busy := g.queues[k]; !busy {
-		g.queues[k] = nil
+	q := g.queues[k]
+	if q == nil {
+		q = &claimQueue{}
+		g.queues[k] = q
+	}
+	if q.running < claimsInFlight {
+		q.running++
 		g.mu.Unlock()
 		rows, err := g.s.claimAlone(ctx, orgID, queue, worker, limit, secs)
 		g.next(k)
 		return rows, err
 	}
 	c := &claimCall{worker: worker, limit: limit, secs: secs, done: make(chan claimResult, 1)}
-	g.queues[k] = append(g.queues[k], c)
+	q.waiting = append(q.waiting, c)
 	g.mu.Unlock()
 	// Once queued the request is served even if its caller gives up, as a
 	// claim whose client is gone is today: jobs it wins come back when
@@ -71,15 +85,18 @@ func (g *claimGroup) claim(ctx context.Context, orgID, queue, worker string, lim
 	return r.rows, r.err
 }
 
-// next hands the queue to the requests that queued behind the statement
-// that just ended, or marks it idle. The waiting requests' statement runs
-// on this goroutine's successor, so the caller that ran the last
-// statement returns at once.
+// next runs after a statement of the queue ended: it starts one for the
+// requests that queued meanwhile, or counts the statement out. The
+// waiting requests' statement runs on a goroutine of its own, so the
+// caller that ran the last statement returns at once.
 func (g *claimGroup) next(k claimKey) {
 	g.mu.Lock()
-	waiting := g.queues[k]
+	q := g.queues[k]
+	waiting := q.waiting
 	if len(waiting) == 0 {
-		delete(g.queues, k)
+		if q.running--; q.running == 0 {
+			delete(g.queues, k)
+		}
 		g.mu.Unlock()
 		return
 	}
@@ -89,7 +106,7 @@ func (g *claimGroup) next(k claimKey) {
 		take++
 	}
 	batch := waiting[:take:take]
-	g.queues[k] = waiting[take:]
+	q.waiting = waiting[take:]
 	g.wg.Add(1)
 	g.mu.Unlock()
 	go func() {
