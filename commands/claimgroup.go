@@ -29,8 +29,11 @@ const claimsInFlight = 2
 // locked.
 type claimGroup struct {
 	s  *Service
-	wg sync.WaitGroup // statements run for queued requests
 	mu sync.Mutex
+	// serving counts the goroutines running statements for queued
+	// requests; idle is signalled when it drops to zero.
+	serving int
+	idle    *sync.Cond
 	// queues holds the queues with claim statements in flight.
 	queues map[claimKey]*claimQueue
 }
@@ -55,7 +58,9 @@ type claimResult struct {
 }
 
 func newClaimGroup(s *Service) *claimGroup {
-	return &claimGroup{s: s, queues: map[claimKey]*claimQueue{}}
+	g := &claimGroup{s: s, queues: map[claimKey]*claimQueue{}}
+	g.idle = sync.NewCond(&g.mu)
+	return g
 }
 
 // claim runs a claim request, alone if its queue is idle, else with the
@@ -107,18 +112,30 @@ func (g *claimGroup) next(k claimKey) {
 	}
 	batch := waiting[:take:take]
 	q.waiting = waiting[take:]
-	g.wg.Add(1)
+	g.serving++
 	g.mu.Unlock()
 	go func() {
-		defer g.wg.Done()
 		g.serve(k, batch)
 		g.next(k)
+		g.mu.Lock()
+		if g.serving--; g.serving == 0 {
+			g.idle.Broadcast()
+		}
+		g.mu.Unlock()
 	}()
 }
 
 // wait returns once no statement runs for queued requests (at shutdown,
-// after the HTTP server stopped taking requests).
-func (g *claimGroup) wait() { g.wg.Wait() }
+// after the HTTP server stopped taking requests). A claim still running in
+// a handler that outlived the shutdown may start one later; that one ends
+// on its own, as such a handler's statement does.
+func (g *claimGroup) wait() {
+	g.mu.Lock()
+	for g.serving > 0 {
+		g.idle.Wait()
+	}
+	g.mu.Unlock()
+}
 
 // serve runs one statement for batch and answers each request. It runs on
 // a context of its own: no single caller's departure cancels the others'
