@@ -397,17 +397,21 @@ func runE2E(ctx context.Context, r *report) error {
 		num(float64(o.jobs)/r.e2eInsert.Seconds()), num(r.e2e.rate()), num(float64(r.e2e.Done)/(r.e2eInsert+r.e2e.Elapsed).Seconds()),
 		r.e2e.Errors, r.e2e.FirstErr, timedOut(r.e2e.TimedOut))
 
-	// The read model must agree: every job completed.
-	var completed, all int64
-	if err := s.sql.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM jobs WHERE queue_name = 'e2e'`).Scan(&completed, &all); err != nil {
-		r.e2eCheck = "check failed: " + err.Error()
-	} else {
-		r.e2eCheck = fmt.Sprintf("%d of %d jobs in the read model are completed", completed, all)
-	}
+	r.e2eCheck = readModelCheck(ctx, s)
 	r.pprofAll = pprofTop(o.profile)
 	r.pprofSrv = pprofTop(o.profile, "-tagfocus=side=server")
 	r.pprofSrvCum = pprofTop(o.profile, "-tagfocus=side=server", "-cum")
 	return nil
+}
+
+// readModelCheck says how many of the end-to-end queue's jobs the read
+// model shows completed: after a work-off it must be all of them.
+func readModelCheck(ctx context.Context, s *server) string {
+	var completed, all int64
+	if err := s.sql.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM jobs WHERE queue_name = 'e2e'`).Scan(&completed, &all); err != nil {
+		return "check failed: " + err.Error()
+	}
+	return fmt.Sprintf("%d of %d jobs in the read model are completed", completed, all)
 }
 
 // batchRun is scenario 2 again with the batch-complete extension route.
@@ -457,12 +461,7 @@ func runE2EBatch(ctx context.Context, r *report) error {
 	cpu2 := readCPU()
 	wal2, _ := readWAL(ctx, s.sql)
 	b.CPUInsert, b.CPU, b.WAL = cpu1.sub(cpu0), cpu2.sub(cpu1), wal2.sub(wal1)
-	var completed, all int64
-	if err := s.sql.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM jobs WHERE queue_name = 'e2e'`).Scan(&completed, &all); err != nil {
-		b.Check = "check failed: " + err.Error()
-	} else {
-		b.Check = fmt.Sprintf("%d of %d jobs in the read model are completed", completed, all)
-	}
+	b.Check = readModelCheck(ctx, s)
 	progress("  insert %s jobs/s; work-off %s jobs/s; overall %s jobs/s; %d errors %s%s",
 		num(float64(o.jobs)/b.Insert.Seconds()), num(b.Work.rate()), num(b.overall()), b.Work.Errors, b.Work.FirstErr, timedOut(b.Work.TimedOut))
 	return nil
