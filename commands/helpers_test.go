@@ -208,3 +208,16 @@ func wantNoRows(t *testing.T, what string, err error) {
 		t.Fatalf("%s: got %v, want pgx.ErrNoRows", what, err)
 	}
 }
+
+// eventually polls cond until it holds or limit passes, and reports whether
+// it held: for state that settles asynchronously.
+func eventually(limit time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}

@@ -36,19 +36,16 @@ func TestClaimAndCompleteAreHOTUpdates(t *testing.T) {
 		}
 	}
 
+	// Statistics arrive when backends go idle.
 	var updates, hot int64
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(30*time.Second, func() bool {
 		err := e.pool.QueryRow(e.ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
 			WHERE relid = 'jobs'::regclass`).Scan(&updates, &hot)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if updates >= 2*n || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // statistics arrive when backends go idle
-	}
+		return updates >= 2*n
+	})
 	if updates != 2*n {
 		t.Fatalf("jobs saw %d updates, want %d (a claim and a complete per job)", updates, 2*n)
 	}

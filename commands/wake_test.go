@@ -35,12 +35,8 @@ func TestScheduledJobWakesEveryWaiter(t *testing.T) {
 		return out
 	}
 	waitFor := func(n int) {
-		deadline := time.Now().Add(5 * time.Second)
-		for hub.Waiting() != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d claims waiting, want %d", hub.Waiting(), n)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !eventually(5*time.Second, func() bool { return hub.Waiting() == n }) {
+			t.Fatalf("%d claims waiting, want %d", hub.Waiting(), n)
 		}
 	}
 	short := wait("short", 300*time.Millisecond) // waits longest, gives up first
