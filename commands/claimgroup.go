@@ -2,10 +2,8 @@ package commands
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
-	"github.com/spooled-go/spooled/events"
 	"github.com/spooled-go/spooled/queries"
 )
 
@@ -23,7 +21,7 @@ const claimsInFlight = 2
 // claimsInFlight statements of a queue run, the next requests for that
 // queue wait, and the next statement serves all of them at once
 // (JobClaimMulti), dealing the picked jobs out in arrival order. A request
-// that finds a free slot runs at once, alone, through JobClaimBatch. Claims of one queue
+// that finds a free slot runs at once, alone, through the same statement. Claims of one queue
 // from many workers thus become fewer, larger statements: less planning,
 // fewer commits, and no claimer walking past the rows another has just
 // locked.
@@ -141,48 +139,12 @@ func (g *claimGroup) wait() {
 // a context of its own: no single caller's departure cancels the others'
 // claim.
 func (g *claimGroup) serve(k claimKey, batch []*claimCall) {
-	ctx := context.Background()
-	if len(batch) == 1 {
-		c := batch[0]
-		rows, err := g.s.claimAlone(ctx, k.org, k.queue, c.worker, c.limit, c.secs)
-		c.done <- claimResult{rows, err}
-		return
-	}
-	p := queries.JobClaimMultiParams{Now: g.s.clock.Now(), OrganizationID: k.org, QueueName: k.queue}
-	for _, c := range batch {
-		p.WorkerIds = append(p.WorkerIds, c.worker)
-		p.Limits = append(p.Limits, int32(c.limit))
-		p.LeaseSecs = append(p.LeaseSecs, int32(c.secs))
-		p.Actors = append(p.Actors, events.ActorWorker(c.worker))
-	}
-	rows, err := g.s.q.ClaimMultiPipelined(ctx, g.s.pool,
-		queries.ClaimLocksMultiParams{OrganizationID: k.org, QueueName: k.queue, WorkerIds: p.WorkerIds}, p)
-	if err != nil {
-		err = fmt.Errorf("claim jobs: %w", err)
-		for _, c := range batch {
-			c.done <- claimResult{err: err}
-		}
-		return
-	}
-	dealt := make([][]queries.Job, len(batch))
-	for _, row := range rows {
-		i := int(row.Req) - 1 // 1-based position in the arrays
-		job := queries.Job{
-			ID: row.ID, OrganizationID: row.OrganizationID, QueueName: row.QueueName, Status: row.Status,
-			Payload: row.Payload, Result: row.Result, RetryCount: row.RetryCount, MaxRetries: row.MaxRetries,
-			LastError: row.LastError, CreatedAt: row.CreatedAt, ScheduledAt: row.ScheduledAt,
-			StartedAt: row.StartedAt, CompletedAt: row.CompletedAt, ExpiresAt: row.ExpiresAt,
-			Priority: row.Priority, Tags: row.Tags, TimeoutSeconds: row.TimeoutSeconds,
-			ParentJobID: row.ParentJobID, CompletionWebhook: row.CompletionWebhook,
-			AssignedWorkerID: row.AssignedWorkerID, LeaseID: row.LeaseID, LeaseExpiresAt: row.LeaseExpiresAt,
-			IdempotencyKey: row.IdempotencyKey, UpdatedAt: row.UpdatedAt, WorkflowID: row.WorkflowID,
-			DependencyMode: row.DependencyMode, DependenciesMet: row.DependenciesMet, Version: row.Version,
-			DeadStatus: row.DeadStatus,
-		}
-		g.s.observeClaim(job)
-		dealt[i] = append(dealt[i], job)
-	}
+	dealt, err := g.s.claimRequests(context.Background(), k.org, k.queue, batch)
 	for i, c := range batch {
+		if err != nil {
+			c.done <- claimResult{err: err}
+			continue
+		}
 		c.done <- claimResult{rows: dealt[i]}
 	}
 }

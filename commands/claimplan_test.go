@@ -90,18 +90,18 @@ func TestClaimPlanWithStaleStatistics(t *testing.T) {
 	if _, err := tx.Exec(e.ctx, queries.ClaimPlanPinSQL); err != nil {
 		t.Fatal(err)
 	}
-	args := []any{e.clk.Now(), e.actor.OrgID, "burst", int32(100), "w", int32(30), "worker:w"} // JobClaimBatchParams' order
-	checkClaimPlan(t, "custom", explain(t, e.ctx, tx, queries.JobClaimBatchSQL, args...))
+	args := []any{e.clk.Now(), []string{"w"}, []int32{100}, []int32{30}, []string{"worker:w"}, e.actor.OrgID, "burst"} // JobClaimMultiParams' order
+	checkClaimPlan(t, "custom", explain(t, e.ctx, tx, queries.JobClaimMultiSQL, args...))
 	// The pin makes the plan generic, as the server runs it: made once per
 	// connection, for any organization, queue and batch size. EXECUTE takes
 	// no bind parameters, so its arguments are literals.
-	if _, err := tx.Exec(e.ctx, "PREPARE claim_generic AS "+queries.JobClaimBatchSQL); err != nil {
+	if _, err := tx.Exec(e.ctx, "PREPARE claim_generic AS "+queries.JobClaimMultiSQL); err != nil {
 		t.Fatal(err)
 	}
-	exec := fmt.Sprintf("EXECUTE claim_generic('%s', '%s', 'burst', 100, 'w', 30, 'worker:w')",
+	exec := fmt.Sprintf("EXECUTE claim_generic('%s', ARRAY['w'], ARRAY[100], ARRAY[30], ARRAY['worker:w'], '%s', 'burst')",
 		e.clk.Now().Format(time.RFC3339Nano), e.actor.OrgID)
 	generic := explain(t, e.ctx, tx, exec)
-	if !strings.Contains(generic.raw, "(organization_id = $2)") {
+	if !strings.Contains(generic.raw, "(organization_id = $6)") {
 		t.Fatalf("EXPLAIN EXECUTE did not show the generic plan:\n%s", generic.raw)
 	}
 	checkClaimPlan(t, "generic", generic)

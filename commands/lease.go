@@ -63,25 +63,56 @@ func (s *Service) Claim(ctx context.Context, orgID string, r ClaimRequest) ([]qu
 
 // claimAlone runs one claim request's statement.
 func (s *Service) claimAlone(ctx context.Context, orgID, queue, worker string, limit, secs int) ([]queries.Job, error) {
-	// One round trip: the queue's limits row and a registered worker's row
-	// are locked by a statement of their own, pipelined ahead of the claim
-	// in one implicit transaction, so the claim's snapshot includes every
-	// concurrent claim of the same queue or worker (across instances).
-	rows, err := s.q.ClaimPipelined(ctx, s.pool,
-		queries.ClaimLocksParams{OrganizationID: orgID, QueueName: queue, WorkerID: worker},
-		queries.JobClaimBatchParams{
-			Now: s.clock.Now(), OrganizationID: orgID, QueueName: queue, MaxJobs: int32(limit),
-			WorkerID: worker, LeaseSecs: int32(secs), Actor: events.ActorWorker(worker),
-		})
+	dealt, err := s.claimRequests(ctx, orgID, queue, []*claimCall{{worker: worker, limit: limit, secs: secs}})
+	if err != nil {
+		return nil, err
+	}
+	return dealt[0], nil
+}
+
+// claimRequests runs one claim statement for reqs (one, or several
+// coalesced) and returns each request's jobs, in reqs' order. One round
+// trip: the queue's limits row and the registered workers' rows are locked
+// by a statement of their own, pipelined ahead of the claim in one
+// implicit transaction, so the claim's snapshot includes every concurrent
+// claim of the same queue or workers (across instances).
+func (s *Service) claimRequests(ctx context.Context, orgID, queue string, reqs []*claimCall) ([][]queries.Job, error) {
+	p := queries.JobClaimMultiParams{Now: s.clock.Now(), OrganizationID: orgID, QueueName: queue}
+	for _, c := range reqs {
+		p.WorkerIds = append(p.WorkerIds, c.worker)
+		p.Limits = append(p.Limits, int32(c.limit))
+		p.LeaseSecs = append(p.LeaseSecs, int32(c.secs))
+		p.Actors = append(p.Actors, events.ActorWorker(c.worker))
+	}
+	rows, err := s.q.ClaimMultiPipelined(ctx, s.pool,
+		queries.ClaimLocksMultiParams{OrganizationID: orgID, QueueName: queue, WorkerIds: p.WorkerIds}, p)
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
-	jobs := make([]queries.Job, len(rows))
-	for i, row := range rows {
-		jobs[i] = queries.Job(row)
-		s.observeClaim(jobs[i])
+	dealt := make([][]queries.Job, len(reqs))
+	for _, row := range rows {
+		i := int(row.Req) - 1 // 1-based position in the arrays
+		job := queries.Job{
+			ID: row.ID, OrganizationID: row.OrganizationID, QueueName: row.QueueName, Status: row.Status,
+			Payload: row.Payload, Result: row.Result, RetryCount: row.RetryCount, MaxRetries: row.MaxRetries,
+			LastError: row.LastError, CreatedAt: row.CreatedAt, ScheduledAt: row.ScheduledAt,
+			StartedAt: row.StartedAt, CompletedAt: row.CompletedAt, ExpiresAt: row.ExpiresAt,
+			Priority: row.Priority, Tags: row.Tags, TimeoutSeconds: row.TimeoutSeconds,
+			ParentJobID: row.ParentJobID, CompletionWebhook: row.CompletionWebhook,
+			AssignedWorkerID: row.AssignedWorkerID, LeaseID: row.LeaseID, LeaseExpiresAt: row.LeaseExpiresAt,
+			IdempotencyKey: row.IdempotencyKey, UpdatedAt: row.UpdatedAt, WorkflowID: row.WorkflowID,
+			DependencyMode: row.DependencyMode, DependenciesMet: row.DependenciesMet, Version: row.Version,
+			DeadStatus: row.DeadStatus,
+		}
+		s.observeClaim(job)
+		dealt[i] = append(dealt[i], job)
 	}
-	return jobs, nil
+	for i := range dealt {
+		if dealt[i] == nil {
+			dealt[i] = []queries.Job{}
+		}
+	}
+	return dealt, nil
 }
 
 // observeClaim reports a claimed job's wait since it fell due.

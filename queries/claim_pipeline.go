@@ -12,37 +12,13 @@ type Batcher interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// ClaimPipelined runs ClaimPlanPin, ClaimLocks and then JobClaimBatch in
-// one round trip.
-// pgx sends both statements before a single Sync, so Postgres runs them as
-// one implicit transaction: the locks are held until the claim commits,
-// and the claim statement (its own snapshot, taken after the locks) sees
-// every concurrent claim of the same queue or worker. (Hand-written: it
-// pipelines two generated statements, which sqlc cannot express.)
-func (q *Queries) ClaimPipelined(ctx context.Context, db Batcher, locks ClaimLocksParams, arg JobClaimBatchParams) ([]JobClaimBatchRow, error) {
-	b := &pgx.Batch{}
-	b.Queue(claimPlanPin)
-	b.Queue(claimLocks, locks.OrganizationID, locks.QueueName, locks.WorkerID)
-	b.Queue(jobClaimBatch, arg.Now, arg.OrganizationID, arg.QueueName, arg.MaxJobs, arg.WorkerID, arg.LeaseSecs, arg.Actor)
-	br := db.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("pin the claim plan: %w", err)
-	}
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("lock queue and worker: %w", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, err
-	}
-	// Columns come in JobClaimBatchRow's field order (RETURNING j.*).
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[JobClaimBatchRow])
-}
-
 // ClaimMultiPipelined runs ClaimPlanPin, ClaimLocksMulti and then
-// JobClaimMulti in one round trip and one implicit transaction, as
-// ClaimPipelined does for a single request.
+// JobClaimMulti in one round trip. pgx sends the three statements before a
+// single Sync, so Postgres runs them as one implicit transaction: the pin
+// holds for the claim, the locks are held until it commits, and the claim
+// statement (its own snapshot, taken after the locks) sees every concurrent
+// claim of the same queue or workers. (Hand-written: it pipelines
+// generated statements, which sqlc cannot express.)
 func (q *Queries) ClaimMultiPipelined(ctx context.Context, db Batcher, locks ClaimLocksMultiParams, arg JobClaimMultiParams) ([]JobClaimMultiRow, error) {
 	b := &pgx.Batch{}
 	b.Queue(claimPlanPin)

@@ -91,110 +91,18 @@ WHERE organization_id = sqlc.arg('organization_id') AND idempotency_key = ANY(sq
 SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true),
        set_config('plan_cache_mode', 'force_generic_plan', true);
 
--- name: JobClaimBatch :many
--- Leases up to max_jobs ready jobs of one queue, highest priority first, then
--- oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A paused
--- queue hands out nothing. The batch is also capped by the queue's
--- max_concurrent_jobs minus its leased jobs, by its rate limit's token
--- bucket, and by a registered worker's max_concurrency minus the leases it
--- holds. Those counts are only current if ClaimLocks ran first, in the same
--- transaction: this statement's snapshot predates any lock it would take.
-WITH clock AS (
-    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
-), queue AS (
-    SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
-           -- The bucket holds a tenth of a second's tokens (at least one), so
-           -- a burst never runs far ahead of the rate.
-           least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
-                 q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
-                                 * q.rate_limit_per_second)::float8 AS tokens
-    FROM queue_config q, clock c
-    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
-), slots AS (
-    SELECT least(
-        sqlc.arg('max_jobs')::int,
-        coalesce((SELECT CASE WHEN NOT q.enabled THEN 0 END FROM queue q), sqlc.arg('max_jobs')::int),
-        coalesce((SELECT greatest(q.max_concurrent_jobs - (
-                      SELECT count(*) FROM processing_jobs h
-                      WHERE h.organization_id = sqlc.arg('organization_id')
-                        AND h.queue_name = sqlc.arg('queue_name')), 0)
-                  FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), sqlc.arg('max_jobs')::int),
-        -- The bucket can be below zero: with the database clock a claim runs
-        -- at its transaction's start, which may precede the refill time a
-        -- claim that took the lock first recorded. A negative LIMIT is an
-        -- error, so the slot count stops at zero.
-        coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
-                 sqlc.arg('max_jobs')::int),
-        coalesce((SELECT greatest(w.max_concurrency - (
-                      SELECT count(*) FROM processing_jobs h
-                      WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0)
-                  FROM workers w
-                  WHERE w.id = sqlc.arg('worker_id')::text AND w.organization_id = sqlc.arg('organization_id')),
-                 sqlc.arg('max_jobs')::int)
-    )::int AS n
-), picked AS (
-    SELECT p.job_id
-    FROM pending_jobs p
-    WHERE p.organization_id = sqlc.arg('organization_id')
-      AND p.queue_name = sqlc.arg('queue_name')
-      AND p.run_at <= (SELECT ts FROM clock)
-      AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
-    ORDER BY p.priority DESC, p.created_at, p.job_id
-    LIMIT (SELECT n FROM slots)
-    FOR UPDATE SKIP LOCKED
-), moved AS (
-    -- Joins to the picked set go through = ANY(ARRAY(...)): the planner
-    -- cannot estimate the subquery LIMIT above, and a join it guesses large
-    -- becomes a hash join that scans all of pending_jobs and jobs on every
-    -- claim. An array of keys is always a primary-key probe per row.
-    DELETE FROM pending_jobs p
-    WHERE p.job_id = ANY(ARRAY(SELECT picked.job_id FROM picked))
-    RETURNING p.job_id
-), claimed AS (
-    UPDATE jobs j
-    SET status = 'processing',
-        assigned_worker_id = sqlc.arg('worker_id')::text,
-        lease_id = gen_random_uuid(),
-        lease_expires_at = c.ts + make_interval(secs => sqlc.arg('lease_secs')::int),
-        started_at = c.ts,
-        updated_at = c.ts,
-        version = j.version + 1
-    FROM clock c
-    WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved))
-    RETURNING j.*
-), leased AS (
-    INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
-                                 lease_expires_at, claimed_at)
-    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
-    FROM claimed
-), spent AS (
-    UPDATE queue_config q
-    SET rate_tokens = (SELECT tokens FROM queue) - (SELECT count(*) FROM claimed),
-        rate_refilled_at = (SELECT ts FROM clock)
-    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
-      AND q.rate_limit_per_second IS NOT NULL
-), logged AS (
-    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
-                            queue_name, actor, data, occurred_at)
-    SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name,
-           sqlc.arg('actor')::text,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
-                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
-           updated_at
-    FROM claimed
-)
-SELECT * FROM claimed
-ORDER BY priority DESC, created_at, id;
-
 -- name: JobClaimMulti :many
--- JobClaimBatch for several claim requests of one queue at once (coalesced
--- claims): one pick of the queue's next jobs, dealt to the requests in
--- their order (req is each request's 1-based position in the arrays), each
--- request getting at most its limit and its worker's remaining
--- max_concurrency, shared in order between requests of the same
--- registered worker. The queue's pause, concurrency cap and rate limit cap
--- the whole pick. ClaimLocksMulti must run first in the same transaction.
+-- Leases ready jobs of one queue to one or more claim requests (several
+-- when claims are coalesced): one pick, highest priority first, then
+-- oldest, dealt to the requests in their order (req is each request's
+-- 1-based position in the arrays), each request getting at most its limit
+-- and its registered worker's max_concurrency minus the leases it holds,
+-- shared in order between requests of the same worker. A paused queue
+-- hands out nothing; the queue's max_concurrent_jobs minus its leased jobs
+-- and its rate limit's token bucket cap the whole pick. SKIP LOCKED lets
+-- concurrent claimers take disjoint sets. Those counts are only current if
+-- ClaimLocksMulti ran first, in the same transaction: this statement's
+-- snapshot predates any lock it would take.
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
 ), req AS (
@@ -221,6 +129,8 @@ WITH clock AS (
     FROM wanted w
 ), queue AS (
     SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
+           -- The bucket holds a tenth of a second's tokens (at least one), so
+           -- a burst never runs far ahead of the rate.
            least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
                  q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
                                  * q.rate_limit_per_second)::float8 AS tokens
@@ -235,6 +145,10 @@ WITH clock AS (
                       WHERE h.organization_id = sqlc.arg('organization_id')
                         AND h.queue_name = sqlc.arg('queue_name')), 0)
                   FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
+        -- The bucket can be below zero: with the database clock a claim runs
+        -- at its transaction's start, which may precede the refill time a
+        -- claim that took the lock first recorded. A negative LIMIT is an
+        -- error, so the slot count stops at zero.
         coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
                  2147483647)
     )::int AS n
@@ -255,7 +169,10 @@ WITH clock AS (
           FROM picked) k
     JOIN bounds b ON k.rn > b.lo AND k.rn <= b.hi
 ), moved AS (
-    -- Key lookups by array, as in JobClaimBatch.
+    -- Joins to the picked set go through = ANY(ARRAY(...)): the planner
+    -- cannot estimate the subquery LIMIT above, and a join it guesses large
+    -- becomes a hash join that scans all of pending_jobs and jobs on every
+    -- claim. An array of keys is always a primary-key probe per row.
     DELETE FROM pending_jobs p
     WHERE p.job_id = ANY(ARRAY(SELECT dealt.job_id FROM dealt))
     RETURNING p.job_id

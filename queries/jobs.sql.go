@@ -81,203 +81,6 @@ func (q *Queries) JobCancel(ctx context.Context, db DBTX, arg JobCancelParams) (
 	return id, err
 }
 
-const jobClaimBatch = `-- name: JobClaimBatch :many
-WITH clock AS (
-    SELECT coalesce($1::timestamptz, now()) AS ts
-), queue AS (
-    SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
-           -- The bucket holds a tenth of a second's tokens (at least one), so
-           -- a burst never runs far ahead of the rate.
-           least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
-                 q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
-                                 * q.rate_limit_per_second)::float8 AS tokens
-    FROM queue_config q, clock c
-    WHERE q.organization_id = $2 AND q.queue_name = $3
-), slots AS (
-    SELECT least(
-        $4::int,
-        coalesce((SELECT CASE WHEN NOT q.enabled THEN 0 END FROM queue q), $4::int),
-        coalesce((SELECT greatest(q.max_concurrent_jobs - (
-                      SELECT count(*) FROM processing_jobs h
-                      WHERE h.organization_id = $2
-                        AND h.queue_name = $3), 0)
-                  FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), $4::int),
-        -- The bucket can be below zero: with the database clock a claim runs
-        -- at its transaction's start, which may precede the refill time a
-        -- claim that took the lock first recorded. A negative LIMIT is an
-        -- error, so the slot count stops at zero.
-        coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
-                 $4::int),
-        coalesce((SELECT greatest(w.max_concurrency - (
-                      SELECT count(*) FROM processing_jobs h
-                      WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0)
-                  FROM workers w
-                  WHERE w.id = $5::text AND w.organization_id = $2),
-                 $4::int)
-    )::int AS n
-), picked AS (
-    SELECT p.job_id
-    FROM pending_jobs p
-    WHERE p.organization_id = $2
-      AND p.queue_name = $3
-      AND p.run_at <= (SELECT ts FROM clock)
-      AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
-    ORDER BY p.priority DESC, p.created_at, p.job_id
-    LIMIT (SELECT n FROM slots)
-    FOR UPDATE SKIP LOCKED
-), moved AS (
-    -- Joins to the picked set go through = ANY(ARRAY(...)): the planner
-    -- cannot estimate the subquery LIMIT above, and a join it guesses large
-    -- becomes a hash join that scans all of pending_jobs and jobs on every
-    -- claim. An array of keys is always a primary-key probe per row.
-    DELETE FROM pending_jobs p
-    WHERE p.job_id = ANY(ARRAY(SELECT picked.job_id FROM picked))
-    RETURNING p.job_id
-), claimed AS (
-    UPDATE jobs j
-    SET status = 'processing',
-        assigned_worker_id = $5::text,
-        lease_id = gen_random_uuid(),
-        lease_expires_at = c.ts + make_interval(secs => $6::int),
-        started_at = c.ts,
-        updated_at = c.ts,
-        version = j.version + 1
-    FROM clock c
-    WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved))
-    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status
-), leased AS (
-    INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
-                                 lease_expires_at, claimed_at)
-    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
-    FROM claimed
-), spent AS (
-    UPDATE queue_config q
-    SET rate_tokens = (SELECT tokens FROM queue) - (SELECT count(*) FROM claimed),
-        rate_refilled_at = (SELECT ts FROM clock)
-    WHERE q.organization_id = $2 AND q.queue_name = $3
-      AND q.rate_limit_per_second IS NOT NULL
-), logged AS (
-    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
-                            queue_name, actor, data, occurred_at)
-    SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name,
-           $7::text,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
-                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
-           updated_at
-    FROM claimed
-)
-SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version, dead_status FROM claimed
-ORDER BY priority DESC, created_at, id
-`
-
-type JobClaimBatchParams struct {
-	Now            *time.Time
-	OrganizationID string
-	QueueName      string
-	MaxJobs        int32
-	WorkerID       string
-	LeaseSecs      int32
-	Actor          string
-}
-
-type JobClaimBatchRow struct {
-	ID                uuid.UUID
-	OrganizationID    string
-	QueueName         string
-	Status            string
-	Payload           json.RawMessage
-	Result            json.RawMessage
-	RetryCount        int32
-	MaxRetries        int32
-	LastError         *string
-	CreatedAt         time.Time
-	ScheduledAt       *time.Time
-	StartedAt         *time.Time
-	CompletedAt       *time.Time
-	ExpiresAt         *time.Time
-	Priority          int32
-	Tags              json.RawMessage
-	TimeoutSeconds    int32
-	ParentJobID       *uuid.UUID
-	CompletionWebhook *string
-	AssignedWorkerID  *string
-	LeaseID           *uuid.UUID
-	LeaseExpiresAt    *time.Time
-	IdempotencyKey    *string
-	UpdatedAt         time.Time
-	WorkflowID        *string
-	DependencyMode    *string
-	DependenciesMet   *bool
-	Version           int32
-	DeadStatus        *string
-}
-
-// Leases up to max_jobs ready jobs of one queue, highest priority first, then
-// oldest. SKIP LOCKED lets concurrent claimers take disjoint sets. A paused
-// queue hands out nothing. The batch is also capped by the queue's
-// max_concurrent_jobs minus its leased jobs, by its rate limit's token
-// bucket, and by a registered worker's max_concurrency minus the leases it
-// holds. Those counts are only current if ClaimLocks ran first, in the same
-// transaction: this statement's snapshot predates any lock it would take.
-func (q *Queries) JobClaimBatch(ctx context.Context, db DBTX, arg JobClaimBatchParams) ([]JobClaimBatchRow, error) {
-	rows, err := db.Query(ctx, jobClaimBatch,
-		arg.Now,
-		arg.OrganizationID,
-		arg.QueueName,
-		arg.MaxJobs,
-		arg.WorkerID,
-		arg.LeaseSecs,
-		arg.Actor,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []JobClaimBatchRow
-	for rows.Next() {
-		var i JobClaimBatchRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.OrganizationID,
-			&i.QueueName,
-			&i.Status,
-			&i.Payload,
-			&i.Result,
-			&i.RetryCount,
-			&i.MaxRetries,
-			&i.LastError,
-			&i.CreatedAt,
-			&i.ScheduledAt,
-			&i.StartedAt,
-			&i.CompletedAt,
-			&i.ExpiresAt,
-			&i.Priority,
-			&i.Tags,
-			&i.TimeoutSeconds,
-			&i.ParentJobID,
-			&i.CompletionWebhook,
-			&i.AssignedWorkerID,
-			&i.LeaseID,
-			&i.LeaseExpiresAt,
-			&i.IdempotencyKey,
-			&i.UpdatedAt,
-			&i.WorkflowID,
-			&i.DependencyMode,
-			&i.DependenciesMet,
-			&i.Version,
-			&i.DeadStatus,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const jobClaimMulti = `-- name: JobClaimMulti :many
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS ts
@@ -305,6 +108,8 @@ WITH clock AS (
     FROM wanted w
 ), queue AS (
     SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
+           -- The bucket holds a tenth of a second's tokens (at least one), so
+           -- a burst never runs far ahead of the rate.
            least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
                  q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
                                  * q.rate_limit_per_second)::float8 AS tokens
@@ -319,6 +124,10 @@ WITH clock AS (
                       WHERE h.organization_id = $6
                         AND h.queue_name = $7), 0)
                   FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
+        -- The bucket can be below zero: with the database clock a claim runs
+        -- at its transaction's start, which may precede the refill time a
+        -- claim that took the lock first recorded. A negative LIMIT is an
+        -- error, so the slot count stops at zero.
         coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
                  2147483647)
     )::int AS n
@@ -339,7 +148,10 @@ WITH clock AS (
           FROM picked) k
     JOIN bounds b ON k.rn > b.lo AND k.rn <= b.hi
 ), moved AS (
-    -- Key lookups by array, as in JobClaimBatch.
+    -- Joins to the picked set go through = ANY(ARRAY(...)): the planner
+    -- cannot estimate the subquery LIMIT above, and a join it guesses large
+    -- becomes a hash join that scans all of pending_jobs and jobs on every
+    -- claim. An array of keys is always a primary-key probe per row.
     DELETE FROM pending_jobs p
     WHERE p.job_id = ANY(ARRAY(SELECT dealt.job_id FROM dealt))
     RETURNING p.job_id
@@ -424,13 +236,17 @@ type JobClaimMultiRow struct {
 	ClaimActor        string
 }
 
-// JobClaimBatch for several claim requests of one queue at once (coalesced
-// claims): one pick of the queue's next jobs, dealt to the requests in
-// their order (req is each request's 1-based position in the arrays), each
-// request getting at most its limit and its worker's remaining
-// max_concurrency, shared in order between requests of the same
-// registered worker. The queue's pause, concurrency cap and rate limit cap
-// the whole pick. ClaimLocksMulti must run first in the same transaction.
+// Leases ready jobs of one queue to one or more claim requests (several
+// when claims are coalesced): one pick, highest priority first, then
+// oldest, dealt to the requests in their order (req is each request's
+// 1-based position in the arrays), each request getting at most its limit
+// and its registered worker's max_concurrency minus the leases it holds,
+// shared in order between requests of the same worker. A paused queue
+// hands out nothing; the queue's max_concurrent_jobs minus its leased jobs
+// and its rate limit's token bucket cap the whole pick. SKIP LOCKED lets
+// concurrent claimers take disjoint sets. Those counts are only current if
+// ClaimLocksMulti ran first, in the same transaction: this statement's
+// snapshot predates any lock it would take.
 func (q *Queries) JobClaimMulti(ctx context.Context, db DBTX, arg JobClaimMultiParams) ([]JobClaimMultiRow, error) {
 	rows, err := db.Query(ctx, jobClaimMulti,
 		arg.Now,

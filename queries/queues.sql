@@ -82,26 +82,14 @@ SELECT ((SELECT count(*) FROM pending_jobs p
       + (SELECT count(*) FROM processing_jobs h
          WHERE h.organization_id = sqlc.arg('organization_id') AND h.queue_name = sqlc.arg('queue_name')))::bigint;
 
--- name: ClaimLocks :one
--- Run ahead of JobClaimBatch in the same transaction, as a statement of its
--- own: it locks the queue's configuration row when the queue has a
--- concurrency cap or a rate limit, and the worker's row when the worker is
--- registered. The claim statement then starts after every concurrent claim
--- of the same queue or worker has committed, so its counts of leases held
--- and its token bucket are current across server instances.
-SELECT
-    coalesce((SELECT q.id::text FROM queue_config q
-              WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
-                AND (q.max_concurrent_jobs IS NOT NULL OR q.rate_limit_per_second IS NOT NULL)
-              FOR UPDATE), '')::text AS queue_lock,
-    coalesce((SELECT w.id FROM workers w
-              WHERE w.id = sqlc.arg('worker_id') AND w.organization_id = sqlc.arg('organization_id')
-              FOR UPDATE), '')::text AS worker_lock;
-
 -- name: ClaimLocksMulti :exec
--- ClaimLocks for a coalesced claim (JobClaimMulti): the queue's limits row,
--- then every registered worker among the requests, in id order so that two
--- coalesced claims never wait on each other crosswise.
+-- Run ahead of JobClaimMulti in the same transaction, as a statement of its
+-- own: it locks the queue's configuration row when the queue has a
+-- concurrency cap or a rate limit, then every registered worker among the
+-- requests, in id order so that two claims never wait on each other
+-- crosswise. The claim statement then starts after every concurrent claim
+-- of the same queue or workers has committed, so its counts of leases held
+-- and its token bucket are current across server instances.
 WITH queue_lock AS (
     SELECT q.id FROM queue_config q
     WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')

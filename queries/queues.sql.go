@@ -13,41 +13,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const claimLocks = `-- name: ClaimLocks :one
-SELECT
-    coalesce((SELECT q.id::text FROM queue_config q
-              WHERE q.organization_id = $1 AND q.queue_name = $2
-                AND (q.max_concurrent_jobs IS NOT NULL OR q.rate_limit_per_second IS NOT NULL)
-              FOR UPDATE), '')::text AS queue_lock,
-    coalesce((SELECT w.id FROM workers w
-              WHERE w.id = $3 AND w.organization_id = $1
-              FOR UPDATE), '')::text AS worker_lock
-`
-
-type ClaimLocksParams struct {
-	OrganizationID string
-	QueueName      string
-	WorkerID       string
-}
-
-type ClaimLocksRow struct {
-	QueueLock  string
-	WorkerLock string
-}
-
-// Run ahead of JobClaimBatch in the same transaction, as a statement of its
-// own: it locks the queue's configuration row when the queue has a
-// concurrency cap or a rate limit, and the worker's row when the worker is
-// registered. The claim statement then starts after every concurrent claim
-// of the same queue or worker has committed, so its counts of leases held
-// and its token bucket are current across server instances.
-func (q *Queries) ClaimLocks(ctx context.Context, db DBTX, arg ClaimLocksParams) (ClaimLocksRow, error) {
-	row := db.QueryRow(ctx, claimLocks, arg.OrganizationID, arg.QueueName, arg.WorkerID)
-	var i ClaimLocksRow
-	err := row.Scan(&i.QueueLock, &i.WorkerLock)
-	return i, err
-}
-
 const claimLocksMulti = `-- name: ClaimLocksMulti :exec
 WITH queue_lock AS (
     SELECT q.id FROM queue_config q
@@ -69,9 +34,13 @@ type ClaimLocksMultiParams struct {
 	WorkerIds      []string
 }
 
-// ClaimLocks for a coalesced claim (JobClaimMulti): the queue's limits row,
-// then every registered worker among the requests, in id order so that two
-// coalesced claims never wait on each other crosswise.
+// Run ahead of JobClaimMulti in the same transaction, as a statement of its
+// own: it locks the queue's configuration row when the queue has a
+// concurrency cap or a rate limit, then every registered worker among the
+// requests, in id order so that two claims never wait on each other
+// crosswise. The claim statement then starts after every concurrent claim
+// of the same queue or workers has committed, so its counts of leases held
+// and its token bucket are current across server instances.
 func (q *Queries) ClaimLocksMulti(ctx context.Context, db DBTX, arg ClaimLocksMultiParams) error {
 	_, err := db.Exec(ctx, claimLocksMulti, arg.OrganizationID, arg.QueueName, arg.WorkerIds)
 	return err

@@ -7,6 +7,6 @@ var (
 	JobHistorySQL       = jobHistory
 	JobEventsUntilSQL   = jobEventsUntil
 	ClaimPlanPinSQL     = claimPlanPin
-	JobClaimBatchSQL    = jobClaimBatch
+	JobClaimMultiSQL    = jobClaimMulti
 	JobCompleteBatchSQL = jobCompleteBatch
 )
