@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -48,7 +49,9 @@ func (s *Server) cursorKey() []byte { return []byte(s.cfg.JWTSecret) }
 
 // parseLogFilter reads after/limit/type/queue/job_id (and, for audit,
 // actor/from/to). Every malformed value is a 400: a reader that silently got
-// another page than it asked for would skip or repeat events.
+// another page than it asked for would skip or repeat events. The strings
+// it keeps are copies, since a stream uses the filter after the request's
+// buffers have gone back to Fiber.
 func (s *Server) parseLogFilter(c *fiber.Ctx, audit bool) (logFilter, error) {
 	orgID := caller(c).OrgID
 	after := c.Query("after")
@@ -72,12 +75,14 @@ func (s *Server) parseLogFilter(c *fiber.Ctx, audit bool) (logFilter, error) {
 		if !events.KnownTypes[t] {
 			return logFilter{}, validation("type", "unknown_event_type", "is not an event type this server writes")
 		}
+		t = strings.Clone(t)
 		p.EventType = &t
 	}
 	if q := c.Query("queue", c.Query("queue_name")); q != "" {
 		if err := commands.ValidateQueueName("queue", q); err != nil {
 			return logFilter{}, err
 		}
+		q = strings.Clone(q)
 		p.QueueName = &q
 	}
 	if j := c.Query("job_id"); j != "" {
@@ -93,6 +98,7 @@ func (s *Server) parseLogFilter(c *fiber.Ctx, audit bool) (logFilter, error) {
 			if len(a) > 300 {
 				return logFilter{}, validation("actor", "length", "must be at most 300 characters")
 			}
+			a = strings.Clone(a)
 			p.Actor = &a
 		}
 		for _, tf := range []struct {
@@ -165,6 +171,9 @@ func (s *Server) streamLog(c *fiber.Ctx) error {
 	c.Set("X-Accel-Buffering", "no")
 	extend := s.streamWriteDeadline(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		if openSSE(w, extend) != nil {
+			return
+		}
 		s.follow(orgID, f, func(evs []logEventJSON) error {
 			for _, e := range evs {
 				data, err := json.Marshal(e)

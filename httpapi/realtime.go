@@ -92,7 +92,9 @@ func toRealtime(e logEventJSON) []realtimeEvent {
 // eventFilter is the events= query: a comma list of dotted names; absent,
 // empty or * means all.
 func eventFilter(c *fiber.Ctx) func(string) bool {
-	raw := strings.TrimSpace(c.Query("events"))
+	// Cloned: the filter outlives the request inside a stream writer, and
+	// Fiber's query strings alias a buffer the next request reuses.
+	raw := strings.Clone(strings.TrimSpace(c.Query("events")))
 	if raw == "" || raw == "*" {
 		return func(string) bool { return true }
 	}
@@ -105,6 +107,18 @@ func eventFilter(c *fiber.Ctx) func(string) bool {
 		}
 	}
 	return func(t string) bool { return want[t] }
+}
+
+// openSSE sends the response headers and a comment at once. fasthttp
+// holds the headers until the body's first flush, so a stream whose first
+// event is a filtered-out health report or a quiet log would leave its
+// client waiting for the 15 s keepalive to learn it is connected.
+func openSSE(w *bufio.Writer, extend func()) error {
+	if _, err := w.WriteString(": connected\n\n"); err != nil {
+		return err
+	}
+	extend()
+	return w.Flush()
 }
 
 // writeSSE writes one message and flushes it, moving the connection's
@@ -152,6 +166,9 @@ func (s *Server) realtimeEvents(c *fiber.Ctx) error {
 	sseHeaders(c)
 	extend := s.streamWriteDeadline(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		if openSSE(w, extend) != nil {
+			return
+		}
 		health := func() error {
 			if !allow("system.health") {
 				return nil
@@ -215,6 +232,9 @@ func (s *Server) jobEvents(c *fiber.Ctx) error {
 	sseHeaders(c)
 	extend := s.streamWriteDeadline(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		if openSSE(w, extend) != nil {
+			return
+		}
 		now := ts(time.Now())
 		if job == nil {
 			_ = writeSSE(w, extend, realtimeEvent{Type: "error", Timestamp: now, Data: map[string]any{"message": "Job not found", "timestamp": now}})
@@ -260,6 +280,9 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	// The stream writer runs after this handler returns, when Fiber has
+	// handed the path buffer that name aliases to the next request.
+	name = strings.Clone(name)
 	orgID := caller(c).OrgID
 	start, err := s.liveFrom(c.UserContext(), orgID)
 	if err != nil {
@@ -268,6 +291,9 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 	sseHeaders(c)
 	extend := s.streamWriteDeadline(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		if openSSE(w, extend) != nil {
+			return
+		}
 		// One stats read per wake: wakes are already coalesced by the
 		// realtime fan-out (a batch at a time), and a suppressed update
 		// would have nothing to send it later.

@@ -341,7 +341,8 @@ func (s *lfStream) read(ctx context.Context, u string, header map[string]string)
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	tr := &http.Transport{}
+	// Headers must come at once, before the first event (see sseClient).
+	tr := &http.Transport{ResponseHeaderTimeout: 5 * time.Second}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {

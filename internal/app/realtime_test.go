@@ -23,6 +23,11 @@ type sseMsg struct {
 	}
 }
 
+// sseClient fails a stream whose headers do not come at once: an SSE
+// client learns it is connected from them, so a server that held them
+// until its first event would leave a quiet stream looking dead.
+var sseClient = &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 5 * time.Second}}
+
 // openSSE opens a realtime stream with the SDK's X-API-Key header and
 // delivers its events on a channel, closed when the stream ends.
 func openSSE(t *testing.T, url, key string) <-chan sseMsg {
@@ -31,7 +36,7 @@ func openSSE(t *testing.T, url, key string) <-chan sseMsg {
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	req.Header.Set("X-API-Key", key)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := sseClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,5 +146,36 @@ func TestRealtimeSSE(t *testing.T) {
 	foreign := openSSE(t, base+"/events/jobs/"+id, other.key)
 	if m := next(t, foreign, "error"); m.Data.Data["message"] != "Job not found" {
 		t.Fatalf("foreign job stream %+v", m)
+	}
+}
+
+// TestStreamsKeepTheirRequestValues: a stream's writer runs after its
+// handler returned, when Fiber has handed the request's buffers to later
+// requests. The queue name and filters a stream follows must be its own
+// copies, not views of buffers that other requests now overwrite.
+func TestStreamsKeepTheirRequestValues(t *testing.T) {
+	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
+	a := wkStartApp(t, dbURL, nil, func(c *config.Config) { c.WorkerFallbackPollInterval = 5 * time.Second })
+	api := wkNewOrg(t, wkNewAPI(t, a, ""))
+	base := "http://" + a.Addr() + "/api/v1"
+	queue, decoy := wkQueue("keep"), wkQueue("keep")
+
+	stats := openSSE(t, base+"/events/queues/"+queue, api.key)
+	created := openSSE(t, base+"/events?events=job.created", api.key)
+	if m := next(t, stats, "queue.stats"); m.Data.Data["queue_name"] != queue {
+		t.Fatalf("first queue.stats %+v", m)
+	}
+	// Requests of the same shape cycle Fiber's pooled contexts through
+	// the buffers the streams' handlers used.
+	for i := 0; i < 50; i++ {
+		api.must(t, 200, "GET", "/api/v1/queues/"+decoy+"/stats?events=job.completed", nil)
+		api.must(t, 200, "GET", "/api/v1/events/log?queue="+decoy, nil)
+	}
+	id := api.enqueue(t, queue, nil)
+	if m := next(t, stats, "queue.stats"); m.Data.Data["queue_name"] != queue || m.Data.Data["pending"] != float64(1) {
+		t.Fatalf("queue.stats after enqueue %+v, want %s with one pending job", m, queue)
+	}
+	if m := next(t, created, "job.created"); m.Data.Data["job_id"] != id {
+		t.Fatalf("job.created %+v, want job %s", m, id)
 	}
 }
