@@ -33,6 +33,9 @@ func (*Fanout) Name() string { return FanoutName }
 // Apply implements Projection: nothing to write.
 func (*Fanout) Apply(context.Context, pgx.Tx, []LogEvent) error { return nil }
 
+// DataTypes implements DataReader: the fan-out reads no event's data.
+func (*Fanout) DataTypes() []string { return nil }
+
 // Reset implements Projection.
 func (*Fanout) Reset(context.Context, pgx.Tx) error { return nil }
 

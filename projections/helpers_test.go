@@ -20,7 +20,7 @@ func newService(pool *pgxpool.Pool, c clock.Clock) *commands.Service {
 	})
 }
 
-func newOrg(t *testing.T, svc *commands.Service, slug string) commands.Actor {
+func newOrg(t testing.TB, svc *commands.Service, slug string) commands.Actor {
 	t.Helper()
 	org, err := svc.CreateOrganization(context.Background(), commands.NewOrganization{Name: "Org " + slug, Slug: slug})
 	if err != nil {

@@ -30,6 +30,14 @@ type Projection interface {
 	Reset(ctx context.Context, tx pgx.Tx) error
 }
 
+// DataReader is a projection that reads the data of a few event types
+// only: the log read renders and sends just those, and every other event
+// reaches Apply with Data "". A projection that is not a DataReader gets
+// every event's data.
+type DataReader interface {
+	DataTypes() []string
+}
+
 // AfterCommitter is a projection that acts once its batch is committed
 // (publishing, for instance: never before the commit).
 type AfterCommitter interface {
@@ -120,9 +128,13 @@ func (p *Projector) step(ctx context.Context, proj Projection) (int, time.Durati
 		if err != nil {
 			return fmt.Errorf("lock checkpoint: %w", err)
 		}
-		evs, err := p.q.EventsAfterCursor(ctx, tx, queries.EventsAfterCursorParams{
-			AfterTxID: cp.LastTxID, AfterPosition: cp.LastPosition, MaxRows: int32(p.batch),
-		})
+		read := queries.EventsAfterCursorParams{
+			AllData: true, AfterTxID: cp.LastTxID, AfterPosition: cp.LastPosition, MaxRows: int32(p.batch),
+		}
+		if dr, ok := proj.(DataReader); ok {
+			read.AllData, read.DataTypes = false, append([]string{}, dr.DataTypes()...)
+		}
+		evs, err := p.q.EventsAfterCursor(ctx, tx, read)
 		if err != nil {
 			return fmt.Errorf("read log: %w", err)
 		}

@@ -27,6 +27,11 @@ const QueueStatsName = "queue_stats"
 // Name implements Projection.
 func (*QueueStats) Name() string { return QueueStatsName }
 
+// DataTypes implements DataReader: Apply decodes these events' data only.
+func (*QueueStats) DataTypes() []string {
+	return []string{events.JobClaimed, events.JobCompleted, events.JobRetried}
+}
+
 type queueKey struct{ org, queue string }
 
 type hourKey struct {

@@ -36,9 +36,14 @@ ORDER BY name;
 -- data comes as text: the projections decode the few events whose data
 -- they read, and a jsonb column would have the driver validate every
 -- event's JSON, job payloads included (9% of the server's CPU under single
--- enqueues).
+-- enqueues). It comes only for the event types a projection reads it of
+-- (data_types, or every type with all_data) and is '' for the rest, so a
+-- job.created's payload is neither rendered nor sent for the stats.
 SELECT position, tx_id::text::bigint AS tx_id, organization_id, stream_type, stream_id, stream_seq,
-       event_type, queue_name, actor, data::text AS data, occurred_at
+       event_type, queue_name, actor,
+       (CASE WHEN sqlc.arg('all_data')::boolean OR job_events.event_type = ANY(sqlc.arg('data_types')::text[])
+             THEN job_events.data::text ELSE '' END)::text AS data,
+       occurred_at
 FROM job_events
 WHERE (tx_id, position) > (sqlc.arg('after_tx_id')::bigint::text::xid8, sqlc.arg('after_position')::bigint)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())

@@ -27,15 +27,20 @@ func (q *Queries) EventsAfterCheckpoint(ctx context.Context, db DBTX, name strin
 
 const eventsAfterCursor = `-- name: EventsAfterCursor :many
 SELECT position, tx_id::text::bigint AS tx_id, organization_id, stream_type, stream_id, stream_seq,
-       event_type, queue_name, actor, data::text AS data, occurred_at
+       event_type, queue_name, actor,
+       (CASE WHEN $1::boolean OR job_events.event_type = ANY($2::text[])
+             THEN job_events.data::text ELSE '' END)::text AS data,
+       occurred_at
 FROM job_events
-WHERE (tx_id, position) > ($1::bigint::text::xid8, $2::bigint)
+WHERE (tx_id, position) > ($3::bigint::text::xid8, $4::bigint)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY job_events.tx_id, job_events.position
-LIMIT $3
+LIMIT $5
 `
 
 type EventsAfterCursorParams struct {
+	AllData       bool
+	DataTypes     []string
 	AfterTxID     int64
 	AfterPosition int64
 	MaxRows       int32
@@ -61,12 +66,20 @@ type EventsAfterCursorRow struct {
 // data comes as text: the projections decode the few events whose data
 // they read, and a jsonb column would have the driver validate every
 // event's JSON, job payloads included (9% of the server's CPU under single
-// enqueues).
+// enqueues). It comes only for the event types a projection reads it of
+// (data_types, or every type with all_data) and is ” for the rest, so a
+// job.created's payload is neither rendered nor sent for the stats.
 // Qualified: a bare tx_id here would name the bigint output column, an
 // order no index has, and every batch would sort all events after the
 // cursor (a catch-up quadratic in the backlog).
 func (q *Queries) EventsAfterCursor(ctx context.Context, db DBTX, arg EventsAfterCursorParams) ([]EventsAfterCursorRow, error) {
-	rows, err := db.Query(ctx, eventsAfterCursor, arg.AfterTxID, arg.AfterPosition, arg.MaxRows)
+	rows, err := db.Query(ctx, eventsAfterCursor,
+		arg.AllData,
+		arg.DataTypes,
+		arg.AfterTxID,
+		arg.AfterPosition,
+		arg.MaxRows,
+	)
 	if err != nil {
 		return nil, err
 	}

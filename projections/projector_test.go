@@ -1,0 +1,148 @@
+package projections_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/events"
+	"github.com/spooled-go/spooled/internal/clock"
+	"github.com/spooled-go/spooled/internal/testdb"
+	"github.com/spooled-go/spooled/projections"
+)
+
+// recorder is a projection that keeps what it was given.
+type recorder struct {
+	name string
+	mu   sync.Mutex
+	seen []projections.LogEvent
+}
+
+func (r *recorder) Name() string                        { return r.name }
+func (r *recorder) Reset(context.Context, pgx.Tx) error { return nil }
+func (r *recorder) Apply(_ context.Context, _ pgx.Tx, batch []projections.LogEvent) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, batch...)
+	return nil
+}
+
+// typedRecorder reads the data of job.completed only.
+type typedRecorder struct{ recorder }
+
+func (*typedRecorder) DataTypes() []string { return []string{events.JobCompleted} }
+
+// TestProjectorReadsOnlyTheDataAProjectionUses: a DataReader gets the
+// data of the event types it names and "" for the rest (a job.created's
+// payload never leaves the database for it); any other projection gets
+// every event's data.
+func TestProjectorReadsOnlyTheDataAProjectionUses(t *testing.T) {
+	pool := testdb.New(t)
+	ctx := context.Background()
+	svc := newService(pool, clock.Database{})
+	actor := newOrg(t, svc, "readers")
+	res, err := svc.Enqueue(ctx, actor, []commands.NewJob{{QueueName: "q", Payload: []byte(`{"secret":"payload"}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := svc.Claim(ctx, actor.OrgID, commands.ClaimRequest{QueueName: "q", WorkerID: "w1"})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("claim: %v %d", err, len(jobs))
+	}
+	if err := svc.Complete(ctx, actor.OrgID, commands.LeaseRef{JobID: res[0].ID.String(), WorkerID: "w1"}, []byte(`{"ok":1}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	all, typed := &recorder{name: "test_all"}, &typedRecorder{recorder{name: "test_typed"}}
+	p := projections.NewProjector(pool, []projections.Projection{all, typed}, projections.ProjectorOptions{})
+	if _, err := p.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	byType := func(r *recorder) map[string]string {
+		out := map[string]string{}
+		for _, e := range r.seen {
+			if e.StreamID == res[0].ID.String() {
+				out[e.EventType] = e.Data
+			}
+		}
+		return out
+	}
+	a, b := byType(all), byType(&typed.recorder)
+	for _, typ := range []string{events.JobEnqueued, events.JobClaimed, events.JobCompleted} {
+		if a[typ] == "" {
+			t.Errorf("projection without DataTypes: %s came without data", typ)
+		}
+	}
+	if !strings.Contains(a[events.JobEnqueued], "payload") {
+		t.Errorf("projection without DataTypes: job.created data %q lacks the payload", a[events.JobEnqueued])
+	}
+	if _, ok := b[events.JobEnqueued]; !ok || b[events.JobEnqueued] != "" || b[events.JobClaimed] != "" {
+		t.Errorf("DataReader of job.completed: got %q", b)
+	}
+	if !strings.Contains(b[events.JobCompleted], `"ok"`) {
+		t.Errorf("DataReader of job.completed: job.completed data %q lacks the result", b[events.JobCompleted])
+	}
+}
+
+// allDataStats is the queue-stats projection without its DataTypes: the
+// projector then reads every event's data, payloads included.
+type allDataStats struct{ s *projections.QueueStats }
+
+func (a allDataStats) Name() string { return a.s.Name() }
+func (a allDataStats) Apply(ctx context.Context, tx pgx.Tx, b []projections.LogEvent) error {
+	return a.s.Apply(ctx, tx, b)
+}
+func (a allDataStats) Reset(ctx context.Context, tx pgx.Tx) error { return a.s.Reset(ctx, tx) }
+
+// BenchmarkQueueStatsCatchUp folds the log of 3,000 finished jobs with
+// 1 KiB payloads (9,000 events) into the queue stats, reading the data
+// of the three event types the projection decodes (typed) or of every
+// event (all).
+func BenchmarkQueueStatsCatchUp(b *testing.B) {
+	pool := testdb.New(b)
+	ctx := context.Background()
+	svc := newService(pool, clock.Database{})
+	actor := newOrg(b, svc, "bench")
+	payload := []byte(`{"blob":"` + strings.Repeat("x", 1024) + `"}`)
+	for range 30 {
+		batch := make([]commands.NewJob, 100)
+		for i := range batch {
+			batch[i] = commands.NewJob{QueueName: "q", Payload: payload}
+		}
+		if _, err := svc.EnqueueBulk(ctx, actor, batch); err != nil {
+			b.Fatal(err)
+		}
+		jobs, err := svc.Claim(ctx, actor.OrgID, commands.ClaimRequest{QueueName: "q", WorkerID: "w", Limit: 100})
+		if err != nil {
+			b.Fatal(err)
+		}
+		items := make([]commands.CompleteItem, len(jobs))
+		for i, j := range jobs {
+			items[i] = commands.CompleteItem{Ref: commands.LeaseRef{JobID: j.ID.String(), WorkerID: "w"}}
+		}
+		if _, err := svc.CompleteBatch(ctx, actor.OrgID, items); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		proj projections.Projection
+	}{{"typed", projections.NewQueueStats()}, {"all", allDataStats{projections.NewQueueStats()}}} {
+		b.Run(c.name, func(b *testing.B) {
+			p := projections.NewProjector(pool, []projections.Projection{c.proj}, projections.ProjectorOptions{})
+			for b.Loop() {
+				if err := p.Reset(ctx, c.proj.Name()); err != nil {
+					b.Fatal(err)
+				}
+				n, err := p.CatchUp(ctx)
+				if err != nil || n < 9000 {
+					b.Fatalf("caught up %d events: %v", n, err)
+				}
+			}
+		})
+	}
+}
