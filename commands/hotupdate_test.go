@@ -53,3 +53,42 @@ func TestClaimAndCompleteAreHOTUpdates(t *testing.T) {
 		t.Fatalf("%d of %d updates of jobs were HOT, want all", hot, updates)
 	}
 }
+
+// TestWholePageClaimsStayHOT: a claim of 100 jobs updates every row of
+// their pages in one statement, before any old version can be pruned, so
+// each page must hold its rows' next versions too (fillfactor 50,
+// sql/0012_jobs_fillfactor_50.sql). A claim lengthens each row (the lease
+// columns fill in), so not quite all fit: 88 of 100 here, against 40 at
+// fillfactor 70.
+func TestWholePageClaimsStayHOT(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 100
+	for range 3 {
+		batch := make([]commands.NewJob, n)
+		for i := range batch {
+			batch[i] = commands.NewJob{QueueName: "pages", Payload: payload(i)}
+		}
+		if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if jobs := e.claim("pages", "w", n); len(jobs) != n {
+		t.Fatalf("claimed %d of %d", len(jobs), n)
+	}
+	var updates, hot int64
+	eventually(30*time.Second, func() bool {
+		err := e.pool.QueryRow(e.ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+			WHERE relid = 'jobs'::regclass`).Scan(&updates, &hot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return updates >= n
+	})
+	if updates != n {
+		t.Fatalf("jobs saw %d updates, want %d (one claim per job)", updates, n)
+	}
+	if hot < updates*8/10 {
+		t.Fatalf("%d of %d claim updates of jobs were HOT, want at least 80%%", hot, updates)
+	}
+}
