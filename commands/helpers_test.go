@@ -22,7 +22,7 @@ import (
 
 // env is one test's database, a service on a pinned clock, and a tenant.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	pool  *pgxpool.Pool
 	clk   *clock.Pinned
@@ -35,9 +35,9 @@ var testDefaults = commands.Defaults{
 	KeyPrefix: "sk_test_", Registration: "open",
 }
 
-func newEnv(t *testing.T) *env { return newEnvWith(t, testdb.Options{}) }
+func newEnv(t testing.TB) *env { return newEnvWith(t, testdb.Options{}) }
 
-func newEnvWith(t *testing.T, o testdb.Options) *env {
+func newEnvWith(t testing.TB, o testdb.Options) *env {
 	t.Helper()
 	pool := testdb.NewWith(t, o)
 	// Pinned near the real present: log partitions exist from last month on,
@@ -168,7 +168,7 @@ func (e *env) footprint(orgID string) footprint {
 	}
 }
 
-func decode[T any](t *testing.T, ev events.Event) T {
+func decode[T any](t testing.TB, ev events.Event) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(ev.Data, &v); err != nil {

@@ -41,11 +41,14 @@ ORDER BY stream_seq;
 
 -- name: JobNextDue :one
 -- When the next waiting job of a queue becomes claimable (no row: none
--- waits).
+-- waits). run_at > created_at holds for every row that is not ready yet
+-- (a job ready on arrival has run_at = created_at); stating it lets the
+-- planner use pending_jobs_next_due_idx, which holds those rows alone.
 SELECT p.run_at
 FROM pending_jobs p
 WHERE p.organization_id = sqlc.arg('organization_id')
   AND p.queue_name = sqlc.arg('queue_name')
+  AND p.run_at > p.created_at
   AND p.run_at > coalesce(sqlc.narg('now')::timestamptz, now())
 ORDER BY p.run_at
 LIMIT 1;

@@ -316,6 +316,7 @@ SELECT p.run_at
 FROM pending_jobs p
 WHERE p.organization_id = $1
   AND p.queue_name = $2
+  AND p.run_at > p.created_at
   AND p.run_at > coalesce($3::timestamptz, now())
 ORDER BY p.run_at
 LIMIT 1
@@ -328,7 +329,9 @@ type JobNextDueParams struct {
 }
 
 // When the next waiting job of a queue becomes claimable (no row: none
-// waits).
+// waits). run_at > created_at holds for every row that is not ready yet
+// (a job ready on arrival has run_at = created_at); stating it lets the
+// planner use pending_jobs_next_due_idx, which holds those rows alone.
 func (q *Queries) JobNextDue(ctx context.Context, db DBTX, arg JobNextDueParams) (time.Time, error) {
 	row := db.QueryRow(ctx, jobNextDue, arg.OrganizationID, arg.QueueName, arg.Now)
 	var run_at time.Time

@@ -4,9 +4,11 @@ package queries
 // explains exactly the statement the server runs. (Hand-written: sqlc
 // leaves files it did not generate alone.)
 var (
-	JobHistorySQL       = jobHistory
-	JobEventsUntilSQL   = jobEventsUntil
-	ClaimPlanPinSQL     = claimPlanPin
-	JobClaimMultiSQL    = jobClaimMulti
-	JobCompleteBatchSQL = jobCompleteBatch
+	JobHistorySQL         = jobHistory
+	JobEventsUntilSQL     = jobEventsUntil
+	ClaimPlanPinSQL       = claimPlanPin
+	JobClaimMultiSQL      = jobClaimMulti
+	JobCompleteBatchSQL   = jobCompleteBatch
+	JobNextDueSQL         = jobNextDue
+	StatsOldestWaitingSQL = statsOldestWaiting
 )

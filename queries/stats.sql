@@ -77,10 +77,38 @@ WHERE h.organization_id = sqlc.arg('organization_id')
 
 -- name: StatsOldestWaiting :one
 -- When the oldest waiting job of a queue was created (no row: none waits).
-SELECT p.created_at
-FROM pending_jobs p
-WHERE p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
-ORDER BY p.created_at
+-- pending_jobs_claim_idx orders a queue's jobs by priority, then age: the
+-- walk finds each priority present (highest first, one probe each) and
+-- the oldest job of each, so no index by age alone is kept up for this.
+WITH RECURSIVE prio AS (
+    (SELECT p.priority
+     FROM pending_jobs p
+     WHERE p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
+     ORDER BY p.priority DESC
+     LIMIT 1)
+    UNION ALL
+    SELECT (SELECT p.priority
+            FROM pending_jobs p
+            WHERE p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
+              AND p.priority < prio.priority
+            ORDER BY p.priority DESC
+            LIMIT 1)
+    FROM prio
+    WHERE prio.priority IS NOT NULL
+), oldest AS (
+    SELECT (SELECT p.created_at
+            FROM pending_jobs p
+            WHERE p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
+              AND p.priority = prio.priority
+            ORDER BY p.priority DESC, p.created_at
+            LIMIT 1) AS created_at
+    FROM prio
+    WHERE prio.priority IS NOT NULL
+)
+SELECT o.created_at::timestamptz AS created_at
+FROM oldest o
+WHERE o.created_at IS NOT NULL
+ORDER BY o.created_at
 LIMIT 1;
 
 -- name: StatsActiveWorkers :one

@@ -211,10 +211,35 @@ func (q *Queries) StatsLive(ctx context.Context, db DBTX, arg StatsLiveParams) (
 }
 
 const statsOldestWaiting = `-- name: StatsOldestWaiting :one
-SELECT p.created_at
-FROM pending_jobs p
-WHERE p.organization_id = $1 AND p.queue_name = $2
-ORDER BY p.created_at
+WITH RECURSIVE prio AS (
+    (SELECT p.priority
+     FROM pending_jobs p
+     WHERE p.organization_id = $1 AND p.queue_name = $2
+     ORDER BY p.priority DESC
+     LIMIT 1)
+    UNION ALL
+    SELECT (SELECT p.priority
+            FROM pending_jobs p
+            WHERE p.organization_id = $1 AND p.queue_name = $2
+              AND p.priority < prio.priority
+            ORDER BY p.priority DESC
+            LIMIT 1)
+    FROM prio
+    WHERE prio.priority IS NOT NULL
+), oldest AS (
+    SELECT (SELECT p.created_at
+            FROM pending_jobs p
+            WHERE p.organization_id = $1 AND p.queue_name = $2
+              AND p.priority = prio.priority
+            ORDER BY p.priority DESC, p.created_at
+            LIMIT 1) AS created_at
+    FROM prio
+    WHERE prio.priority IS NOT NULL
+)
+SELECT o.created_at::timestamptz AS created_at
+FROM oldest o
+WHERE o.created_at IS NOT NULL
+ORDER BY o.created_at
 LIMIT 1
 `
 
@@ -224,6 +249,9 @@ type StatsOldestWaitingParams struct {
 }
 
 // When the oldest waiting job of a queue was created (no row: none waits).
+// pending_jobs_claim_idx orders a queue's jobs by priority, then age: the
+// walk finds each priority present (highest first, one probe each) and
+// the oldest job of each, so no index by age alone is kept up for this.
 func (q *Queries) StatsOldestWaiting(ctx context.Context, db DBTX, arg StatsOldestWaitingParams) (time.Time, error) {
 	row := db.QueryRow(ctx, statsOldestWaiting, arg.OrganizationID, arg.QueueName)
 	var created_at time.Time
