@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/events"
@@ -34,12 +36,20 @@ func (p principal) actor() commands.Actor {
 // request costs a map lookup. Revocation through this server forgets the
 // key at once; other instances forget it within the cache TTL.
 type keyAuthenticator struct {
-	db    queries.DBTX
-	q     *queries.Queries
-	ttl   time.Duration
-	now   func() time.Time
+	db  queries.DBTX
+	q   *queries.Queries
+	ttl time.Duration
+	now func() time.Time
+	// loads lets concurrent misses of one key share a single load: when a
+	// busy key's entry expires, every request in flight with it would
+	// otherwise read the key and rewrite its last_used row at once.
+	loads singleflight.Group
+
 	mu    sync.RWMutex
 	byKey map[string]cachedKey // key hash -> entry
+	// gen counts forgets: a load that began before one does not cache
+	// what it read, which may be the key as it was before a revoke.
+	gen uint64
 }
 
 type cachedKey struct {
@@ -47,6 +57,11 @@ type cachedKey struct {
 	keyExpiry *time.Time
 	cachedAt  time.Time
 }
+
+// keyLoadTimeout bounds a shared key load, which runs apart from the
+// context of the request that started it (that client may leave while
+// others wait on the load).
+const keyLoadTimeout = 10 * time.Second
 
 func newKeyAuthenticator(db queries.DBTX, ttl time.Duration) *keyAuthenticator {
 	return &keyAuthenticator{db: db, q: queries.New(), ttl: ttl, now: time.Now, byKey: map[string]cachedKey{}}
@@ -76,12 +91,29 @@ func (a *keyAuthenticator) authenticate(ctx context.Context, raw string) (princi
 		}
 		return e.p, nil
 	}
+	v, err, _ := a.loads.Do(hash, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keyLoadTimeout)
+		defer cancel()
+		return a.load(ctx, hash)
+	})
+	if err != nil {
+		return principal{}, err
+	}
+	return v.(principal), nil
+}
+
+// load reads a key by hash, caches it, and refreshes its last_used.
+func (a *keyAuthenticator) load(ctx context.Context, hash string) (principal, error) {
+	a.mu.RLock()
+	gen := a.gen
+	a.mu.RUnlock()
+	now := a.now()
 	row, err := a.q.APIKeyByHash(ctx, a.db, hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return principal{}, errInvalidKey
 	}
 	if err != nil {
-		return principal{}, err
+		return principal{}, fmt.Errorf("read api key: %w", err)
 	}
 	if !row.IsActive {
 		a.forget(hash)
@@ -97,13 +129,15 @@ func (a *keyAuthenticator) authenticate(ctx context.Context, raw string) (princi
 	p := principal{OrgID: row.OrganizationID, KeyID: row.ID, Queues: row.Queues, Limits: limits}
 	if a.ttl > 0 {
 		a.mu.Lock()
-		a.byKey[hash] = cachedKey{p: p, keyExpiry: row.ExpiresAt, cachedAt: now}
+		if a.gen == gen {
+			a.byKey[hash] = cachedKey{p: p, keyExpiry: row.ExpiresAt, cachedAt: now}
+		}
 		a.mu.Unlock()
 	}
 	// last_used is refreshed when the key is (re)loaded, so at most once per
 	// TTL per instance rather than on every request.
 	if err := a.q.APIKeyTouch(ctx, a.db, []uuid.UUID{row.ID}); err != nil {
-		return principal{}, err
+		return principal{}, fmt.Errorf("touch api key: %w", err)
 	}
 	return p, nil
 }
@@ -111,6 +145,7 @@ func (a *keyAuthenticator) authenticate(ctx context.Context, raw string) (princi
 func (a *keyAuthenticator) forget(hash string) {
 	a.mu.Lock()
 	delete(a.byKey, hash)
+	a.gen++
 	a.mu.Unlock()
 }
 
@@ -118,6 +153,7 @@ func (a *keyAuthenticator) forget(hash string) {
 func (a *keyAuthenticator) forgetKeyID(id uuid.UUID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.gen++
 	for h, e := range a.byKey {
 		if e.p.KeyID == id {
 			delete(a.byKey, h)

@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/internal/clock"
+	"github.com/spooled-go/spooled/internal/testdb"
+	"github.com/spooled-go/spooled/queries"
+)
+
+// countingDB is the real pool, counting the key lookups that reach it.
+type countingDB struct {
+	queries.DBTX
+	lookups atomic.Int64
+}
+
+func (c *countingDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if strings.Contains(sql, "-- name: APIKeyByHash ") {
+		c.lookups.Add(1)
+	}
+	return c.DBTX.QueryRow(ctx, sql, args...)
+}
+
+// newKeyFixture makes a database and an organization with its first key.
+func newKeyFixture(t *testing.T) (queries.DBTX, commands.CreatedOrganization) {
+	t.Helper()
+	pool := testdb.New(t)
+	svc := commands.New(pool, clock.Database{}, nil, commands.Defaults{
+		MaxRetries: 3, TimeoutSecs: 300, LeaseSecs: 30, MaxPayload: 1 << 20, KeyPrefix: "sk_test_", Registration: "open",
+	})
+	org, err := svc.CreateOrganization(context.Background(), commands.NewOrganization{Name: "Acme", Slug: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool, org
+}
+
+// TestConcurrentKeyMissesShareOneLoad: requests that find a key missing
+// from the cache at the same moment (its entry just expired, or the
+// server just started) share one read of the key and one last_used
+// update, and all of them get the key's principal.
+func TestConcurrentKeyMissesShareOneLoad(t *testing.T) {
+	ctx := context.Background()
+	pool, org := newKeyFixture(t)
+	db := &countingDB{DBTX: pool}
+	auth := newKeyAuthenticator(db, time.Minute)
+
+	const callers = 50
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			p, err := auth.authenticate(ctx, org.Key.Raw)
+			if err == nil && p.OrgID != org.Organization.ID {
+				err = errors.New("principal of another organization: " + p.OrgID)
+			}
+			errs <- err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := db.lookups.Load(); n != 1 {
+		t.Fatalf("%d concurrent callers read the key %d times, want once", callers, n)
+	}
+}
+
+// TestForgetDuringLoadIsNotUndone: a load that began before a revoke on
+// this server must not cache the key as it read it; the next request
+// reads the key again.
+func TestForgetDuringLoadIsNotUndone(t *testing.T) {
+	ctx := context.Background()
+	pool, org := newKeyFixture(t)
+	db := &forgetDuringLookup{DBTX: pool}
+	auth := newKeyAuthenticator(db, time.Minute)
+	db.during = func() { auth.forgetKeyID(org.Key.Key.ID) }
+	if _, err := auth.authenticate(ctx, org.Key.Raw); err != nil {
+		t.Fatal(err)
+	}
+	auth.mu.RLock()
+	cached := len(auth.byKey)
+	auth.mu.RUnlock()
+	if cached != 0 {
+		t.Fatalf("a key forgotten while it was read was cached anyway")
+	}
+}
+
+// forgetDuringLookup runs during once, as the key lookup reaches the
+// database.
+type forgetDuringLookup struct {
+	queries.DBTX
+	during func()
+	once   sync.Once
+}
+
+func (f *forgetDuringLookup) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if strings.Contains(sql, "-- name: APIKeyByHash ") {
+		f.once.Do(f.during)
+	}
+	return f.DBTX.QueryRow(ctx, sql, args...)
+}
