@@ -79,7 +79,7 @@ func main() {
 	flag.IntVar(&o.riverPool, "river-pool", 20, "River: pgx pool size (the server's DATABASE_MAX_CONNECTIONS default is 20)")
 	flag.BoolVar(&o.e2eOnly, "e2e-only", false, "run only our end-to-end scenario (with -workers, default 64) and print its figures and Postgres activity (for tuning the server; writes no results file)")
 	flag.StringVar(&o.e2eModes, "e2e-modes", "each,batch", "with -e2e-only: which work-offs to run (each: a complete call per job; batch: POST /jobs/complete per claimed batch)")
-	flag.BoolVar(&o.sustainedOnly, "sustained-only", false, "run only the sustained scenario (with -workers, default 64, and -sustained-rate, default 300) and print its figures")
+	flag.BoolVar(&o.sustainedOnly, "sustained-only", false, "run only the sustained scenario (with -workers, default 64, and -sustained-rate, default 300) and print its figures, its CPU and a CPU profile in -profile")
 	flag.BoolVar(&o.singleOnly, "single-only", false, "run only the commit ceiling and the single-enqueue scenario, with a CPU profile of the latter in -profile, and print their figures")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
@@ -201,11 +201,25 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
+		pf, err := os.Create(o.profile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		cpu0 := readCPU()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
 		res := runSustained(ctx, s, o.producers, w, rate, o.sustainedDur, o.sustainedWaitMS)
+		pprof.StopCPUProfile()
+		cpu := readCPU().sub(cpu0)
 		s.close()
+		jobs := max(float64(res.Completed), 1)
 		fmt.Printf("sustained: %d producers at %s jobs/s, %d workers: %s jobs/s completed, enqueue-to-start p50 %s p95 %s p99 %s over %d, backlog %d, %d errors %s\n",
 			o.producers, num(rate), w, num(float64(res.Completed)/o.sustainedDur.Seconds()), ms(res.Lat.P50), ms(res.Lat.P95), ms(res.Lat.P99), res.Lat.N,
 			res.Backlog, res.Errors, res.FirstErr)
+		fmt.Printf("CPU: bench process %.1f s (%.0f µs per job), postgres %.1f s (%.0f µs per job); profile in %s\n",
+			cpu.self, cpu.self/jobs*1e6, cpu.postgres, cpu.postgres/jobs*1e6, o.profile)
 		return nil
 	}
 	if o.e2eOnly {
