@@ -22,7 +22,10 @@ func TestJobLifecycleOverREST(t *testing.T) {
 	lease := jobs[0].(map[string]any)["lease_id"].(string)
 
 	h.do("POST", "/api/v1/jobs/"+id+"/heartbeat", key, map[string]any{"worker_id": "w1", "lease_id": lease, "lease_duration_secs": 60}).expect(200)
-	h.do("POST", "/api/v1/jobs/"+id+"/complete", key, map[string]any{"worker_id": "w1", "lease_id": lease, "result": map[string]any{"ok": true}}).expect(200)
+	done := h.do("POST", "/api/v1/jobs/"+id+"/complete", key, map[string]any{"worker_id": "w1", "lease_id": lease, "result": map[string]any{"ok": true}}).expect(200)
+	if string(done.raw) != `{"success":true}` || done.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("complete answered %s %q, want {\"success\":true} as application/json", done.header.Get("Content-Type"), done.raw)
+	}
 
 	job := h.do("GET", "/api/v1/jobs/"+id, key, nil).expect(200)
 	if job.json["status"] != "completed" {
