@@ -77,8 +77,9 @@ func (w *Wakeups) Start(context.Context) error {
 	if w.bus == nil {
 		return nil
 	}
-	unsub, err := w.bus.Subscribe(natsbus.HintWildcard, func(subject string, data []byte) {
-		org, queue, ok := natsbus.ParseHintSubject(subject)
+	subjects := w.bus.Subjects()
+	unsub, err := w.bus.Subscribe(subjects.HintWildcard(), func(subject string, data []byte) {
+		org, queue, ok := subjects.ParseHint(subject)
 		if !ok {
 			return
 		}
@@ -91,8 +92,8 @@ func (w *Wakeups) Start(context.Context) error {
 	if err != nil {
 		return err
 	}
-	unsubLog, err := w.bus.Subscribe(natsbus.LogWildcard, func(subject string, _ []byte) {
-		if org, ok := natsbus.ParseLogSubject(subject); ok {
+	unsubLog, err := w.bus.Subscribe(subjects.LogWildcard(), func(subject string, _ []byte) {
+		if org, ok := subjects.ParseLog(subject); ok {
 			w.notifyLocal(org, orgWide, 0)
 		}
 	})
@@ -143,7 +144,7 @@ const orgWide = ""
 func (w *Wakeups) LogAdvanced(org string) {
 	w.notifyLocal(org, orgWide, 0)
 	if w.bus != nil {
-		w.bus.Publish(natsbus.LogSubject(org), nil)
+		w.bus.Publish(w.bus.Subjects().Log(org), nil)
 	}
 }
 
@@ -158,7 +159,7 @@ func (w *Wakeups) WaitLog(org string) (<-chan struct{}, func()) { return w.Wait(
 func (w *Wakeups) JobsAvailable(org, queue string, n int) {
 	w.notifyLocal(org, queue, n)
 	if w.bus != nil {
-		w.bus.Publish(natsbus.HintSubject(org, queue), hintPayload(w.origin, n))
+		w.bus.Publish(w.bus.Subjects().Hint(org, queue), hintPayload(w.origin, n))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,14 @@ const sharedNATS = "nats://127.0.0.1:4222"
 
 func openHub(t *testing.T) (*workers.Wakeups, *natsbus.Bus) {
 	t.Helper()
-	bus, err := natsbus.Open(natsbus.Config{URL: sharedNATS, ReconnectWait: 50 * time.Millisecond,
+	return openHubIn(t, "")
+}
+
+// openHubIn is openHub for a deployment with its own subject namespace
+// ("" for the default).
+func openHubIn(t *testing.T, namespace string) (*workers.Wakeups, *natsbus.Bus) {
+	t.Helper()
+	bus, err := natsbus.Open(natsbus.Config{URL: sharedNATS, ReconnectWait: 50 * time.Millisecond, Namespace: namespace,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +83,7 @@ func settle(t *testing.T, from *natsbus.Bus, to *workers.Wakeups, org string) {
 	t.Helper()
 	marker, cancel := to.Wait(org, "marker")
 	defer cancel()
-	from.Publish(natsbus.HintSubject(org, "marker"), []byte("a-third-instance 1"))
+	from.Publish(from.Subjects().Hint(org, "marker"), []byte("a-third-instance 1"))
 	select {
 	case <-marker:
 	case <-time.After(5 * time.Second):
@@ -143,5 +151,50 @@ func TestWakeupsPassOnUnreadSignal(t *testing.T) {
 	ws[0].cancel()
 	if got := w.Waiting(); got != 0 {
 		t.Fatalf("%d waiters left", got)
+	}
+}
+
+// TestWakeupsStayInTheirNamespace: two deployments that share a NATS
+// server under different subject namespaces never wake each other's
+// claims or log followers; a third instance of the first deployment does
+// hear it.
+func TestWakeupsStayInTheirNamespace(t *testing.T) {
+	t.Parallel()
+	ns := "test" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	prod, busProd := openHubIn(t, ns+".prod")
+	prod2, _ := openHubIn(t, ns+".prod")
+	staging, busStaging := openHubIn(t, ns+".staging")
+	org := "org_" + uuid.NewString()
+	onStaging, onProd2 := waitN(staging, org, "q", 1), waitN(prod2, org, "q", 1)
+	logStaging, stopLog := staging.WaitLog(org)
+	defer stopLog()
+	for _, x := range append(onStaging, onProd2...) {
+		defer x.cancel()
+	}
+
+	prod.JobsAvailable(org, "q", 1)
+	prod.LogAdvanced(org)
+	settle(t, busProd, prod2, org) // prod's hints have reached prod2
+	// A marker in staging's namespace, sent on prod's connection after
+	// prod's hints: once staging has it, it has had every hint of prod's
+	// it would ever get.
+	marker, stopMarker := staging.Wait(org, "marker")
+	defer stopMarker()
+	busProd.Publish(busStaging.Subjects().Hint(org, "marker"), []byte("a-third-instance 1"))
+	select {
+	case <-marker:
+	case <-time.After(5 * time.Second):
+		t.Fatal("marker hint never reached staging")
+	}
+	if n, _ := signalled(onProd2); n != 1 {
+		t.Fatal("an instance of the same deployment missed the hint")
+	}
+	if n, _ := signalled(onStaging); n != 0 {
+		t.Fatal("another deployment's hint woke a claim")
+	}
+	select {
+	case <-logStaging:
+		t.Fatal("another deployment's log hint woke a follower")
+	default:
 	}
 }

@@ -72,7 +72,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		}
 		return nil, err
 	}
-	bus, err := natsbus.Open(natsbus.Config{URL: cfg.NATSURL, EmbeddedPort: cfg.NATSEmbeddedPort, Logger: log})
+	bus, err := natsbus.Open(natsbus.Config{URL: cfg.NATSURL, EmbeddedPort: cfg.NATSEmbeddedPort, Namespace: cfg.NATSSubjectPrefix, Logger: log})
 	if err != nil {
 		if o.Pool == nil {
 			pool.Close()

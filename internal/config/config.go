@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spooled-go/spooled/internal/natsbus"
 )
 
 // Environment names, as Spooled's RUST_ENV knows them.
@@ -65,6 +67,11 @@ type Config struct {
 	// loopback port).
 	NATSURL          string
 	NATSEmbeddedPort int
+	// NATSSubjectPrefix (NATS_SUBJECT_PREFIX, spooled) begins every
+	// subject the server publishes and reads, so deployments that share a
+	// NATS cluster keep their hints apart: dot-separated tokens of letters,
+	// digits, '-' and '_', at most 64 characters.
+	NATSSubjectPrefix string
 	// WorkerFallbackPollInterval (WORKER_FALLBACK_POLL_INTERVAL_SECS, 5) is
 	// how often a waiting claim re-reads the database when no hint wakes it
 	// (NATS down, or a hint lost).
@@ -143,6 +150,7 @@ func Load(lookup Lookup) (Config, error) {
 		MaxPayloadSize:              p.int("MAX_PAYLOAD_SIZE", 1024*1024),
 		NATSURL:                     p.str("NATS_URL", ""),
 		NATSEmbeddedPort:            p.int("NATS_EMBEDDED_PORT", 0),
+		NATSSubjectPrefix:           p.str("NATS_SUBJECT_PREFIX", natsbus.DefaultNamespace),
 		WorkerFallbackPollInterval:  time.Duration(p.int("WORKER_FALLBACK_POLL_INTERVAL_SECS", 5)) * time.Second,
 		MetricsPort:                 p.int("METRICS_PORT", 9090),
 		MetricsToken:                p.str("METRICS_TOKEN", ""),
@@ -218,6 +226,9 @@ func (c Config) Validate() error {
 		if ch.v < ch.min || ch.v > ch.max {
 			return fmt.Errorf("%s: %d is outside %d..%d", ch.name, ch.v, ch.min, ch.max)
 		}
+	}
+	if err := natsbus.ValidNamespace(c.NATSSubjectPrefix); err != nil {
+		return fmt.Errorf("NATS_SUBJECT_PREFIX: %w", err)
 	}
 	if c.WorkerHeartbeatIntervalSecs >= c.WorkerLeaseDurationSecs {
 		return fmt.Errorf("WORKER_HEARTBEAT_INTERVAL_SECS (%d) must be shorter than WORKER_LEASE_DURATION_SECS (%d)",

@@ -175,6 +175,15 @@ func TestBadValuesNameTheirVariable(t *testing.T) {
 		refuses(t, map[string]string{name: bad}, name)
 	}
 	refuses(t, map[string]string{"RATE_LIMIT_BURST_SIZE": "0"}, "RATE_LIMIT_BURST_SIZE")
+	for _, bad := range []string{"a..b", "staging.", "with space", "hints.>", "*"} {
+		refuses(t, map[string]string{"NATS_SUBJECT_PREFIX": bad}, "NATS_SUBJECT_PREFIX")
+	}
+	if c := accepts(t, map[string]string{"NATS_SUBJECT_PREFIX": "staging.eu-1"}); c.NATSSubjectPrefix != "staging.eu-1" {
+		t.Fatalf("NATS_SUBJECT_PREFIX parsed as %q", c.NATSSubjectPrefix)
+	}
+	if c := accepts(t, nil); c.NATSSubjectPrefix != "spooled" {
+		t.Fatalf("default NATS_SUBJECT_PREFIX %q", c.NATSSubjectPrefix)
+	}
 	c := accepts(t, map[string]string{"RATE_LIMIT_REQUESTS_PER_SECOND": "0", "RATE_LIMIT_BURST_SIZE": "0"})
 	if c.RateLimitRequestsPerSecond != 0 {
 		t.Fatalf("rate %d", c.RateLimitRequestsPerSecond)

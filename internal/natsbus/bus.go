@@ -19,34 +19,87 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Subject scheme. Hints for a queue go to
+// Subjects is the subject scheme of one deployment. Hints for a queue go
+// to
 //
-//	spooled.hints.<org>.<queue>
+//	<namespace>.hints.<org>.<queue>
 //
-// with each token escaped by Token (queue names may contain '.').
+// with each token escaped by Token (queue names may contain '.'), and "the
+// organization's log advanced" hints go to
 //
-// and "the organization's log advanced" hints go to
+//	<namespace>.log.<org>
 //
-//	spooled.log.<org>
-const (
-	hintPrefix = "spooled.hints."
-	// HintWildcard is every hint of every organization and queue.
-	HintWildcard = hintPrefix + ">"
-	logPrefix    = "spooled.log."
-	// LogWildcard is every organization's log-advanced hint.
-	LogWildcard = logPrefix + "*"
-)
+// The namespace ("spooled" unless NATS_SUBJECT_PREFIX says otherwise) keeps
+// deployments that share a NATS cluster (staging beside production, say)
+// from waking each other's claims and followers.
+type Subjects struct {
+	hint, log string // "<namespace>.hints." and "<namespace>.log."
+}
 
-// LogSubject is the subject of an organization's log-advanced hints.
-func LogSubject(orgID string) string { return logPrefix + Token(orgID) }
+// DefaultNamespace is the subject namespace when none is configured.
+const DefaultNamespace = "spooled"
 
-// ParseLogSubject reads the organization of a log-advanced hint.
-func ParseLogSubject(subject string) (orgID string, ok bool) {
-	rest, found := strings.CutPrefix(subject, logPrefix)
+// NewSubjects returns the scheme under namespace: one or more tokens of
+// letters, digits, '-' and '_', joined by '.', at most 64 characters.
+func NewSubjects(namespace string) (Subjects, error) {
+	if err := ValidNamespace(namespace); err != nil {
+		return Subjects{}, err
+	}
+	return Subjects{hint: namespace + ".hints.", log: namespace + ".log."}, nil
+}
+
+// ValidNamespace reports why namespace cannot prefix subjects, or nil.
+func ValidNamespace(namespace string) error {
+	if namespace == "" || len(namespace) > 64 {
+		return fmt.Errorf("NATS subject namespace %q: want 1 to 64 characters", namespace)
+	}
+	for _, tok := range strings.Split(namespace, ".") {
+		if tok == "" {
+			return fmt.Errorf("NATS subject namespace %q: empty token", namespace)
+		}
+		for _, c := range tok {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return fmt.Errorf("NATS subject namespace %q: only letters, digits, '-', '_' and '.' between tokens", namespace)
+			}
+		}
+	}
+	return nil
+}
+
+// HintWildcard is every hint of every organization and queue.
+func (s Subjects) HintWildcard() string { return s.hint + ">" }
+
+// LogWildcard is every organization's log-advanced hint.
+func (s Subjects) LogWildcard() string { return s.log + "*" }
+
+// Log is the subject of an organization's log-advanced hints.
+func (s Subjects) Log(orgID string) string { return s.log + Token(orgID) }
+
+// ParseLog reads the organization of a log-advanced hint.
+func (s Subjects) ParseLog(subject string) (orgID string, ok bool) {
+	rest, found := strings.CutPrefix(subject, s.log)
 	if !found || rest == "" || strings.Contains(rest, ".") {
 		return "", false
 	}
 	return untoken(rest), true
+}
+
+// Hint is the subject of hints for one organization's queue.
+func (s Subjects) Hint(orgID, queue string) string {
+	return s.hint + Token(orgID) + "." + Token(queue)
+}
+
+// ParseHint splits a hint subject into organization and queue.
+func (s Subjects) ParseHint(subject string) (orgID, queue string, ok bool) {
+	rest, found := strings.CutPrefix(subject, s.hint)
+	if !found {
+		return "", "", false
+	}
+	org, q, found := strings.Cut(rest, ".")
+	if !found || org == "" || q == "" || strings.Contains(q, ".") {
+		return "", "", false
+	}
+	return untoken(org), untoken(q), true
 }
 
 // Token escapes a value for use as one subject token: '%' and the
@@ -87,24 +140,6 @@ func untoken(s string) string {
 	return b.String()
 }
 
-// HintSubject is the subject of hints for one organization's queue.
-func HintSubject(orgID, queue string) string {
-	return hintPrefix + Token(orgID) + "." + Token(queue)
-}
-
-// ParseHintSubject splits a hint subject into organization and queue.
-func ParseHintSubject(subject string) (orgID, queue string, ok bool) {
-	rest, found := strings.CutPrefix(subject, hintPrefix)
-	if !found {
-		return "", "", false
-	}
-	org, q, found := strings.Cut(rest, ".")
-	if !found || org == "" || q == "" || strings.Contains(q, ".") {
-		return "", "", false
-	}
-	return untoken(org), untoken(q), true
-}
-
 // Config chooses between an embedded server and an external one.
 type Config struct {
 	// URL of an external NATS; empty starts an embedded server.
@@ -116,13 +151,16 @@ type Config struct {
 	EmbeddedPort int
 	// ReconnectWait is the pause between reconnect attempts.
 	ReconnectWait time.Duration
-	Logger        *slog.Logger
+	// Namespace prefixes every subject (DefaultNamespace when empty).
+	Namespace string
+	Logger    *slog.Logger
 }
 
 // Bus is the server's NATS connection, and the embedded server when there
 // is one.
 type Bus struct {
 	cfg       Config
+	subjects  Subjects
 	log       *slog.Logger
 	conn      *nats.Conn
 	connected atomic.Bool
@@ -131,6 +169,9 @@ type Bus struct {
 	embedded *server.Server
 	onChange []func(connected bool)
 }
+
+// Subjects is the bus's subject scheme.
+func (b *Bus) Subjects() Subjects { return b.subjects }
 
 // Open starts the embedded server when cfg.URL is empty, then connects.
 // Connecting never fails for an unreachable external NATS: the bus keeps
@@ -142,7 +183,14 @@ func Open(cfg Config) (*Bus, error) {
 	if cfg.ReconnectWait == 0 {
 		cfg.ReconnectWait = 250 * time.Millisecond
 	}
-	b := &Bus{cfg: cfg, log: cfg.Logger.With("component", "nats")}
+	if cfg.Namespace == "" {
+		cfg.Namespace = DefaultNamespace
+	}
+	subjects, err := NewSubjects(cfg.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bus{cfg: cfg, subjects: subjects, log: cfg.Logger.With("component", "nats")}
 	url := cfg.URL
 	if url == "" {
 		if cfg.EmbeddedHost == "" {

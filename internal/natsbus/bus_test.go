@@ -16,6 +16,10 @@ import (
 
 var quiet = slog.New(slog.DiscardHandler)
 
+// subjects is the default scheme, as a server without NATS_SUBJECT_PREFIX
+// uses it.
+var subjects, _ = natsbus.NewSubjects(natsbus.DefaultNamespace)
+
 // queue names as users write them (letters, digits, '-', '_', '.'), plus
 // the characters the escaping must protect even if validation loosens.
 var awkwardQueues = []string{
@@ -30,26 +34,26 @@ func TestHintSubjectRoundTrip(t *testing.T) {
 	orgs := []string{"0196a0c4-6f1e-7c55-9d3c-3f1c6e2b7a10", "default-org", "org.with.dots", "org%"}
 	for _, org := range orgs {
 		for _, q := range awkwardQueues {
-			subject := natsbus.HintSubject(org, q)
+			subject := subjects.Hint(org, q)
 			tokens := strings.Split(subject, ".")
 			if len(tokens) != 4 || tokens[0] != "spooled" || tokens[1] != "hints" {
-				t.Fatalf("HintSubject(%q, %q) = %q: want spooled.hints.<org>.<queue>", org, q, subject)
+				t.Fatalf("Hint(%q, %q) = %q: want spooled.hints.<org>.<queue>", org, q, subject)
 			}
 			for _, tok := range tokens {
 				if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
-					t.Fatalf("HintSubject(%q, %q) = %q: token %q is not a literal NATS token", org, q, subject, tok)
+					t.Fatalf("Hint(%q, %q) = %q: token %q is not a literal NATS token", org, q, subject, tok)
 				}
 			}
-			gotOrg, gotQ, ok := natsbus.ParseHintSubject(subject)
+			gotOrg, gotQ, ok := subjects.ParseHint(subject)
 			if !ok || gotOrg != org || gotQ != q {
-				t.Fatalf("ParseHintSubject(%q) = (%q, %q, %v), want (%q, %q, true)", subject, gotOrg, gotQ, ok, org, q)
+				t.Fatalf("ParseHint(%q) = (%q, %q, %v), want (%q, %q, true)", subject, gotOrg, gotQ, ok, org, q)
 			}
 		}
 	}
 	// Distinct names never share a subject.
 	seen := map[string]string{}
 	for _, q := range awkwardQueues {
-		s := natsbus.HintSubject("org", q)
+		s := subjects.Hint("org", q)
 		if prev, dup := seen[s]; dup {
 			t.Fatalf("queues %q and %q share subject %q", prev, q, s)
 		}
@@ -60,13 +64,54 @@ func TestHintSubjectRoundTrip(t *testing.T) {
 	}
 }
 
+// TestSubjectNamespaces: a deployment's namespace prefixes every subject,
+// and a scheme reads only its own namespace's subjects, so deployments
+// that share a NATS cluster never take each other's hints.
+func TestSubjectNamespaces(t *testing.T) {
+	staging, err := natsbus.NewSubjects("staging.eu-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := staging.Hint("org.a", "emails.high")
+	if !strings.HasPrefix(h, "staging.eu-1.hints.") {
+		t.Fatalf("hint subject %q lacks the namespace", h)
+	}
+	if org, q, ok := staging.ParseHint(h); !ok || org != "org.a" || q != "emails.high" {
+		t.Fatalf("ParseHint(%q) = (%q, %q, %v)", h, org, q, ok)
+	}
+	if _, _, ok := subjects.ParseHint(h); ok {
+		t.Fatalf("the default scheme read staging's hint %q", h)
+	}
+	if _, _, ok := staging.ParseHint(subjects.Hint("org", "q")); ok {
+		t.Fatal("staging read a hint of the default namespace")
+	}
+	if org, ok := staging.ParseLog(staging.Log("org.a")); !ok || org != "org.a" {
+		t.Fatalf("log subject did not round-trip: %q %v", org, ok)
+	}
+	if _, ok := subjects.ParseLog(staging.Log("org")); ok {
+		t.Fatal("the default scheme read staging's log hint")
+	}
+	for _, bad := range []string{"", ".", "a..b", "a.", ".a", "a b", "a*", "a>", "ä", strings.Repeat("x", 65)} {
+		if _, err := natsbus.NewSubjects(bad); err == nil {
+			t.Errorf("namespace %q accepted", bad)
+		}
+		if bad == "" {
+			continue // Open takes "" for the default
+		}
+		if b, err := natsbus.Open(natsbus.Config{Namespace: bad, Logger: quiet}); err == nil {
+			b.Close()
+			t.Errorf("Open with namespace %q succeeded", bad)
+		}
+	}
+}
+
 func TestParseHintSubjectRefuses(t *testing.T) {
 	for _, s := range []string{
 		"", "spooled.hints", "spooled.hints.", "spooled.hints.org", "spooled.hints.org.",
 		"spooled.hints..queue", "spooled.hints.org.a.b", "other.hints.org.queue", "spooled.hintsX.org.q",
 	} {
-		if org, q, ok := natsbus.ParseHintSubject(s); ok {
-			t.Errorf("ParseHintSubject(%q) = (%q, %q, true), want refused", s, org, q)
+		if org, q, ok := subjects.ParseHint(s); ok {
+			t.Errorf("ParseHint(%q) = (%q, %q, true), want refused", s, org, q)
 		}
 	}
 }
@@ -80,10 +125,10 @@ func FuzzHintSubjectRoundTrip(f *testing.F) {
 		if org == "" || q == "" {
 			t.Skip()
 		}
-		subject := natsbus.HintSubject(org, q)
-		gotOrg, gotQ, ok := natsbus.ParseHintSubject(subject)
+		subject := subjects.Hint(org, q)
+		gotOrg, gotQ, ok := subjects.ParseHint(subject)
 		if !ok || gotOrg != org || gotQ != q {
-			t.Fatalf("ParseHintSubject(HintSubject(%q, %q) = %q) = (%q, %q, %v)", org, q, subject, gotOrg, gotQ, ok)
+			t.Fatalf("ParseHint(Hint(%q, %q) = %q) = (%q, %q, %v)", org, q, subject, gotOrg, gotQ, ok)
 		}
 	})
 }
@@ -157,22 +202,22 @@ func TestHintSubjectsOverNATS(t *testing.T) {
 	}
 	t.Cleanup(b.Close)
 	c := newCollector()
-	unsub, err := b.Subscribe(natsbus.HintWildcard, c.add)
+	unsub, err := b.Subscribe(b.Subjects().HintWildcard(), c.add)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unsub()
 	for _, q := range awkwardQueues {
-		b.Publish(natsbus.HintSubject("org-1", q), nil)
+		b.Publish(subjects.Hint("org-1", q), nil)
 	}
-	last := natsbus.HintSubject("org-1", awkwardQueues[len(awkwardQueues)-1])
+	last := subjects.Hint("org-1", awkwardQueues[len(awkwardQueues)-1])
 	c.waitFor(t, last, 5*time.Second)
 	got := c.subjects()
 	if len(got) != len(awkwardQueues) {
 		t.Fatalf("got %d hints, want %d: %v", len(got), len(awkwardQueues), got)
 	}
 	for i, s := range got {
-		org, q, ok := natsbus.ParseHintSubject(s)
+		org, q, ok := subjects.ParseHint(s)
 		if !ok || org != "org-1" || q != awkwardQueues[i] {
 			t.Fatalf("hint %d: %q parsed to (%q, %q, %v), want queue %q", i, s, org, q, ok, awkwardQueues[i])
 		}
