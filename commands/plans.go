@@ -152,11 +152,11 @@ func (s *Service) checkPlan(ctx context.Context, actor Actor, jobs []NewJob) err
 	}
 	batch := int64(len(jobs))
 	if p.MaxActiveJobs != nil {
-		live, err := s.q.StatsLive(ctx, s.pool, queries.StatsLiveParams{OrganizationID: actor.OrgID})
+		cur, err := s.q.OrgActiveJobs(ctx, s.pool, actor.OrgID)
 		if err != nil {
 			return fmt.Errorf("count active jobs: %w", err)
 		}
-		if cur := live.Waiting + live.Processing; cur+batch > *p.MaxActiveJobs {
+		if cur+batch > *p.MaxActiveJobs {
 			return &PlanLimitError{Resource: "active_jobs", Current: cur, Limit: *p.MaxActiveJobs, Plan: p.Tier, UpgradeTo: upgrades[p.Tier]}
 		}
 	}

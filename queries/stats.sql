@@ -49,6 +49,14 @@ SELECT
      WHERE h.organization_id = sqlc.arg('organization_id')
        AND (sqlc.narg('queue_name')::text IS NULL OR h.queue_name = sqlc.narg('queue_name')::text))::bigint AS processing;
 
+-- name: OrgActiveJobs :one
+-- The organization's waiting (ready, scheduled or backing off) and leased
+-- jobs, for the max_active_jobs quota a create checks: two index-only
+-- counts, without StatsLive's per-row lookup of which waiting jobs are
+-- scheduled.
+SELECT ((SELECT count(*) FROM pending_jobs p WHERE p.organization_id = sqlc.arg('organization_id'))
+      + (SELECT count(*) FROM processing_jobs h WHERE h.organization_id = sqlc.arg('organization_id')))::bigint AS active;
+
 -- name: StatsTotals :one
 -- Finished-job counters from the queue_stats projection.
 SELECT coalesce(sum(s.completed), 0)::bigint AS completed,

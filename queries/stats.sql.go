@@ -10,6 +10,22 @@ import (
 	"time"
 )
 
+const orgActiveJobs = `-- name: OrgActiveJobs :one
+SELECT ((SELECT count(*) FROM pending_jobs p WHERE p.organization_id = $1)
+      + (SELECT count(*) FROM processing_jobs h WHERE h.organization_id = $1))::bigint AS active
+`
+
+// The organization's waiting (ready, scheduled or backing off) and leased
+// jobs, for the max_active_jobs quota a create checks: two index-only
+// counts, without StatsLive's per-row lookup of which waiting jobs are
+// scheduled.
+func (q *Queries) OrgActiveJobs(ctx context.Context, db DBTX, organizationID string) (int64, error) {
+	row := db.QueryRow(ctx, orgActiveJobs, organizationID)
+	var active int64
+	err := row.Scan(&active)
+	return active, err
+}
+
 const queueStatsAdd = `-- name: QueueStatsAdd :exec
 
 INSERT INTO queue_stats (organization_id, queue_name, enqueued, completed, deadletter, cancelled)
