@@ -14,34 +14,26 @@
 -- so does not change when a job is claimed or finished; the scheduled
 -- count through pending_jobs; list filters for the other statuses walk
 -- jobs_org_created_idx (their jobs are the newest).
---
--- Adding a stored generated column rewrites jobs under an exclusive lock:
--- on a large read model, apply this migration in a maintenance window.
 ALTER TABLE jobs ADD COLUMN dead_status text
     GENERATED ALWAYS AS (CASE WHEN status IN ('failed', 'deadletter', 'cancelled') THEN status END) STORED;
 ALTER TABLE jobs_rebuild ADD COLUMN dead_status text
     GENERATED ALWAYS AS (CASE WHEN status IN ('failed', 'deadletter', 'cancelled') THEN status END) STORED;
 
--- drop_indexes_by_definition drops the indexes of the given tables whose
--- definition ends with suffix (say "(organization_id, status, created_at
--- DESC)"). A twin's copies of the live tables' indexes have generated
--- names, and a projection swap trades the tables' names but not their
--- indexes', so indexes are found by what they cover.
-CREATE FUNCTION drop_indexes_by_definition(tables regclass[], suffix text) RETURNS void
-LANGUAGE plpgsql AS $$
+-- The twin's copy of the status index has a generated name, and a
+-- projection swap trades the tables' names but not their indexes'.
+DO $$
 DECLARE
     idx record;
 BEGIN
     FOR idx IN
         SELECT i.indexrelid::regclass AS name
         FROM pg_index i
-        WHERE i.indrelid = ANY(tables) AND pg_get_indexdef(i.indexrelid) LIKE '%' || suffix
+        WHERE i.indrelid IN ('jobs'::regclass, 'jobs_rebuild'::regclass)
+          AND pg_get_indexdef(i.indexrelid) LIKE '%(organization_id, status, created_at DESC)'
     LOOP
         EXECUTE format('DROP INDEX %s', idx.name);
     END LOOP;
 END $$;
-
-SELECT drop_indexes_by_definition(ARRAY['jobs', 'jobs_rebuild']::regclass[], '(organization_id, status, created_at DESC)');
 
 CREATE INDEX jobs_org_dead_idx ON jobs (organization_id, dead_status, created_at DESC)
     WHERE dead_status IS NOT NULL;

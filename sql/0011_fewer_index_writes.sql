@@ -11,7 +11,21 @@ DROP INDEX job_events_tx_idx;
 
 -- pending_jobs_run_at_idx (run_at): no query reads pending jobs by run_at
 -- without their organization and queue, which pending_jobs_due_idx covers.
-SELECT drop_indexes_by_definition(ARRAY['pending_jobs', 'pending_jobs_rebuild']::regclass[], 'USING btree (run_at)');
+-- The twin's copy has a generated name (and a projection swap trades the
+-- tables' names, not their indexes').
+DO $$
+DECLARE
+    idx record;
+BEGIN
+    FOR idx IN
+        SELECT i.indexrelid::regclass AS name
+        FROM pg_index i
+        WHERE i.indrelid IN ('pending_jobs'::regclass, 'pending_jobs_rebuild'::regclass)
+          AND pg_get_indexdef(i.indexrelid) LIKE '%USING btree (run_at)'
+    LOOP
+        EXECUTE format('DROP INDEX %s', idx.name);
+    END LOOP;
+END $$;
 
 -- The rebuild twins missed indexes added after they were made (0005,
 -- 0006): a projection swap would have renamed a twin without them into

@@ -12,6 +12,26 @@
 -- pending_jobs_age_idx (organization_id, queue_name, created_at) served
 -- only StatsOldestWaiting, which now walks the claim index once per
 -- priority present in the queue (a few index probes) instead.
+-- drop_indexes_by_definition drops the indexes of the given tables whose
+-- definition ends with suffix. A twin's copies of the live tables'
+-- indexes have generated names, and a projection swap trades the tables'
+-- names but not their indexes', so indexes are found by what they cover.
+-- (OR REPLACE: development databases of this release's own history made
+-- it in an earlier migration.)
+CREATE OR REPLACE FUNCTION drop_indexes_by_definition(tables regclass[], suffix text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    idx record;
+BEGIN
+    FOR idx IN
+        SELECT i.indexrelid::regclass AS name
+        FROM pg_index i
+        WHERE i.indrelid = ANY(tables) AND pg_get_indexdef(i.indexrelid) LIKE '%' || suffix
+    LOOP
+        EXECUTE format('DROP INDEX %s', idx.name);
+    END LOOP;
+END $$;
+
 SELECT drop_indexes_by_definition(ARRAY['pending_jobs', 'pending_jobs_rebuild']::regclass[],
                                   'USING btree (organization_id, queue_name, run_at)');
 SELECT drop_indexes_by_definition(ARRAY['pending_jobs', 'pending_jobs_rebuild']::regclass[],
