@@ -172,19 +172,12 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		pf, err := os.Create(o.profile)
+		var res loopResult
+		cpu, err := profiled(o.profile, func() { res = runSingleEnqueue(ctx, s, o.clients, o.warm, o.enqueueDur) })
+		s.close()
 		if err != nil {
 			return err
 		}
-		defer pf.Close()
-		cpu0 := readCPU()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		res := runSingleEnqueue(ctx, s, o.clients, o.warm, o.enqueueDur)
-		pprof.StopCPUProfile()
-		cpu := readCPU().sub(cpu0)
-		s.close()
 		fmt.Printf("ceiling %s commits/s; single enqueue %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU bench process %.1f s, postgres %.1f s\n",
 			num(c.rate()), num(res.rate()), res.rate()/c.rate(), ms(res.Lat.P50), ms(res.Lat.P99), res.Errors, res.FirstErr, cpu.self, cpu.postgres)
 		return nil
@@ -201,19 +194,12 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		pf, err := os.Create(o.profile)
+		var res sustainedResult
+		cpu, err := profiled(o.profile, func() { res = runSustained(ctx, s, o.producers, w, rate, o.sustainedDur, o.sustainedWaitMS) })
+		s.close()
 		if err != nil {
 			return err
 		}
-		defer pf.Close()
-		cpu0 := readCPU()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		res := runSustained(ctx, s, o.producers, w, rate, o.sustainedDur, o.sustainedWaitMS)
-		pprof.StopCPUProfile()
-		cpu := readCPU().sub(cpu0)
-		s.close()
 		jobs := max(float64(res.Completed), 1)
 		fmt.Printf("sustained: %d producers at %s jobs/s, %d workers: %s jobs/s completed, enqueue-to-start p50 %s p95 %s p99 %s over %d, backlog %d, %d errors %s\n",
 			o.producers, num(rate), w, num(float64(res.Completed)/o.sustainedDur.Seconds()), ms(res.Lat.P50), ms(res.Lat.P95), ms(res.Lat.P99), res.Lat.N,
@@ -657,4 +643,21 @@ func atoiOr(s string, def int) int {
 		return n
 	}
 	return def
+}
+
+// profiled runs fn under a CPU profile written to path and returns the
+// CPU that this process and Postgres spent meanwhile.
+func profiled(path string, fn func()) (cpuTimes, error) {
+	pf, err := os.Create(path)
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	defer pf.Close()
+	cpu0 := readCPU()
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		return cpuTimes{}, err
+	}
+	fn()
+	pprof.StopCPUProfile()
+	return readCPU().sub(cpu0), nil
 }
