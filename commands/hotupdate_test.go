@@ -36,16 +36,7 @@ func TestClaimAndCompleteAreHOTUpdates(t *testing.T) {
 		}
 	}
 
-	// Statistics arrive when backends go idle.
-	var updates, hot int64
-	eventually(30*time.Second, func() bool {
-		err := e.pool.QueryRow(e.ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
-			WHERE relid = 'jobs'::regclass`).Scan(&updates, &hot)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return updates >= 2*n
-	})
+	updates, hot := jobsUpdates(e, 2*n)
 	if updates != 2*n {
 		t.Fatalf("jobs saw %d updates, want %d (a claim and a complete per job)", updates, 2*n)
 	}
@@ -76,19 +67,27 @@ func TestWholePageClaimsStayHOT(t *testing.T) {
 	if jobs := e.claim("pages", "w", n); len(jobs) != n {
 		t.Fatalf("claimed %d of %d", len(jobs), n)
 	}
-	var updates, hot int64
-	eventually(30*time.Second, func() bool {
-		err := e.pool.QueryRow(e.ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
-			WHERE relid = 'jobs'::regclass`).Scan(&updates, &hot)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return updates >= n
-	})
+	updates, hot := jobsUpdates(e, n)
 	if updates != n {
 		t.Fatalf("jobs saw %d updates, want %d (one claim per job)", updates, n)
 	}
 	if hot < updates*8/10 {
 		t.Fatalf("%d of %d claim updates of jobs were HOT, want at least 80%%", hot, updates)
 	}
+}
+
+// jobsUpdates reads how many updates jobs has seen and how many of them
+// were HOT, once at least want are counted (or after 30 s): Postgres
+// reports table statistics when backends go idle, after a delay.
+func jobsUpdates(e *env, want int64) (updates, hot int64) {
+	e.t.Helper()
+	eventually(30*time.Second, func() bool {
+		err := e.pool.QueryRow(e.ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+			WHERE relid = 'jobs'::regclass`).Scan(&updates, &hot)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return updates >= want
+	})
+	return updates, hot
 }

@@ -17,17 +17,18 @@ import (
 	"github.com/spooled-go/spooled/queries"
 )
 
-// countingDB is the real pool, counting the key lookups that reach it.
-type countingDB struct {
+// lookupHook is the real pool, calling onLookup each time a key lookup
+// reaches it.
+type lookupHook struct {
 	queries.DBTX
-	lookups atomic.Int64
+	onLookup func()
 }
 
-func (c *countingDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+func (h *lookupHook) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	if strings.Contains(sql, "-- name: APIKeyByHash ") {
-		c.lookups.Add(1)
+		h.onLookup()
 	}
-	return c.DBTX.QueryRow(ctx, sql, args...)
+	return h.DBTX.QueryRow(ctx, sql, args...)
 }
 
 // newKeyFixture makes a database and an organization with its first key.
@@ -51,8 +52,8 @@ func newKeyFixture(t *testing.T) (queries.DBTX, commands.CreatedOrganization) {
 func TestConcurrentKeyMissesShareOneLoad(t *testing.T) {
 	ctx := context.Background()
 	pool, org := newKeyFixture(t)
-	db := &countingDB{DBTX: pool}
-	auth := newKeyAuthenticator(db, time.Minute)
+	var lookups atomic.Int64
+	auth := newKeyAuthenticator(&lookupHook{DBTX: pool, onLookup: func() { lookups.Add(1) }}, time.Minute)
 
 	const callers = 50
 	start := make(chan struct{})
@@ -78,7 +79,7 @@ func TestConcurrentKeyMissesShareOneLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := db.lookups.Load(); n != 1 {
+	if n := lookups.Load(); n != 1 {
 		t.Fatalf("%d concurrent callers read the key %d times, want once", callers, n)
 	}
 }
@@ -89,9 +90,11 @@ func TestConcurrentKeyMissesShareOneLoad(t *testing.T) {
 func TestForgetDuringLoadIsNotUndone(t *testing.T) {
 	ctx := context.Background()
 	pool, org := newKeyFixture(t)
-	db := &forgetDuringLookup{DBTX: pool}
-	auth := newKeyAuthenticator(db, time.Minute)
-	db.during = func() { auth.forgetKeyID(org.Key.Key.ID) }
+	var auth *keyAuthenticator
+	var once sync.Once
+	auth = newKeyAuthenticator(&lookupHook{DBTX: pool, onLookup: func() {
+		once.Do(func() { auth.forgetKeyID(org.Key.Key.ID) })
+	}}, time.Minute)
 	if _, err := auth.authenticate(ctx, org.Key.Raw); err != nil {
 		t.Fatal(err)
 	}
@@ -101,19 +104,4 @@ func TestForgetDuringLoadIsNotUndone(t *testing.T) {
 	if cached != 0 {
 		t.Fatalf("a key forgotten while it was read was cached anyway")
 	}
-}
-
-// forgetDuringLookup runs during once, as the key lookup reaches the
-// database.
-type forgetDuringLookup struct {
-	queries.DBTX
-	during func()
-	once   sync.Once
-}
-
-func (f *forgetDuringLookup) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if strings.Contains(sql, "-- name: APIKeyByHash ") {
-		f.once.Do(f.during)
-	}
-	return f.DBTX.QueryRow(ctx, sql, args...)
 }
