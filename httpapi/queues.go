@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -42,7 +43,10 @@ func queuePath(c *fiber.Ctx) (string, error) {
 	if err := commands.ValidateQueueName("queue_name", name); err != nil {
 		return "", badRequest("Invalid queue name: 1 to 100 characters of letters, digits, '-', '_' and '.'")
 	}
-	return name, nil
+	// A copy: Params aliases the request's buffer, which Fiber hands to the
+	// next request once the handler returns, and a stream's writer (the
+	// queue's event stream) uses the name long after that.
+	return strings.Clone(name), nil
 }
 
 func queueJSON(q queries.QueueConfig) fiber.Map {

@@ -280,9 +280,6 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	// The stream writer runs after this handler returns, when Fiber has
-	// handed the path buffer that name aliases to the next request.
-	name = strings.Clone(name)
 	orgID := caller(c).OrgID
 	start, err := s.liveFrom(c.UserContext(), orgID)
 	if err != nil {
