@@ -132,7 +132,7 @@ func (p *Projector) step(ctx context.Context, proj Projection) (int, time.Durati
 			AllData: true, AfterTxID: cp.LastTxID, AfterPosition: cp.LastPosition, MaxRows: int32(p.batch),
 		}
 		if dr, ok := proj.(DataReader); ok {
-			read.AllData, read.DataTypes = false, append([]string{}, dr.DataTypes()...)
+			read.AllData, read.DataTypes = false, dr.DataTypes() // nil: no data at all
 		}
 		evs, err := p.q.EventsAfterCursor(ctx, tx, read)
 		if err != nil {
