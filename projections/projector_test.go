@@ -36,8 +36,14 @@ type typedRecorder struct{ recorder }
 
 func (*typedRecorder) DataTypes() []string { return []string{events.JobCompleted} }
 
+// blindRecorder reads no event's data (as the fan-out).
+type blindRecorder struct{ recorder }
+
+func (*blindRecorder) DataTypes() []string { return nil }
+
 // TestProjectorReadsOnlyTheDataAProjectionUses: a DataReader gets the
-// data of the event types it names and "" for the rest (a job.created's
+// data of the event types it names (none for a nil list) and "" for the
+// rest (a job.created's
 // payload never leaves the database for it); any other projection gets
 // every event's data.
 func TestProjectorReadsOnlyTheDataAProjectionUses(t *testing.T) {
@@ -58,7 +64,8 @@ func TestProjectorReadsOnlyTheDataAProjectionUses(t *testing.T) {
 	}
 
 	all, typed := &recorder{name: "test_all"}, &typedRecorder{recorder{name: "test_typed"}}
-	p := projections.NewProjector(pool, []projections.Projection{all, typed}, projections.ProjectorOptions{})
+	blind := &blindRecorder{recorder{name: "test_blind"}}
+	p := projections.NewProjector(pool, []projections.Projection{all, typed, blind}, projections.ProjectorOptions{})
 	if _, err := p.CatchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +89,9 @@ func TestProjectorReadsOnlyTheDataAProjectionUses(t *testing.T) {
 	}
 	if _, ok := b[events.JobEnqueued]; !ok || b[events.JobEnqueued] != "" || b[events.JobClaimed] != "" {
 		t.Errorf("DataReader of job.completed: got %q", b)
+	}
+	if c := byType(&blind.recorder); len(c) != 3 || c[events.JobEnqueued] != "" || c[events.JobClaimed] != "" || c[events.JobCompleted] != "" {
+		t.Errorf("DataReader of no types: got %q, want the three events without data", c)
 	}
 	if !strings.Contains(b[events.JobCompleted], `"ok"`) {
 		t.Errorf("DataReader of job.completed: job.completed data %q lacks the result", b[events.JobCompleted])
