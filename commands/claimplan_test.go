@@ -19,6 +19,9 @@ type planNode struct {
 	NodeType  string     `json:"Node Type"`
 	IndexName string     `json:"Index Name"`
 	Relation  string     `json:"Relation Name"`
+	Output    []string   `json:"Output"`       // with VERBOSE
+	Rows      float64    `json:"Actual Rows"`  // with ANALYZE
+	Loops     float64    `json:"Actual Loops"` // with ANALYZE
 	Plans     []planNode `json:"Plans"`
 }
 
@@ -35,8 +38,17 @@ func explain(t *testing.T, ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, sql string, args ...any) explained {
 	t.Helper()
+	return explainWith(t, ctx, q, "FORMAT JSON", sql, args...)
+}
+
+// explainWith runs EXPLAIN (options) of sql with args on q; options must
+// include FORMAT JSON.
+func explainWith(t *testing.T, ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, options, sql string, args ...any) explained {
+	t.Helper()
 	var raw string
-	if err := q.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&raw); err != nil {
+	if err := q.QueryRow(ctx, "EXPLAIN ("+options+") "+sql, args...).Scan(&raw); err != nil {
 		t.Fatal(err)
 	}
 	var plans []explained
@@ -176,10 +188,56 @@ func TestCompletePlanWithStaleStatistics(t *testing.T) {
 		p.Results = append(p.Results, json.RawMessage("null"))
 	}
 	ex := explain(t, e.ctx, e.pool, queries.JobCompleteBatchSQL,
-		p.Now, p.JobIds, p.WorkerIds, p.LeaseIds, p.Results, p.OrganizationID) // JobCompleteBatch's order
+		p.JobIds, p.OrganizationID, p.WorkerIds, p.LeaseIds, p.Now, p.Results) // JobCompleteBatch's order
 	for _, n := range ex.Plan.collect(nil) {
 		if n.Relation == "processing_jobs" && n.IndexName != "" && n.IndexName != "processing_jobs_pkey" {
 			t.Fatalf("the complete reads processing_jobs through %s:\n%s", n.IndexName, ex.raw)
+		}
+	}
+
+	// The generic plan, as the server runs it after a few calls on a
+	// connection, run for real (rolled back): it expects ten items, not a
+	// hundred. It must read no lease but the hundred it completes (it once
+	// hashed all 2,000 on every call), and its UPDATE and DELETE must not
+	// copy whole rows of joined relations (its costliest part once).
+	tx, err := e.pool.Begin(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(e.ctx)
+	if _, err := tx.Exec(e.ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(e.ctx, "PREPARE complete_generic AS "+queries.JobCompleteBatchSQL); err != nil {
+		t.Fatal(err)
+	}
+	ids, workers, leases, results := make([]string, len(mine)), make([]string, len(mine)), make([]string, len(mine)), make([]string, len(mine))
+	for i := range mine {
+		ids[i], workers[i], leases[i], results[i] = p.JobIds[i].String(), "w", p.LeaseIds[i].String(), "null"
+	}
+	list := func(v []string) string { return "'{" + strings.Join(v, ",") + "}'" }
+	exec := fmt.Sprintf("EXECUTE complete_generic(%s, '%s', %s, %s, '%s', %s)", list(ids), e.actor.OrgID,
+		list(workers), list(leases), e.clk.Now().Format(time.RFC3339Nano), list(results))
+	generic := explainWith(t, e.ctx, tx, "ANALYZE, VERBOSE, FORMAT JSON", exec)
+	if !strings.Contains(generic.raw, "$2") {
+		t.Fatalf("EXPLAIN EXECUTE did not show the generic plan:\n%s", generic.raw)
+	}
+	var completed int64
+	if err := tx.QueryRow(e.ctx, "SELECT count(*) FROM jobs WHERE status = 'completed'").Scan(&completed); err != nil {
+		t.Fatal(err)
+	}
+	if completed != int64(len(mine)) {
+		t.Fatalf("the generic plan completed %d jobs, want %d", completed, len(mine))
+	}
+	for _, n := range generic.Plan.collect(nil) {
+		if n.Relation == "processing_jobs" && n.Rows*n.Loops > float64(len(mine)) {
+			t.Errorf("the generic plan reads %.0f leases through a %s of processing_jobs to complete %d jobs:\n%s",
+				n.Rows*n.Loops, n.NodeType, len(mine), generic.raw)
+		}
+		for _, o := range n.Output {
+			if strings.HasSuffix(o, ".*") {
+				t.Errorf("the generic plan's %s copies whole rows (%s):\n%s", n.NodeType, o, generic.raw)
+			}
 		}
 	}
 }
