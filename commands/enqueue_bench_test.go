@@ -2,6 +2,7 @@ package commands_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/spooled-go/spooled/commands"
 )
@@ -33,4 +34,58 @@ func BenchmarkEnqueueBulk(b *testing.B) {
 	jobs := float64(b.N * len(batch))
 	b.ReportMetric(float64(w1-w0)/jobs, "wal-bytes/job")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/jobs, "ns/job")
+}
+
+// BenchmarkClaimCompleteBatch claims 100 jobs and completes them with one
+// batch call per operation, from a backlog bulk-inserted before the timer
+// starts, on one connection at a time: the figure is the two statements'
+// time per job, most of it the database's work.
+func BenchmarkClaimCompleteBatch(b *testing.B) {
+	e := newEnv(b)
+	batch := make([]commands.NewJob, commands.MaxBulkJobs)
+	for i := range batch {
+		batch[i] = commands.NewJob{QueueName: "bench", Payload: payload(i)}
+	}
+	// The backlog is enqueued ahead in rounds of 100 until it covers b.N.
+	enqueued := 0
+	items := make([]commands.CompleteItem, 0, commands.MaxBulkJobs)
+	var claiming, completing time.Duration
+	for b.Loop() {
+		if enqueued == 0 {
+			b.StopTimer()
+			for range 50 {
+				if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			enqueued = 50
+			b.StartTimer()
+		}
+		enqueued--
+		t0 := time.Now()
+		jobs := e.claim("bench", "w", commands.MaxBulkJobs)
+		t1 := time.Now()
+		if len(jobs) != commands.MaxBulkJobs {
+			b.Fatalf("claimed %d jobs, want %d", len(jobs), commands.MaxBulkJobs)
+		}
+		items = items[:0]
+		for _, j := range jobs {
+			items = append(items, commands.CompleteItem{Ref: commands.LeaseRef{JobID: j.ID.String(), WorkerID: "w", LeaseID: j.LeaseID}})
+		}
+		refused, err := e.svc.CompleteBatch(e.ctx, e.actor.OrgID, items)
+		if err != nil {
+			b.Fatal(err)
+		}
+		claiming += t1.Sub(t0)
+		completing += time.Since(t1)
+		for _, r := range refused {
+			if r != nil {
+				b.Fatal(r)
+			}
+		}
+	}
+	jobs := float64(b.N * commands.MaxBulkJobs)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/jobs, "ns/job")
+	b.ReportMetric(float64(claiming.Nanoseconds())/jobs, "claim-ns/job")
+	b.ReportMetric(float64(completing.Nanoseconds())/jobs, "complete-ns/job")
 }
