@@ -89,3 +89,18 @@ func BenchmarkClaimCompleteBatch(b *testing.B) {
 	b.ReportMetric(float64(claiming.Nanoseconds())/jobs, "claim-ns/job")
 	b.ReportMetric(float64(completing.Nanoseconds())/jobs, "complete-ns/job")
 }
+
+// BenchmarkClaimEmptyQueue is a polling worker's claim of a queue with
+// nothing ready (a job scheduled later waits in it), the most common claim
+// of an idle deployment.
+func BenchmarkClaimEmptyQueue(b *testing.B) {
+	e := newEnv(b)
+	later := e.clk.Now().Add(time.Hour)
+	e.enqueue(e.actor, commands.NewJob{QueueName: "idle", ScheduledAt: &later})
+	for b.Loop() {
+		jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: "idle", WorkerID: "w", Limit: 10})
+		if err != nil || len(jobs) != 0 {
+			b.Fatalf("claimed %d jobs, %v", len(jobs), err)
+		}
+	}
+}

@@ -39,26 +39,63 @@ func (s *Service) leaseSecs(field string, v int) (int, error) {
 // Claim leases up to Limit jobs in one statement. An empty result is not an
 // error.
 func (s *Service) Claim(ctx context.Context, orgID string, r ClaimRequest) ([]queries.Job, error) {
-	if err := ValidateQueueName("queue_name", r.QueueName); err != nil {
+	r, secs, err := s.checkClaim(r)
+	if err != nil {
 		return nil, err
 	}
+	jobs, _, err := s.claim(ctx, orgID, r, secs, true)
+	return jobs, err
+}
+
+// checkClaim validates a claim request and fills in its defaults; it
+// returns the lease length in seconds.
+func (s *Service) checkClaim(r ClaimRequest) (ClaimRequest, int, error) {
+	if err := ValidateQueueName("queue_name", r.QueueName); err != nil {
+		return r, 0, err
+	}
 	if err := validateWorkerID(r.WorkerID); err != nil {
-		return nil, err
+		return r, 0, err
 	}
 	if r.Limit == 0 {
 		r.Limit = 1
 	}
 	if err := checkRange("limit", r.Limit, 1, 100); err != nil {
-		return nil, err
+		return r, 0, err
 	}
 	secs, err := s.leaseSecs("lease_duration_secs", r.LeaseSecs)
-	if err != nil {
-		return nil, err
+	return r, secs, err
+}
+
+// claim runs a checked claim request. With probe, it first reads whether
+// the queue holds a job a claim could take now (QueueClaimProbe) and, when
+// it does not, returns empty without running the claim statement, along
+// with the probe's answer (when the next waiting job falls due). The probe
+// is skipped for a queue whose last claim here found jobs. Without a
+// probe, or when the probe found a job, the answer is nil.
+func (s *Service) claim(ctx context.Context, orgID string, r ClaimRequest, secs int, probe bool) ([]queries.Job, *queries.QueueClaimProbeRow, error) {
+	k := claimKey{orgID, r.QueueName}
+	if probe && !s.busy.has(k) {
+		p, err := s.q.QueueClaimProbe(ctx, s.pool, queries.QueueClaimProbeParams{
+			OrganizationID: orgID, QueueName: r.QueueName, Now: s.clock.Now(),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("probe queue: %w", err)
+		}
+		if !p.Ready {
+			return []queries.Job{}, &p, nil
+		}
 	}
+	var jobs []queries.Job
+	var err error
 	if s.claims != nil {
-		return s.claims.claim(ctx, orgID, r.QueueName, r.WorkerID, r.Limit, secs)
+		jobs, err = s.claims.claim(ctx, orgID, r.QueueName, r.WorkerID, r.Limit, secs)
+	} else {
+		jobs, err = s.claimAlone(ctx, orgID, r.QueueName, r.WorkerID, r.Limit, secs)
 	}
-	return s.claimAlone(ctx, orgID, r.QueueName, r.WorkerID, r.Limit, secs)
+	if err == nil {
+		s.busy.set(k, len(jobs) > 0)
+	}
+	return jobs, nil, err
 }
 
 // claimAlone runs one claim request's statement.

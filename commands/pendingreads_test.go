@@ -15,7 +15,8 @@ import (
 // still answer right and still read by index. JobNextDue finds the next
 // scheduled job through the partial pending_jobs_next_due_idx; the oldest
 // waiting job is the oldest of any priority, found by walking the claim
-// index once per priority, without sorting the queue.
+// index once per priority, without sorting the queue. The claim probe
+// reads through those two indexes too.
 func TestPendingReadsWithoutTheirOwnIndexes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -46,6 +47,18 @@ func TestPendingReadsWithoutTheirOwnIndexes(t *testing.T) {
 	if err != nil || !due.Equal(*at(10 * time.Minute)) {
 		t.Fatalf("next due: %v %v, want in 10 minutes", due, err)
 	}
+	probe, err := q.QueueClaimProbe(e.ctx, e.pool, queries.QueueClaimProbeParams{OrganizationID: e.actor.OrgID, QueueName: "mix", Now: e.clk.Now()})
+	if err != nil || !probe.Ready || !probe.NextDue.Equal(*at(10 * time.Minute)) {
+		t.Fatalf("probe of mix: %+v %v, want ready and due in 10 minutes", probe, err)
+	}
+	probe, err = q.QueueClaimProbe(e.ctx, e.pool, queries.QueueClaimProbeParams{OrganizationID: e.actor.OrgID, QueueName: "other", Now: e.clk.Now()})
+	if err != nil || probe.Ready || !probe.NextDue.Equal(*at(time.Minute)) {
+		t.Fatalf("probe of other: %+v %v, want not ready and due in a minute", probe, err)
+	}
+	probe, err = q.QueueClaimProbe(e.ctx, e.pool, queries.QueueClaimProbeParams{OrganizationID: e.actor.OrgID, QueueName: "none", Now: e.clk.Now()})
+	if err != nil || probe.Ready || !probe.NextDue.IsZero() {
+		t.Fatalf("probe of an empty queue: %+v %v, want not ready and the zero time", probe, err)
+	}
 
 	// Plans, with sequential scans priced out so that a tiny table shows
 	// what the indexes can serve.
@@ -61,6 +74,12 @@ func TestPendingReadsWithoutTheirOwnIndexes(t *testing.T) {
 	for _, n := range next.Plan.collect(nil) {
 		if n.Relation == "pending_jobs" && n.IndexName != "pending_jobs_next_due_idx" {
 			t.Fatalf("JobNextDue reads pending_jobs through %s %q, want pending_jobs_next_due_idx:\n%s", n.NodeType, n.IndexName, next.raw)
+		}
+	}
+	probePlan := explain(t, e.ctx, tx, queries.QueueClaimProbeSQL, e.actor.OrgID, "mix", e.clk.Now())
+	for _, n := range probePlan.Plan.collect(nil) {
+		if n.Relation == "pending_jobs" && n.IndexName != "pending_jobs_claim_idx" && n.IndexName != "pending_jobs_next_due_idx" {
+			t.Fatalf("QueueClaimProbe reads pending_jobs through %s %q, want the claim and next-due indexes:\n%s", n.NodeType, n.IndexName, probePlan.raw)
 		}
 	}
 	age := explain(t, e.ctx, tx, queries.StatsOldestWaitingSQL, e.actor.OrgID, "mix")

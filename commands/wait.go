@@ -50,13 +50,23 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 	if wait == 0 || s.waiter == nil {
 		return s.Claim(ctx, orgID, r)
 	}
+	r, secs, err := s.checkClaim(r)
+	if err != nil {
+		return nil, err
+	}
 	deadline := time.Now().Add(wait)
 	// Registered before the first claim, so a hint for a commit that lands
 	// after that claim's snapshot is never missed.
 	wake, cancel := s.waiter.Wait(orgID, r.QueueName)
 	defer cancel()
+	// The queue is probed before each claim but one that follows a hint: a
+	// hint says jobs were just made ready, and the probe would only delay
+	// the claim that takes them. (Probing there too changed nothing: a
+	// woken claim that finds nothing has mostly lost the race for a job
+	// the probe saw.)
+	probe := true
 	for {
-		jobs, err := s.Claim(ctx, orgID, r)
+		jobs, probed, err := s.claim(ctx, orgID, r, secs, probe)
 		if err != nil || len(jobs) > 0 {
 			return jobs, err
 		}
@@ -67,14 +77,22 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 		if s.poll > 0 && s.poll < sleep {
 			sleep = s.poll
 		}
-		due, err := s.q.JobNextDue(ctx, s.pool, queries.JobNextDueParams{
-			OrganizationID: orgID, QueueName: r.QueueName, Now: s.clock.Now(),
-		})
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return nil, fmt.Errorf("read next due time: %w", err)
-		default:
+		var due time.Time
+		if probed != nil {
+			due = probed.NextDue // the zero time: none waits
+		} else {
+			next, err := s.q.JobNextDue(ctx, s.pool, queries.JobNextDueParams{
+				OrganizationID: orgID, QueueName: r.QueueName, Now: s.clock.Now(),
+			})
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				return nil, fmt.Errorf("read next due time: %w", err)
+			default:
+				due = next
+			}
+		}
+		if !due.IsZero() {
 			if d := due.Sub(s.Now()); d < sleep {
 				sleep = max(d, time.Millisecond)
 			}
@@ -89,7 +107,9 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 				timer.Stop()
 				return jobs, nil
 			}
+			probe = false
 		case <-timer.C:
+			probe = true
 		}
 		timer.Stop()
 	}

@@ -53,6 +53,29 @@ WHERE p.organization_id = sqlc.arg('organization_id')
 ORDER BY p.run_at
 LIMIT 1;
 
+-- name: QueueClaimProbe :one
+-- Read before a claim: whether the queue holds a job a claim could take now
+-- (the claim's own conditions, by the claim index), and when its next
+-- waiting job falls due (as JobNextDue; the zero time 0001-01-01 when none
+-- waits, which Go reads as time.Time's zero value). An empty queue
+-- is answered by these two index probes alone. The claim statement is
+-- large: starting its plan costs more than this whole read, and most
+-- claims of a polling or long-polling worker find nothing.
+SELECT EXISTS (
+           SELECT 1 FROM pending_jobs p
+           WHERE p.organization_id = sqlc.arg('organization_id')
+             AND p.queue_name = sqlc.arg('queue_name')
+             AND p.run_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+             AND (p.expires_at IS NULL OR p.expires_at > coalesce(sqlc.narg('now')::timestamptz, now()))
+       ) AS ready,
+       coalesce((SELECT p.run_at FROM pending_jobs p
+                 WHERE p.organization_id = sqlc.arg('organization_id')
+                   AND p.queue_name = sqlc.arg('queue_name')
+                   AND p.run_at > p.created_at
+                   AND p.run_at > coalesce(sqlc.narg('now')::timestamptz, now())
+                 ORDER BY p.run_at
+                 LIMIT 1), '0001-01-01 00:00:00+00')::timestamptz AS next_due;
+
 -- name: MetricsPendingByQueue :many
 -- Scrape-time gauges: waiting jobs and the age of the oldest ready one, per
 -- queue across organizations (labels stay bounded by queue names).

@@ -452,3 +452,45 @@ func (q *Queries) MetricsProcessingByQueue(ctx context.Context, db DBTX) ([]Metr
 	}
 	return items, nil
 }
+
+const queueClaimProbe = `-- name: QueueClaimProbe :one
+SELECT EXISTS (
+           SELECT 1 FROM pending_jobs p
+           WHERE p.organization_id = $1
+             AND p.queue_name = $2
+             AND p.run_at <= coalesce($3::timestamptz, now())
+             AND (p.expires_at IS NULL OR p.expires_at > coalesce($3::timestamptz, now()))
+       ) AS ready,
+       coalesce((SELECT p.run_at FROM pending_jobs p
+                 WHERE p.organization_id = $1
+                   AND p.queue_name = $2
+                   AND p.run_at > p.created_at
+                   AND p.run_at > coalesce($3::timestamptz, now())
+                 ORDER BY p.run_at
+                 LIMIT 1), '0001-01-01 00:00:00+00')::timestamptz AS next_due
+`
+
+type QueueClaimProbeParams struct {
+	OrganizationID string
+	QueueName      string
+	Now            *time.Time
+}
+
+type QueueClaimProbeRow struct {
+	Ready   bool
+	NextDue time.Time
+}
+
+// Read before a claim: whether the queue holds a job a claim could take now
+// (the claim's own conditions, by the claim index), and when its next
+// waiting job falls due (as JobNextDue; the zero time 0001-01-01 when none
+// waits, which Go reads as time.Time's zero value). An empty queue
+// is answered by these two index probes alone. The claim statement is
+// large: starting its plan costs more than this whole read, and most
+// claims of a polling or long-polling worker find nothing.
+func (q *Queries) QueueClaimProbe(ctx context.Context, db DBTX, arg QueueClaimProbeParams) (QueueClaimProbeRow, error) {
+	row := db.QueryRow(ctx, queueClaimProbe, arg.OrganizationID, arg.QueueName, arg.Now)
+	var i QueueClaimProbeRow
+	err := row.Scan(&i.Ready, &i.NextDue)
+	return i, err
+}

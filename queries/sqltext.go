@@ -10,5 +10,6 @@ var (
 	JobClaimMultiSQL      = jobClaimMulti
 	JobCompleteBatchSQL   = jobCompleteBatch
 	JobNextDueSQL         = jobNextDue
+	QueueClaimProbeSQL    = queueClaimProbe
 	StatsOldestWaitingSQL = statsOldestWaiting
 )

@@ -31,6 +31,9 @@ func URL() string {
 // Options tune New.
 type Options struct {
 	MaxConns int32
+	// Tracer, when set, sees every statement the pool's connections run
+	// (tests that count statements).
+	Tracer pgx.QueryTracer
 }
 
 // New creates a schema, applies the migrations to it, and returns a pool
@@ -74,6 +77,7 @@ func NewWithURL(t testing.TB, o Options) (*pgxpool.Pool, string) {
 		cfg.MaxConns = o.MaxConns
 	}
 	cfg.AfterConnect = pgdb.RegisterUUID // as the server's pool does
+	cfg.ConnConfig.Tracer = o.Tracer
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("testdb: pool: %v", err)

@@ -1,0 +1,112 @@
+package commands_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/internal/testdb"
+)
+
+// statementCounter counts the statements a pool runs by their sqlc name,
+// pipelined ones included.
+type statementCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *statementCounter) count(sql string) {
+	name, ok := strings.CutPrefix(sql, "-- name: ")
+	if !ok {
+		return
+	}
+	name, _, _ = strings.Cut(name, " ")
+	c.mu.Lock()
+	c.n[name]++
+	c.mu.Unlock()
+}
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	c.count(d.SQL)
+	return ctx
+}
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (c *statementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	c.count(d.SQL)
+}
+func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// take returns the counts so far and starts again.
+func (c *statementCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.n
+	c.n = map[string]int{}
+	return n
+}
+
+// TestClaimsOfAnEmptyQueueRunNoClaimStatement: a claim first probes the
+// queue, and runs the (large) claim statement only when a job is ready:
+// not for an empty queue, one whose jobs are scheduled later, or one whose
+// jobs expired. A ready job is still claimed, in one claim statement. A
+// queue whose last claim found jobs is claimed without a probe (a busy
+// queue would only pay a round trip more), until a claim finds it empty.
+func TestClaimsOfAnEmptyQueueRunNoClaimStatement(t *testing.T) {
+	t.Parallel()
+	counter := &statementCounter{n: map[string]int{}}
+	e := newEnvWith(t, testdb.Options{Tracer: counter})
+	req := commands.ClaimRequest{QueueName: "probe", WorkerID: "w", Limit: 10}
+	claimNothing := func(what string) {
+		t.Helper()
+		counter.take()
+		jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, req)
+		if err != nil || len(jobs) != 0 {
+			t.Fatalf("%s: claimed %d jobs, %v; want none", what, len(jobs), err)
+		}
+		if n := counter.take(); n["JobClaimMulti"] != 0 || n["QueueClaimProbe"] != 1 {
+			t.Fatalf("%s: ran %v, want the probe and no claim statement", what, n)
+		}
+	}
+
+	claimNothing("empty queue")
+
+	e.enqueue(e.actor, commands.NewJob{QueueName: "probe", ScheduledAt: ptr(e.clk.Now().Add(time.Hour))})
+	claimNothing("a job scheduled in an hour")
+
+	e.enqueue(e.actor, commands.NewJob{QueueName: "probe", ExpiresAt: ptr(e.clk.Now().Add(time.Second))})
+	e.clk.Advance(2 * time.Second)
+	claimNothing("an expired job")
+
+	ready := e.enqueue(e.actor, commands.NewJob{QueueName: "probe"})
+	counter.take()
+	jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, req)
+	if err != nil || len(jobs) != 1 || jobs[0].ID != ready {
+		t.Fatalf("ready job: claimed %v, %v; want %s", jobs, err, ready)
+	}
+	if n := counter.take(); n["JobClaimMulti"] != 1 {
+		t.Fatalf("ready job: ran %v, want one claim statement", n)
+	}
+
+	// The last claim found a job, so the next one goes straight to the
+	// claim statement: here it finds nothing, and the one after probes.
+	jobs, err = e.svc.Claim(e.ctx, e.actor.OrgID, req)
+	if n := counter.take(); err != nil || len(jobs) != 0 || n["QueueClaimProbe"] != 0 || n["JobClaimMulti"] != 1 {
+		t.Fatalf("claim after a claim that found a job: %d jobs, %v, ran %v; want none, by the claim statement alone", len(jobs), err, n)
+	}
+	claimNothing("a queue whose last claim found nothing")
+
+	// The scheduled job falls due: the probe sees it, and the claim takes it.
+	e.clk.Advance(time.Hour)
+	jobs, err = e.svc.Claim(e.ctx, e.actor.OrgID, req)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("due job: claimed %d jobs, %v; want 1", len(jobs), err)
+	}
+}
