@@ -2,11 +2,11 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tidwall/gjson"
 
 	"github.com/spooled-go/spooled/events"
 	"github.com/spooled-go/spooled/queries"
@@ -43,6 +43,28 @@ type totals struct{ enqueued, completed, deadletter, cancelled int64 }
 
 type hourly struct{ created, completed, failed, deadlettered, runMS, runs, waitMS, waits int64 }
 
+// timeField reads a top-level timestamp of an event's data (jsonb as
+// text); nil when the key is absent or null. Apply reads one field of each
+// event it decodes: decoding the whole data with encoding/json (parsing ids
+// and times it does not use, copying each job's result) took 5.5 µs per
+// claim-and-complete pair against 0.5 µs with gjson, which finds a
+// top-level key without decoding the rest (nested keys of the same name,
+// in a job's result, are not top-level and not read).
+func timeField(data, key string) (*time.Time, error) {
+	v := gjson.Get(data, key)
+	if !v.Exists() || v.Type == gjson.Null {
+		return nil, nil
+	}
+	if v.Type != gjson.String {
+		return nil, fmt.Errorf("%s is %s, not a time", key, v.Type)
+	}
+	t, err := time.Parse(time.RFC3339Nano, v.Str)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return &t, nil
+}
+
 // Apply implements Projection: one upsert per table for the whole batch.
 func (p *QueueStats) Apply(ctx context.Context, tx pgx.Tx, batch []LogEvent) error {
 	tot := map[queueKey]*totals{}
@@ -67,23 +89,23 @@ func (p *QueueStats) Apply(ctx context.Context, tx pgx.Tx, batch []LogEvent) err
 			t.enqueued++
 			h.created++
 		case events.JobClaimed:
-			var d events.Claimed
-			if err := json.Unmarshal([]byte(e.Data), &d); err != nil {
+			due, err := timeField(e.Data, "due_at")
+			if err != nil {
 				return fmt.Errorf("event %d: %w", e.Position, err)
 			}
-			if d.DueAt != nil {
-				h.waitMS += max(e.OccurredAt.Sub(*d.DueAt).Milliseconds(), 0)
+			if due != nil {
+				h.waitMS += max(e.OccurredAt.Sub(*due).Milliseconds(), 0)
 				h.waits++
 			}
 		case events.JobCompleted:
-			var d events.Completed
-			if err := json.Unmarshal([]byte(e.Data), &d); err != nil {
+			started, err := timeField(e.Data, "started_at")
+			if err != nil {
 				return fmt.Errorf("event %d: %w", e.Position, err)
 			}
 			t.completed++
 			h.completed++
-			if d.StartedAt != nil {
-				h.runMS += max(e.OccurredAt.Sub(*d.StartedAt).Milliseconds(), 0)
+			if started != nil {
+				h.runMS += max(e.OccurredAt.Sub(*started).Milliseconds(), 0)
 				h.runs++
 			}
 		case events.JobFailed:
@@ -92,13 +114,9 @@ func (p *QueueStats) Apply(ctx context.Context, tx pgx.Tx, batch []LogEvent) err
 			t.deadletter++
 			h.deadlettered++
 		case events.JobRetried:
-			var d events.Retried
-			if err := json.Unmarshal([]byte(e.Data), &d); err != nil {
-				return fmt.Errorf("event %d: %w", e.Position, err)
-			}
 			// Only dead-lettered jobs are retried (no path produces status
 			// failed), but the event says so and the projection listens.
-			if d.FromStatus == "" || d.FromStatus == "deadletter" {
+			if from := gjson.Get(e.Data, "from_status").String(); from == "" || from == "deadletter" {
 				t.deadletter--
 			}
 		case events.JobPurged:
