@@ -59,13 +59,29 @@ func (c *statementCounter) take() map[string]int {
 // jobs expired. A ready job is still claimed, in one claim statement. A
 // queue whose last claim found jobs is claimed without a probe (a busy
 // queue would only pay a round trip more), until a claim finds it empty.
+// The claimer is a registered worker, as SDK workers are: the claim
+// statement locks its row (a write, and a flushed commit), the probe does
+// not.
 func TestClaimsOfAnEmptyQueueRunNoClaimStatement(t *testing.T) {
 	t.Parallel()
 	counter := &statementCounter{n: map[string]int{}}
 	e := newEnvWith(t, testdb.Options{Tracer: counter})
-	req := commands.ClaimRequest{QueueName: "probe", WorkerID: "w", Limit: 10}
+	w, err := e.svc.RegisterWorker(e.ctx, e.actor, commands.NewWorker{QueueName: "probe", Hostname: "h", MaxConcurrency: ptr(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := commands.ClaimRequest{QueueName: "probe", WorkerID: w.ID, Limit: 10}
+	// xmax of the worker's row changes whenever a transaction locks it.
+	workerXmax := func() string {
+		var x string
+		if err := e.pool.QueryRow(e.ctx, "SELECT xmax::text FROM workers WHERE id = $1", w.ID).Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
 	claimNothing := func(what string) {
 		t.Helper()
+		xmax := workerXmax()
 		counter.take()
 		jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, req)
 		if err != nil || len(jobs) != 0 {
@@ -73,6 +89,9 @@ func TestClaimsOfAnEmptyQueueRunNoClaimStatement(t *testing.T) {
 		}
 		if n := counter.take(); n["JobClaimMulti"] != 0 || n["QueueClaimProbe"] != 1 {
 			t.Fatalf("%s: ran %v, want the probe and no claim statement", what, n)
+		}
+		if x := workerXmax(); x != xmax {
+			t.Fatalf("%s: the worker's row was locked (xmax %s -> %s)", what, xmax, x)
 		}
 	}
 

@@ -92,15 +92,24 @@ func BenchmarkClaimCompleteBatch(b *testing.B) {
 
 // BenchmarkClaimEmptyQueue is a polling worker's claim of a queue with
 // nothing ready (a job scheduled later waits in it), the most common claim
-// of an idle deployment.
+// of an idle deployment; by an unregistered worker and by a registered one,
+// as SDK workers are (the claim statement locks a registered worker's row).
 func BenchmarkClaimEmptyQueue(b *testing.B) {
 	e := newEnv(b)
 	later := e.clk.Now().Add(time.Hour)
 	e.enqueue(e.actor, commands.NewJob{QueueName: "idle", ScheduledAt: &later})
-	for b.Loop() {
-		jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: "idle", WorkerID: "w", Limit: 10})
-		if err != nil || len(jobs) != 0 {
-			b.Fatalf("claimed %d jobs, %v", len(jobs), err)
-		}
+	w, err := e.svc.RegisterWorker(e.ctx, e.actor, commands.NewWorker{QueueName: "idle", Hostname: "h", MaxConcurrency: ptr(10)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, worker string }{{"unregistered", "w"}, {"registered", w.ID}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: "idle", WorkerID: c.worker, Limit: 10})
+				if err != nil || len(jobs) != 0 {
+					b.Fatalf("claimed %d jobs, %v", len(jobs), err)
+				}
+			}
+		})
 	}
 }
