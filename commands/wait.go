@@ -2,11 +2,8 @@ package commands
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/spooled-go/spooled/queries"
 )
@@ -77,22 +74,18 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 		if s.poll > 0 && s.poll < sleep {
 			sleep = s.poll
 		}
-		var due time.Time
-		if probed != nil {
-			due = probed.NextDue // the zero time: none waits
-		} else {
-			next, err := s.q.JobNextDue(ctx, s.pool, queries.JobNextDueParams{
+		if probed == nil {
+			// The claim statement ran and found nothing: the probe says when
+			// the queue's next job falls due.
+			p, err := s.q.QueueClaimProbe(ctx, s.pool, queries.QueueClaimProbeParams{
 				OrganizationID: orgID, QueueName: r.QueueName, Now: s.clock.Now(),
 			})
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-			case err != nil:
+			if err != nil {
 				return nil, fmt.Errorf("read next due time: %w", err)
-			default:
-				due = next
 			}
+			probed = &p
 		}
-		if !due.IsZero() {
+		if due := probed.NextDue; !due.IsZero() { // the zero time: none waits
 			if d := due.Sub(s.Now()); d < sleep {
 				sleep = max(d, time.Millisecond)
 			}

@@ -39,25 +39,15 @@ WHERE organization_id = sqlc.arg('organization_id')
   AND occurred_at >= sqlc.arg('since')
 ORDER BY stream_seq;
 
--- name: JobNextDue :one
--- When the next waiting job of a queue becomes claimable (no row: none
--- waits). run_at > created_at holds for every row that is not ready yet
--- (a job ready on arrival has run_at = created_at); stating it lets the
--- planner use pending_jobs_next_due_idx, which holds those rows alone.
-SELECT p.run_at
-FROM pending_jobs p
-WHERE p.organization_id = sqlc.arg('organization_id')
-  AND p.queue_name = sqlc.arg('queue_name')
-  AND p.run_at > p.created_at
-  AND p.run_at > coalesce(sqlc.narg('now')::timestamptz, now())
-ORDER BY p.run_at
-LIMIT 1;
-
 -- name: QueueClaimProbe :one
 -- Read before a claim: whether the queue holds a job a claim could take now
 -- (the claim's own conditions, by the claim index), and when its next
--- waiting job falls due (as JobNextDue; the zero time 0001-01-01 when none
--- waits, which Go reads as time.Time's zero value). An empty queue
+-- waiting job falls due (the zero time 0001-01-01 when none waits, which Go
+-- reads as time.Time's zero value). run_at > created_at holds for every
+-- row that is not ready yet (a job ready on arrival has run_at =
+-- created_at); stating it lets the planner use pending_jobs_next_due_idx,
+-- which holds those rows alone. A waiting claim also reads it after a claim
+-- statement that found nothing, for its timer. An empty queue
 -- is answered by these two index probes alone. The claim statement is
 -- large: starting its plan costs more than this whole read, and most
 -- claims of a polling or long-polling worker find nothing.

@@ -9,7 +9,6 @@ var (
 	ClaimPlanPinSQL       = claimPlanPin
 	JobClaimMultiSQL      = jobClaimMulti
 	JobCompleteBatchSQL   = jobCompleteBatch
-	JobNextDueSQL         = jobNextDue
 	QueueClaimProbeSQL    = queueClaimProbe
 	StatsOldestWaitingSQL = statsOldestWaiting
 )
