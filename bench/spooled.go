@@ -445,6 +445,7 @@ type sustainedResult struct {
 	Errors             int64
 	FirstErr           string
 	Lat                pcts // enqueue (create sent) to start (claim answer received)
+	EnqLat             pcts // create sent to create answered: the enqueue's share of Lat
 	WaitMS             int
 }
 
@@ -466,7 +467,7 @@ func runSustained(ctx context.Context, s *server, producers, workers int, rate f
 		enq, started, completed, errs atomic.Int64
 		firstErr                      atomic.Value
 		mu                            sync.Mutex
-		lats                          []time.Duration
+		lats, enqLats                 []time.Duration
 		pwg, wwg                      sync.WaitGroup
 	)
 	fail := func(err error) {
@@ -526,6 +527,8 @@ func runSustained(ctx context.Context, s *server, producers, workers int, rate f
 		go func() {
 			defer pwg.Done()
 			next := t0.Add(per * time.Duration(p) / time.Duration(producers))
+			local := make([]time.Duration, 0, 1<<12)
+			defer func() { mu.Lock(); enqLats = append(enqLats, local...); mu.Unlock() }()
 			for i := 0; pctx.Err() == nil; i++ {
 				if d := time.Until(next); d > 0 {
 					select {
@@ -546,8 +549,11 @@ func runSustained(ctx context.Context, s *server, producers, workers int, rate f
 					}
 					continue
 				}
-				if time.Now().Before(end) {
+				if answered := time.Now(); answered.Before(end) {
 					enq.Add(1)
+					if len(local) < maxSamples/producers {
+						local = append(local, answered.Sub(sent))
+					}
 				}
 			}
 		}()
@@ -563,5 +569,6 @@ func runSustained(ctx context.Context, s *server, producers, workers int, rate f
 		res.FirstErr = v
 	}
 	res.Lat = percentiles(lats)
+	res.EnqLat = percentiles(enqLats)
 	return res
 }
