@@ -85,7 +85,10 @@ func (w *Wakeups) Start(context.Context) error {
 		}
 		origin, n := parseHintPayload(data)
 		if origin == w.origin {
-			return // raised here: local waiters were woken when it was raised
+			// Raised here: local waiters were woken when it was raised. The
+			// bus asks NATS not to send it its own messages; the check stays
+			// for a server that sends them anyway.
+			return
 		}
 		w.notifyLocal(org, queue, n)
 	})

@@ -219,6 +219,10 @@ func Open(cfg Config) (*Bus, error) {
 		// Nothing is buffered while disconnected: a hint published into the
 		// void is dropped at once instead of being delivered late.
 		nats.ReconnectBufSize(-1),
+		// What this instance publishes it has already acted on locally
+		// (hints wake local claims when raised), so the server does not
+		// send it back: an echo cost a delivery and a discard per hint.
+		nats.NoEcho(),
 		nats.PingInterval(5*time.Second),
 		nats.MaxPingsOutstanding(2),
 		nats.ConnectHandler(func(*nats.Conn) { b.setConnected(true) }),

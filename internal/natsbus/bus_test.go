@@ -3,6 +3,7 @@ package natsbus_test
 import (
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,6 +139,9 @@ type collector struct {
 	mu   sync.Mutex
 	got  []string
 	sign chan struct{}
+	// markers are subjects of live handshakes, not part of what a test
+	// checks.
+	markers []string
 }
 
 func newCollector() *collector { return &collector{sign: make(chan struct{}, 1)} }
@@ -155,7 +159,13 @@ func (c *collector) add(subject string, _ []byte) {
 func (c *collector) subjects() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]string(nil), c.got...)
+	var out []string
+	for _, s := range c.got {
+		if !slices.Contains(c.markers, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // waitFor waits until subject has been delivered.
@@ -174,6 +184,58 @@ func (c *collector) waitFor(t *testing.T, subject string, limit time.Duration) {
 			t.Fatalf("%s not delivered within %s (got %v)", subject, limit, c.subjects())
 		}
 	}
+}
+
+// listen opens a second connection to the NATS at url (another instance,
+// as far as the server knows) and subscribes it to subject. A bus does not
+// hear its own publications, so what a bus publishes is checked here.
+func listen(t *testing.T, url, subject string) *collector {
+	t.Helper()
+	l, err := natsbus.Open(natsbus.Config{URL: url, ReconnectWait: 50 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	until(t, 5*time.Second, "listener connected", l.Connected)
+	c := newCollector()
+	unsub, err := l.Subscribe(subject, c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unsub)
+	return c
+}
+
+// live publishes marker on pub until c hears it, so that c's subscription
+// is in place on the server (subscribing is asynchronous); markers are
+// left out of c.subjects().
+func (c *collector) live(t *testing.T, pub *natsbus.Bus, marker string) {
+	t.Helper()
+	c.mu.Lock()
+	c.markers = append(c.markers, marker)
+	c.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.heard(marker) {
+		if time.Now().After(deadline) {
+			t.Fatalf("marker %s never arrived", marker)
+		}
+		pub.Publish(marker, nil)
+		select {
+		case <-c.sign:
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (c *collector) heard(subject string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.got {
+		if s == subject {
+			return true
+		}
+	}
+	return false
 }
 
 // until polls cond every 5 ms, failing after limit.
@@ -201,12 +263,8 @@ func TestHintSubjectsOverNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	c := newCollector()
-	unsub, err := b.Subscribe(b.Subjects().HintWildcard(), c.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsub()
+	c := listen(t, b.ClientURL(), b.Subjects().HintWildcard())
+	c.live(t, b, subjects.Hint("marker-org", "marker"))
 	for _, q := range awkwardQueues {
 		b.Publish(subjects.Hint("org-1", q), nil)
 	}
@@ -237,12 +295,8 @@ func TestPublishWhileDisconnected(t *testing.T) {
 	var mu sync.Mutex
 	b.OnConnectionChange(func(up bool) { mu.Lock(); changes = append(changes, up); mu.Unlock() })
 
-	c := newCollector()
-	unsub, err := b.Subscribe("test.>", c.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsub()
+	c := listen(t, b.ClientURL(), "test.>")
+	c.live(t, b, "test.ready")
 	b.Publish("test.before", nil)
 	c.waitFor(t, "test.before", 5*time.Second)
 
@@ -266,10 +320,12 @@ func TestPublishWhileDisconnected(t *testing.T) {
 	}
 	back := until(t, 10*time.Second, "bus reconnected", b.Connected)
 	t.Logf("reconnected %s after the restart", back)
+	// The listener reconnects too; once it hears the bus again, test.after
+	// goes out. One connection's messages arrive in order: anything the bus
+	// kept from the outage would have arrived before the marker.
+	c.live(t, b, "test.ready-again")
 	b.Publish("test.after", nil)
 	c.waitFor(t, "test.after", 5*time.Second)
-	// One connection delivers in order: anything kept from the outage would
-	// have arrived before test.after.
 	got := c.subjects()
 	if len(got) != 2 || got[0] != "test.before" || got[1] != "test.after" {
 		t.Fatalf("delivered %v, want [test.before test.after] (nothing from the outage)", got)
@@ -331,12 +387,40 @@ func TestOpenUnreachableExternal(t *testing.T) {
 	if !b.Connected() {
 		t.Fatal("Connected() false after the connect callback")
 	}
-	c := newCollector()
-	unsub, err := b.Subscribe("test.>", c.add)
+	c := listen(t, "nats://127.0.0.1:"+strconv.Itoa(port), "test.>")
+	c.live(t, b, "test.hello")
+}
+
+// TestBusDoesNotHearItself: the server does not send a bus its own
+// publications (each instance acts on its hints locally when it raises
+// them), while every other connection gets them.
+func TestBusDoesNotHearItself(t *testing.T) {
+	b, err := natsbus.Open(natsbus.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	self := newCollector()
+	unsub, err := b.Subscribe("test.>", self.add)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unsub()
-	b.Publish("test.hello", nil)
-	c.waitFor(t, "test.hello", 5*time.Second)
+	other, err := natsbus.Open(natsbus.Config{URL: b.ClientURL(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	until(t, 5*time.Second, "second connection", other.Connected)
+	heard := listen(t, b.ClientURL(), "test.>")
+	heard.live(t, b, "test.ready")
+
+	b.Publish("test.own", nil)
+	heard.waitFor(t, "test.own", 5*time.Second)
+	// test.own went out to every subscriber before the listener got it, so
+	// an echo would reach b ahead of anything published after this point.
+	self.live(t, other, "test.from-other")
+	if got := self.subjects(); len(got) != 0 {
+		t.Fatalf("the bus heard its own publications: %v", got)
+	}
 }
