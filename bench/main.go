@@ -205,6 +205,7 @@ func run(o options) error {
 			o.producers, num(rate), w, num(float64(res.Completed)/o.sustainedDur.Seconds()), ms(res.Lat.P50), ms(res.Lat.P95), ms(res.Lat.P99), res.Lat.N,
 			res.Backlog, res.Errors, res.FirstErr)
 		fmt.Printf("of which the create call (sent to answered): p50 %s p95 %s p99 %s\n", ms(res.EnqLat.P50), ms(res.EnqLat.P95), ms(res.EnqLat.P99))
+		fmt.Printf("claims: %s\n", res.Claims.perJob(res.Started))
 		fmt.Printf("CPU: bench process %.1f s (%.0f µs per job), postgres %.1f s (%.0f µs per job); profile in %s\n",
 			cpu.self, cpu.self/jobs*1e6, cpu.postgres, cpu.postgres/jobs*1e6, o.profile)
 		return nil
@@ -580,12 +581,12 @@ func (r *report) markdown() string {
 		"Completions are counted from River's `EventKindJobCompleted` subscription (sent after the completer has written them) and checked against `river_job` afterwards.",
 		r.riv.Settings.MaxWorkers, r.riv.Settings.FetchCooldown, num(float64(r.riv.Settings.MaxWorkers)/r.riv.Settings.FetchCooldown.Seconds()))
 	w("- Sustained: latency = claim answer received − create sent (same process clock); the workers complete each job with its own call before they claim again, as the SDK workers do. "+
-		"3a: %s creates answered and %s jobs started inside the window, backlog at the end %d, over %s jobs%s; of the latency, the create call itself (sent to answered) took p50 %s, p95 %s. 3b: %s, %s, %d, %s%s; create call p50 %s, p95 %s. "+
+		"3a: %s creates answered and %s jobs started inside the window, backlog at the end %d, over %s jobs%s; of the latency, the create call itself (sent to answered) took p50 %s, p95 %s; %s. 3b: %s, %s, %d, %s%s; create call p50 %s, p95 %s; %s. "+
 		"The moderate rate (-moderate-rate) is fixed so runs compare; 3b's is a quarter of the lower of 1a and 2b.",
 		num(float64(r.sustained.Enqueued)), num(float64(r.sustained.Started)), r.sustained.Backlog, num(float64(r.sustained.Lat.N)), errNote(r.sustained.FirstErr),
-		ms(r.sustained.EnqLat.P50), ms(r.sustained.EnqLat.P95),
+		ms(r.sustained.EnqLat.P50), ms(r.sustained.EnqLat.P95), r.sustained.Claims.perJob(r.sustained.Started),
 		num(float64(hi.Enqueued)), num(float64(hi.Started)), hi.Backlog, num(float64(hi.Lat.N)), errNote(hi.FirstErr),
-		ms(hi.EnqLat.P50), ms(hi.EnqLat.P95))
+		ms(hi.EnqLat.P50), ms(hi.EnqLat.P95), hi.Claims.perJob(hi.Started))
 	if r.single.FirstErr != "" || r.bulk.FirstErr != "" {
 		w("- First errors: single %q, bulk %q.", r.single.FirstErr, r.bulk.FirstErr)
 	}

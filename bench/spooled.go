@@ -446,6 +446,7 @@ type sustainedResult struct {
 	FirstErr           string
 	Lat                pcts // enqueue (create sent) to start (claim answer received)
 	EnqLat             pcts // create sent to create answered: the enqueue's share of Lat
+	Claims             claimCounts
 	WaitMS             int
 }
 
@@ -570,5 +571,50 @@ func runSustained(ctx context.Context, s *server, producers, workers int, rate f
 	}
 	res.Lat = percentiles(lats)
 	res.EnqLat = percentiles(enqLats)
+	res.Claims = s.claimCounts()
 	return res
+}
+
+// claimCounts are the server's claim counters (spooled_claim_statements_total
+// and spooled_claim_probes_total, all queues): how many claim statements and
+// probes the jobs cost, and how many found nothing.
+type claimCounts struct {
+	Leased, EmptyStatements, Ready, EmptyProbes float64
+}
+
+// perJob gives the counts per job started.
+func (c claimCounts) perJob(jobs int64) string {
+	n := max(float64(jobs), 1)
+	return fmt.Sprintf("%.2f claim statements per job (%.2f of them leasing nothing), %.2f probes per job (%.2f finding the queue empty)",
+		(c.Leased+c.EmptyStatements)/n, c.EmptyStatements/n, (c.Ready+c.EmptyProbes)/n, c.EmptyProbes/n)
+}
+
+func (s *server) claimCounts() claimCounts {
+	var c claimCounts
+	mfs, err := s.app.MetricsRegistry().Gather()
+	if err != nil {
+		return c
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			outcome := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" {
+					outcome = l.GetValue()
+				}
+			}
+			v := m.GetCounter().GetValue()
+			switch mf.GetName() + "/" + outcome {
+			case "spooled_claim_statements_total/leased":
+				c.Leased += v
+			case "spooled_claim_statements_total/empty":
+				c.EmptyStatements += v
+			case "spooled_claim_probes_total/ready":
+				c.Ready += v
+			case "spooled_claim_probes_total/empty":
+				c.EmptyProbes += v
+			}
+		}
+	}
+	return c
 }

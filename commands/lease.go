@@ -81,6 +81,7 @@ func (s *Service) claim(ctx context.Context, orgID string, r ClaimRequest, secs 
 		if err != nil {
 			return nil, nil, fmt.Errorf("probe queue: %w", err)
 		}
+		s.observer.ClaimProbed(r.QueueName, p.Ready)
 		if !p.Ready {
 			return []queries.Job{}, &p, nil
 		}
@@ -126,6 +127,7 @@ func (s *Service) claimRequests(ctx context.Context, orgID, queue string, reqs [
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
+	s.observer.ClaimStatementRan(queue, len(rows) > 0)
 	dealt := make([][]queries.Job, len(reqs))
 	for _, row := range rows {
 		i := int(row.Req) - 1 // 1-based position in the arrays

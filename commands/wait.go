@@ -23,6 +23,13 @@ type Observer interface {
 	JobCompleted(queue string, ran time.Duration)
 	JobFailed(queue string)
 	JobsDeadLettered(queue string, n int)
+	// ClaimProbed reports a read of whether a queue holds a job a claim
+	// could take now (QueueClaimProbe), and its answer.
+	ClaimProbed(queue string, ready bool)
+	// ClaimStatementRan reports one claim statement (serving one or several
+	// coalesced requests) and whether it leased any job: statements that
+	// lease nothing are claims that lost a race or found a queue drained.
+	ClaimStatementRan(queue string, leased bool)
 }
 
 type noObserver struct{}
@@ -32,6 +39,8 @@ func (noObserver) JobClaimed(string, time.Duration)     {}
 func (noObserver) JobCompleted(string, time.Duration)   {}
 func (noObserver) JobFailed(string)                     {}
 func (noObserver) JobsDeadLettered(queue string, n int) {}
+func (noObserver) ClaimProbed(string, bool)             {}
+func (noObserver) ClaimStatementRan(string, bool)       {}
 
 // MaxClaimWait is the longest a claim may wait for work.
 const MaxClaimWait = 30 * time.Second
@@ -83,6 +92,7 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 			if err != nil {
 				return nil, fmt.Errorf("read next due time: %w", err)
 			}
+			s.observer.ClaimProbed(r.QueueName, p.Ready)
 			probed = &p
 		}
 		if due := probed.NextDue; !due.IsZero() { // the zero time: none waits

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spooled-go/spooled/commands"
@@ -120,6 +121,10 @@ const groupCommitFlushers = 2
 
 // Commands is the app's command service.
 func (a *App) Commands() *commands.Service { return a.cmd }
+
+// MetricsRegistry is the registry /metrics serves (the bench reads its
+// claim counters in-process).
+func (a *App) MetricsRegistry() *prometheus.Registry { return a.metrics.Registry }
 
 // Addr is where the API listens, once Start has returned.
 func (a *App) Addr() string { return a.ln.Addr().String() }

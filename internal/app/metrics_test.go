@@ -294,6 +294,10 @@ func TestMetrics(t *testing.T) {
 	if fail["will_retry"] != false {
 		t.Fatalf("fail answered %v, want no retry", fail)
 	}
+	// gamma holds nothing: its claim is answered by the probe alone.
+	if got := c.claim("gamma", "w-gamma", 1); len(got) != 0 {
+		t.Fatalf("claimed %v from an empty queue", got)
+	}
 	c.do("POST", "/api/v1/workers/register", map[string]any{"queue_name": "alpha", "hostname": "metrics-host"}, 201)
 	// Requests whose paths carry ids that must not become labels.
 	c.do("GET", "/api/v1/jobs/"+jobIDs[0], nil, 200)
@@ -337,6 +341,22 @@ func TestMetrics(t *testing.T) {
 			sc.expect(t, "spooled_jobs_enqueued_total", q("beta"), 4)
 			sc.expect(t, "spooled_jobs_claimed_total", q("alpha"), 3)
 			sc.expect(t, "spooled_jobs_claimed_total", q("beta"), 2)
+			// Each claim probed its queue; alpha's and beta's found jobs
+			// and ran one claim statement each, gamma's ran none.
+			qo := func(name, outcome string) map[string]string {
+				return map[string]string{"queue": name, "outcome": outcome}
+			}
+			sc.expect(t, "spooled_claim_probes_total", qo("alpha", "ready"), 1)
+			sc.expect(t, "spooled_claim_probes_total", qo("beta", "ready"), 1)
+			sc.expect(t, "spooled_claim_probes_total", qo("gamma", "empty"), 1)
+			sc.expect(t, "spooled_claim_statements_total", qo("alpha", "leased"), 1)
+			sc.expect(t, "spooled_claim_statements_total", qo("beta", "leased"), 1)
+			if s := sc.find("spooled_claim_statements_total", q("gamma")); len(s) != 0 {
+				t.Errorf("claim statements for the empty queue: %v, want none", s)
+			}
+			if n := sc.sum("spooled_claim_statements_total"); n != 2 {
+				t.Errorf("%v claim statements in all, want 2", n)
+			}
 			sc.expect(t, "spooled_jobs_completed_total", q("alpha"), 2)
 			if s := sc.find("spooled_jobs_completed_total", q("beta")); len(s) > 0 && s[0].value != 0 {
 				t.Errorf("beta completions %v, want none", s[0].value)
@@ -388,7 +408,7 @@ func TestMetrics(t *testing.T) {
 			}{
 				{"POST", "/api/v1/organizations", "201", 1},
 				{"POST", "/api/v1/jobs", "201", 9},
-				{"POST", "/api/v1/jobs/claim", "200", 2},
+				{"POST", "/api/v1/jobs/claim", "200", 3},
 				{"POST", "/api/v1/jobs/:id/complete", "200", 2},
 				{"POST", "/api/v1/jobs/:id/fail", "200", 1},
 				{"POST", "/api/v1/workers/register", "201", 1},
@@ -420,7 +440,7 @@ func TestMetrics(t *testing.T) {
 						t.Errorf("status label %q", s.labels["status"])
 					}
 				}
-				if q, ok := s.labels["queue"]; ok && q != "alpha" && q != "beta" {
+				if q, ok := s.labels["queue"]; ok && q != "alpha" && q != "beta" && q != "gamma" {
 					t.Errorf("%s has queue label %q", s.name, q)
 				}
 			}

@@ -28,6 +28,8 @@ type Metrics struct {
 	waitSeconds  *prometheus.HistogramVec
 	runSeconds   *prometheus.HistogramVec
 	requests     *prometheus.HistogramVec
+	claimProbes  *prometheus.CounterVec
+	claimStmts   *prometheus.CounterVec
 	natsUp       prometheus.Gauge
 	projLag      *prometheus.GaugeVec
 }
@@ -67,6 +69,14 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 			Name: "spooled_api_request_duration_seconds", Help: "REST API request duration.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route", "status"}),
+		claimProbes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spooled_claim_probes_total",
+			Help: "Reads of whether a queue holds a job a claim could take now, by answer (ready, empty).",
+		}, []string{"queue", "outcome"}),
+		claimStmts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spooled_claim_statements_total",
+			Help: "Claim statements run, by outcome: leased (some job) or empty (lost the race for the jobs, or the queue was drained).",
+		}, []string{"queue", "outcome"}),
 		natsUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spooled_nats_connected", Help: "1 while the NATS connection for wake-up hints is up.",
 		}),
@@ -76,7 +86,7 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 		}, []string{"projection"}),
 	}
 	reg.MustRegister(m.enqueued, m.claimed, m.completed, m.failed, m.deadlettered, m.waitSeconds,
-		m.runSeconds, m.requests, m.natsUp, m.projLag,
+		m.runSeconds, m.requests, m.claimProbes, m.claimStmts, m.natsUp, m.projLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
 		reg.MustRegister(&dbCollector{pool: pool, q: queries.New(), log: log})
@@ -107,6 +117,24 @@ func (m *Metrics) JobFailed(queue string) { m.failed.WithLabelValues(queue).Inc(
 // JobsDeadLettered counts jobs entering the dead-letter queue.
 func (m *Metrics) JobsDeadLettered(queue string, n int) {
 	m.deadlettered.WithLabelValues(queue).Add(float64(n))
+}
+
+// ClaimProbed counts a claim's probe of its queue.
+func (m *Metrics) ClaimProbed(queue string, ready bool) {
+	outcome := "empty"
+	if ready {
+		outcome = "ready"
+	}
+	m.claimProbes.WithLabelValues(queue, outcome).Inc()
+}
+
+// ClaimStatementRan counts a claim statement.
+func (m *Metrics) ClaimStatementRan(queue string, leased bool) {
+	outcome := "empty"
+	if leased {
+		outcome = "leased"
+	}
+	m.claimStmts.WithLabelValues(queue, outcome).Inc()
 }
 
 // Request observes one API request; route is the declared pattern.
