@@ -127,6 +127,59 @@ func TestWakeupsWakeOnePerJob(t *testing.T) {
 	}
 }
 
+// TestWakeupsIgnoreTheirOwnHints: the bus asks NATS not to send an
+// instance its own messages, and a hint that carries the instance's own
+// origin is ignored all the same (a server that echoes anyway, or a
+// relay), since its waiters were woken when the hint was raised.
+func TestWakeupsIgnoreTheirOwnHints(t *testing.T) {
+	t.Parallel()
+	a, _ := openHub(t)
+	_, busB := openHub(t)
+	org := "org_" + uuid.NewString()
+	// What a publishes, as another connection sees it.
+	heard := make(chan []byte, 1)
+	unsub, err := busB.Subscribe(busB.Subjects().Hint(org, "q"), func(_ string, data []byte) {
+		select {
+		case heard <- append([]byte(nil), data...):
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	// busB's subscription is in place once a marker it sends reaches a.
+	settle(t, busB, a, org)
+	onA := waitN(a, org, "q", 3)
+	for _, x := range onA {
+		defer x.cancel()
+	}
+
+	a.JobsAvailable(org, "q", 1)
+	var own []byte
+	select {
+	case own = <-heard:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a's hint never reached another connection")
+	}
+	if n, which := signalled(onA); n != 1 || which[0] != 0 {
+		t.Fatalf("raising the hint woke %v, want the first waiter", which)
+	}
+	// The same hint, origin and all, sent back to a from another
+	// connection, followed by a marker on that connection.
+	busB.Publish(busB.Subjects().Hint(org, "q"), own)
+	settle(t, busB, a, org)
+	if n, which := signalled(onA); n != 0 {
+		t.Fatalf("a's own hint coming back woke %v", which)
+	}
+	// A hint from another instance is heard.
+	busB.Publish(busB.Subjects().Hint(org, "q"), []byte("another-instance 1"))
+	settle(t, busB, a, org)
+	if n, _ := signalled(onA); n != 1 {
+		t.Fatalf("another instance's hint woke %d waiters, want 1", n)
+	}
+}
+
 // TestWakeupsPassOnUnreadSignal: a waiter that leaves without reading its
 // signal hands it to one that has none, so the hinted job is not left to
 // the fallback poll.
