@@ -38,6 +38,8 @@ type options struct {
 	riverPool                   int
 	riverOnly, e2eOnly          bool
 	sustainedOnly, singleOnly   bool
+	statementsOnly              bool
+	statementCycles             int
 	e2eModes                    string
 	deadline                    int64
 	quick                       bool
@@ -81,6 +83,8 @@ func main() {
 	flag.StringVar(&o.e2eModes, "e2e-modes", "each,batch", "with -e2e-only: which work-offs to run (each: a complete call per job; batch: POST /jobs/complete per claimed batch)")
 	flag.BoolVar(&o.sustainedOnly, "sustained-only", false, "run only the sustained scenario (with -workers, default 64, and -sustained-rate, default 300) and print its figures, its CPU and a CPU profile in -profile")
 	flag.BoolVar(&o.singleOnly, "single-only", false, "run only the commit ceiling and the single-enqueue scenario, with a CPU profile of the latter in -profile, and print their figures")
+	flag.BoolVar(&o.statementsOnly, "statements-only", false, "run only the statement costs (Postgres backend CPU per job of each statement of a job's life, one job and a hundred per statement) and print them")
+	flag.IntVar(&o.statementCycles, "statement-cycles", 3000, "statement costs: cycles of one job (a tenth as many of a hundred)")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
 	flag.Parse()
@@ -92,6 +96,7 @@ func main() {
 	if o.quick {
 		o.ceilingDur, o.enqueueDur, o.bulkDur, o.warm, o.sustainedDur = 2*time.Second, 3*time.Second, 2*time.Second, 500*time.Millisecond, 5*time.Second
 		o.jobs, o.probeJobs, o.probeWindow = 20_000, 10_000, 2*time.Second
+		o.statementCycles = 300
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -120,8 +125,9 @@ type report struct {
 	hwmKB              int64
 	goTotal            uint64
 	goHeap             uint64
-	sustained          sustainedResult // 3a: moderate load
-	sustainedHigh      sustainedResult // 3b: a quarter of capacity
+	sustained          sustainedResult  // 3a: moderate load
+	sustainedHigh      sustainedResult  // 3b: a quarter of capacity
+	statements         []statementCosts // 7: Postgres CPU per statement
 	batch              batchRun
 	riv                riverResult
 	pprofAll           string
@@ -180,6 +186,16 @@ func run(o options) error {
 		}
 		fmt.Printf("ceiling %s commits/s; single enqueue %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU bench process %.1f s, postgres %.1f s\n",
 			num(c.rate()), num(res.rate()), res.rate()/c.rate(), ms(res.Lat.P50), ms(res.Lat.P99), res.Errors, res.FirstErr, cpu.self, cpu.postgres)
+		return nil
+	}
+	if o.statementsOnly {
+		costs, err := statementCostRuns(ctx, o)
+		if err != nil {
+			return err
+		}
+		for _, c := range costs {
+			fmt.Println(statementCostsLine(c))
+		}
 		return nil
 	}
 	if o.sustainedOnly {
@@ -312,6 +328,15 @@ func run(o options) error {
 		progress("  %s jobs/s completed, enqueue-to-start p50 %s p95 %s p99 %s, backlog %d, %d errors %s",
 			num(float64(res.Completed)/o.sustainedDur.Seconds()), ms(res.Lat.P50), ms(res.Lat.P95), ms(res.Lat.P99),
 			res.Backlog, res.Errors, res.FirstErr)
+	}
+
+	// 7. Statement costs, on a server of their own.
+	progress("statement costs: %d cycles of one job, %d of a hundred", o.statementCycles, max(o.statementCycles/10, 1))
+	if r.statements, err = statementCostRuns(ctx, o); err != nil {
+		return err
+	}
+	for _, c := range r.statements {
+		progress("  %s", statementCostsLine(c))
 	}
 
 	doc := r.markdown()
@@ -547,6 +572,22 @@ func (r *report) markdown() string {
 	w("| ours ÷ River, work-off, batch completes (2e ÷ 4b) | %.2f× |", r.batch.Work.rate()/r.riv.workRate())
 	w("| ours ÷ River, insert (2a ÷ 4a) | %.2f× |", e2eInsert/r.riv.insertRate())
 	w("| single enqueues ÷ Postgres commit ceiling (1a ÷ 5) | **%.2f** |", r.single.rate()/r.ceiling.rate())
+	w("")
+	w("### 7. Postgres CPU per statement")
+	w("")
+	w("Each statement of a job's life on a connection of its own, backend CPU (utime + stime of its process) per job, in µs; the kernel's part in parentheses. " +
+		"One job per statement is what a moderate load runs (3a: group commit and claims serve one job at a time); a hundred is what the end-to-end runs do. " +
+		"On this VM these move by about a tenth between runs, where throughput moves by a third: `bin/spooled-bench -statements-only` judges a statement change.")
+	w("")
+	w("| jobs per statement | cycles | enqueue | probe | claim | complete | total |")
+	w("|---:|---:|---:|---:|---:|---:|---:|")
+	for _, c := range r.statements {
+		row := fmt.Sprintf("| %d | %d |", c.Jobs, c.Cycles)
+		for _, kind := range statementKinds {
+			row += fmt.Sprintf(" %.0f (%.0f) |", c.PerJob[kind], c.Kernel[kind])
+		}
+		w("%s **%.0f** |", row, c.total())
+	}
 	w("")
 	w("### Details")
 	w("")

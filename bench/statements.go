@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spooled-go/spooled/queries"
+)
+
+// ---- statement costs --------------------------------------------------------
+//
+// The Postgres CPU each statement of a job's life costs, read from its
+// backend's /proc/<pid>/stat. Throughput and latency on this shared VM move
+// by a third between runs; the CPU a backend spends on a statement moves by
+// about a tenth, so a statement change is judged here first. Each kind of
+// statement runs on a connection of its own, in cycles of one job (what a
+// moderate load looks like: group commit and claims serve one job at a
+// time) and of a hundred (the end-to-end runs), against a running server,
+// whose hot-table vacuum keeps the queue tables as they are in the other
+// scenarios.
+
+// statementKinds are the kinds measured, in the order of a job's life.
+var statementKinds = []string{"enqueue", "probe", "claim", "complete"}
+
+// statementCosts is backend CPU per job, in µs, by kind; Kernel is the part
+// of it spent in the kernel (sending results, writing and flushing WAL).
+type statementCosts struct {
+	Jobs, Cycles int
+	PerJob       map[string]float64
+	Kernel       map[string]float64
+}
+
+func (c statementCosts) total() float64 {
+	t := 0.0
+	for _, v := range c.PerJob {
+		t += v
+	}
+	return t
+}
+
+// backendCPU is the CPU a connection's backend has used so far, and the
+// part of it in the kernel.
+func backendCPU(c *pgx.Conn) (total, kernel time.Duration, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(c.PgConn().PID())) + "/stat")
+	if err != nil {
+		return 0, 0, fmt.Errorf("backend CPU (is Postgres on this machine?): %w", err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // f[0] is field 3
+	if len(f) < 13 {
+		return 0, 0, fmt.Errorf("backend CPU: short /proc stat %q", s)
+	}
+	const tick = 10 * time.Millisecond // USER_HZ 100
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * tick, time.Duration(k) * tick, nil
+}
+
+// runStatementCosts runs cycles of enqueue (JobEnqueueBatch), probe
+// (QueueClaimProbe), claim (the pipelined ClaimPlanPin, ClaimLocksMulti and
+// JobClaimMulti) and complete (JobCompleteBatch) of jobs jobs each, on s's
+// schema, and returns each kind's backend CPU per job.
+func runStatementCosts(ctx context.Context, s *server, jobs, cycles int) (statementCosts, error) {
+	res := statementCosts{Jobs: jobs, Cycles: cycles, PerJob: map[string]float64{}, Kernel: map[string]float64{}}
+	surl, err := schemaURL(s.dbURL, s.schema)
+	if err != nil {
+		return res, err
+	}
+	conns := map[string]*pgx.Conn{}
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close(context.Background())
+		}
+	}()
+	for _, kind := range statementKinds {
+		c, err := pgx.Connect(ctx, surl)
+		if err != nil {
+			return res, err
+		}
+		conns[kind] = c
+	}
+	q := queries.New()
+	const org, worker = "bench-statements", "statements-worker"
+	queue := "statements-" + strconv.Itoa(jobs)
+	payload := json.RawMessage(`{"to":"someone@example.com","n":1}`)
+	cycle := func() error {
+		p := queries.JobEnqueueBatchParams{OrganizationID: org, DefaultMaxRetries: 3, DefaultTimeoutSecs: 300, Actor: "bench"}
+		for range jobs {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return err
+			}
+			p.Ids = append(p.Ids, id)
+			p.QueueNames = append(p.QueueNames, queue)
+			p.Payloads = append(p.Payloads, payload)
+			p.Priorities = append(p.Priorities, 0)
+			p.MaxRetries = append(p.MaxRetries, -1)
+			p.TimeoutSeconds = append(p.TimeoutSeconds, -1)
+			p.ScheduledAts = append(p.ScheduledAts, time.Time{})
+			p.ExpiresAts = append(p.ExpiresAts, time.Time{})
+			p.Tags = append(p.Tags, nil)
+			p.ParentJobIds = append(p.ParentJobIds, uuid.UUID{})
+			p.CompletionWebhooks = append(p.CompletionWebhooks, "")
+			p.IdempotencyKeys = append(p.IdempotencyKeys, "")
+			p.ReplayOf = append(p.ReplayOf, uuid.UUID{})
+		}
+		if _, err := q.JobEnqueueBatch(ctx, conns["enqueue"], p); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+		pr, err := q.QueueClaimProbe(ctx, conns["probe"], queries.QueueClaimProbeParams{OrganizationID: org, QueueName: queue})
+		if err != nil || !pr.Ready {
+			return fmt.Errorf("probe: ready %v, %v", pr.Ready, err)
+		}
+		rows, err := q.ClaimMultiPipelined(ctx, conns["claim"],
+			queries.ClaimLocksMultiParams{OrganizationID: org, QueueName: queue, WorkerIds: []string{worker}},
+			queries.JobClaimMultiParams{WorkerIds: []string{worker}, Limits: []int32{int32(jobs)}, LeaseSecs: []int32{300},
+				Actors: []string{"worker:" + worker}, OrganizationID: org, QueueName: queue})
+		if err != nil || len(rows) != jobs {
+			return fmt.Errorf("claim: %d of %d jobs, %v", len(rows), jobs, err)
+		}
+		cp := queries.JobCompleteBatchParams{OrganizationID: org}
+		for _, r := range rows {
+			cp.JobIds = append(cp.JobIds, r.ID)
+			cp.WorkerIds = append(cp.WorkerIds, worker)
+			cp.LeaseIds = append(cp.LeaseIds, *r.LeaseID)
+			cp.Results = append(cp.Results, json.RawMessage(`{"ok":true}`))
+		}
+		done, err := q.JobCompleteBatch(ctx, conns["complete"], cp)
+		if err != nil || len(done) != jobs {
+			return fmt.Errorf("complete: %d of %d jobs, %v", len(done), jobs, err)
+		}
+		return nil
+	}
+	// Warm-up: statements prepared, plans cached, caches filled.
+	for range max(cycles/10, 10) {
+		if err := cycle(); err != nil {
+			return res, err
+		}
+	}
+	before, beforeKernel := map[string]time.Duration{}, map[string]time.Duration{}
+	for kind, c := range conns {
+		if before[kind], beforeKernel[kind], err = backendCPU(c); err != nil {
+			return res, err
+		}
+	}
+	for range cycles {
+		if err := cycle(); err != nil {
+			return res, err
+		}
+	}
+	for kind, c := range conns {
+		after, afterKernel, err := backendCPU(c)
+		if err != nil {
+			return res, err
+		}
+		n := float64(cycles * jobs)
+		res.PerJob[kind] = float64((after - before[kind]).Microseconds()) / n
+		res.Kernel[kind] = float64((afterKernel - beforeKernel[kind]).Microseconds()) / n
+	}
+	return res, nil
+}
+
+// statementCostRuns measures statements of one job and of a hundred, on a
+// server of its own.
+func statementCostRuns(ctx context.Context, o options) ([]statementCosts, error) {
+	s, err := startServer(ctx, o.db, "bench_statements")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	var out []statementCosts
+	for _, run := range []struct{ jobs, cycles int }{{1, o.statementCycles}, {100, max(o.statementCycles/10, 1)}} {
+		c, err := runStatementCosts(ctx, s, run.jobs, run.cycles)
+		if err != nil {
+			return nil, fmt.Errorf("statement costs, %d job(s) per statement: %w", run.jobs, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// statementCostsLine prints one run's figures.
+func statementCostsLine(c statementCosts) string {
+	var parts []string
+	for _, kind := range statementKinds {
+		parts = append(parts, fmt.Sprintf("%s %.0f (kernel %.0f)", kind, c.PerJob[kind], c.Kernel[kind]))
+	}
+	return fmt.Sprintf("%d job(s) per statement, %d cycles: Postgres CPU per job (µs): %s; total %.0f",
+		c.Jobs, c.Cycles, strings.Join(parts, ", "), c.total())
+}
