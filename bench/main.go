@@ -577,7 +577,8 @@ func (r *report) markdown() string {
 	w("")
 	w("Each statement of a job's life on a connection of its own, backend CPU (utime + stime of its process) per job, in µs; the kernel's part in parentheses. " +
 		"One job per statement is what a moderate load runs (3a: group commit and claims serve one job at a time); a hundred is what the end-to-end runs do. " +
-		"On this VM these move by about a tenth between runs, where throughput moves by a third: `bin/spooled-bench -statements-only` judges a statement change.")
+		"Back to back they move by under a tenth, where throughput moves by a third, though the machine's speed drifts over hours (the same statements cost a quarter less in one spell than in another): " +
+		"judge a statement change by alternated `bin/spooled-bench -statements-only` runs.")
 	w("")
 	w("| jobs per statement | cycles | enqueue | probe | claim | complete | total |")
 	w("|---:|---:|---:|---:|---:|---:|---:|")
