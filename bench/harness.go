@@ -320,41 +320,49 @@ func (s *memSampler) finish() (total, heap uint64) {
 // between two readings still count.
 type cpuTimes struct{ self, postgres float64 }
 
+// procStat is one process's /proc/<pid>/stat, times in seconds.
+type procStat struct {
+	comm, ppid   string
+	user, kernel float64 // utime, stime
+	children     float64 // cutime + cstime: reaped children
+}
+
+func readProcStat(pid string) (procStat, bool) {
+	const clk = 100.0 // USER_HZ on Linux
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return procStat{}, false
+	}
+	s := string(b)
+	l, r := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if l < 0 || r < l {
+		return procStat{}, false
+	}
+	f := strings.Fields(s[r+1:]) // f[0] is field 3 (state)
+	if len(f) < 15 {
+		return procStat{}, false
+	}
+	num := func(i int) float64 { v, _ := strconv.ParseFloat(f[i], 64); return v / clk }
+	return procStat{comm: s[l+1 : r], ppid: f[1], user: num(11), kernel: num(12), children: num(13) + num(14)}, true
+}
+
 func readCPU() cpuTimes {
 	var c cpuTimes
-	const clk = 100.0 // USER_HZ on Linux
-	parse := func(pid string) (comm string, ppid string, own, children float64, ok bool) {
-		b, err := os.ReadFile("/proc/" + pid + "/stat")
-		if err != nil {
-			return "", "", 0, 0, false
-		}
-		s := string(b)
-		l, r := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if l < 0 || r < l {
-			return "", "", 0, 0, false
-		}
-		f := strings.Fields(s[r+1:]) // f[0] is field 3 (state)
-		if len(f) < 15 {
-			return "", "", 0, 0, false
-		}
-		num := func(i int) float64 { v, _ := strconv.ParseFloat(f[i], 64); return v }
-		return s[l+1 : r], f[1], (num(11) + num(12)) / clk, (num(13) + num(14)) / clk, true
-	}
-	if _, _, own, _, ok := parse("self"); ok {
-		c.self = own
+	if p, ok := readProcStat("self"); ok {
+		c.self = p.user + p.kernel
 	}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		comm, ppid, own, children, ok := parse(e.Name())
-		if !ok || !strings.HasPrefix(comm, "postgres") {
+		p, ok := readProcStat(e.Name())
+		if !ok || !strings.HasPrefix(p.comm, "postgres") {
 			continue
 		}
-		c.postgres += own
-		if pcomm, _, _, _, ok := parse(ppid); !ok || !strings.HasPrefix(pcomm, "postgres") {
-			c.postgres += children // the postmaster: its exited backends
+		c.postgres += p.user + p.kernel
+		if parent, ok := readProcStat(p.ppid); !ok || !strings.HasPrefix(parent.comm, "postgres") {
+			c.postgres += p.children // the postmaster: its exited backends
 		}
 	}
 	return c

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -49,19 +48,12 @@ func (c statementCosts) total() float64 {
 // backendCPU is the CPU a connection's backend has used so far, and the
 // part of it in the kernel.
 func backendCPU(c *pgx.Conn) (total, kernel time.Duration, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(c.PgConn().PID())) + "/stat")
-	if err != nil {
-		return 0, 0, fmt.Errorf("backend CPU (is Postgres on this machine?): %w", err)
+	p, ok := readProcStat(strconv.Itoa(int(c.PgConn().PID())))
+	if !ok {
+		return 0, 0, fmt.Errorf("backend CPU: no /proc entry for backend %d (is Postgres on this machine?)", c.PgConn().PID())
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // f[0] is field 3
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("backend CPU: short /proc stat %q", s)
-	}
-	const tick = 10 * time.Millisecond // USER_HZ 100
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	k, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+k) * tick, time.Duration(k) * tick, nil
+	sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+	return sec(p.user + p.kernel), sec(p.kernel), nil
 }
 
 // runStatementCosts runs cycles of enqueue (JobEnqueueBatch), probe
