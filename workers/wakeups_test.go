@@ -81,9 +81,16 @@ func signalled(ws []waiting) (n int, which []int) {
 // connection's order for each subscriber.
 func settle(t *testing.T, from *natsbus.Bus, to *workers.Wakeups, org string) {
 	t.Helper()
+	settleIn(t, from, from.Subjects(), to, org)
+}
+
+// settleIn is settle for a receiver in another deployment: the marker goes
+// to the subject in that deployment's namespace.
+func settleIn(t *testing.T, from *natsbus.Bus, subjects natsbus.Subjects, to *workers.Wakeups, org string) {
+	t.Helper()
 	marker, cancel := to.Wait(org, "marker")
 	defer cancel()
-	from.Publish(from.Subjects().Hint(org, "marker"), []byte("a-third-instance 1"))
+	from.Publish(subjects.Hint(org, "marker"), []byte("a-third-instance 1"))
 	select {
 	case <-marker:
 	case <-time.After(5 * time.Second):
@@ -230,14 +237,7 @@ func TestWakeupsStayInTheirNamespace(t *testing.T) {
 	// A marker in staging's namespace, sent on prod's connection after
 	// prod's hints: once staging has it, it has had every hint of prod's
 	// it would ever get.
-	marker, stopMarker := staging.Wait(org, "marker")
-	defer stopMarker()
-	busProd.Publish(busStaging.Subjects().Hint(org, "marker"), []byte("a-third-instance 1"))
-	select {
-	case <-marker:
-	case <-time.After(5 * time.Second):
-		t.Fatal("marker hint never reached staging")
-	}
+	settleIn(t, busProd, busStaging.Subjects(), staging, org)
 	if n, _ := signalled(onProd2); n != 1 {
 		t.Fatal("an instance of the same deployment missed the hint")
 	}
