@@ -113,11 +113,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 }
 
 // groupCommitFlushers is how many coalesced statements of one kind may run
-// at once. Two: one commits while the next gathers, so batches stay large.
-// More flushers split the same requests into smaller statements: 32 clients
-// of single enqueues made 6,900 jobs/s with five (the old pool/4) and
-// 7,700-9,800 with one or two (make bench -single-only).
-const groupCommitFlushers = 2
+// at once. One: while it commits, the next requests gather, so each
+// statement carries all that arrived during the last one. A second flusher
+// splits the same requests into statements half the size, and on two cores
+// the per-statement work (executor start, commit, the round trip) is what
+// runs out: 32 clients of single enqueues made 13,057-14,809 jobs/s with two
+// and 17,025-17,856 with one (three alternated pairs of
+// bin/spooled-bench -single-only), with Postgres CPU per job down a fifth;
+// enqueue-to-start at 500 jobs/s was unchanged (p50 1.08-1.17 ms both).
+const groupCommitFlushers = 1
 
 // Commands is the app's command service.
 func (a *App) Commands() *commands.Service { return a.cmd }
