@@ -25,6 +25,7 @@ import (
 type options struct {
 	db, out, profile            string
 	ceilingDur, enqueueDur      time.Duration
+	floorDur                    time.Duration
 	bulkDur, warm, sustainedDur time.Duration
 	budget                      time.Duration
 	jobs, probeJobs, workers    int
@@ -58,6 +59,7 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "profiles/e2e.pprof", "CPU profile of the end-to-end run")
 	flag.DurationVar(&o.ceilingDur, "ceiling-duration", 8*time.Second, "Postgres commit ceiling window")
 	flag.DurationVar(&o.enqueueDur, "enqueue-duration", 10*time.Second, "single POST /jobs window")
+	flag.DurationVar(&o.floorDur, "floor-duration", 5*time.Second, "HTTP floor window (1c: refused POST /jobs)")
 	flag.DurationVar(&o.bulkDur, "bulk-duration", 8*time.Second, "POST /jobs/bulk window")
 	flag.DurationVar(&o.warm, "warmup", time.Second, "warm-up before each timed window (not counted)")
 	flag.DurationVar(&o.sustainedDur, "sustained-duration", 30*time.Second, "sustained producers+workers window")
@@ -95,6 +97,7 @@ func main() {
 	}
 	if o.quick {
 		o.ceilingDur, o.enqueueDur, o.bulkDur, o.warm, o.sustainedDur = 2*time.Second, 3*time.Second, 2*time.Second, 500*time.Millisecond, 5*time.Second
+		o.floorDur = 2 * time.Second
 		o.jobs, o.probeJobs, o.probeWindow = 20_000, 10_000, 2*time.Second
 		o.statementCycles = 300
 	}
@@ -111,7 +114,11 @@ type report struct {
 	pg                 pgFacts
 	river              string
 	ceiling            loopResult
+	ceilingCPU         cpuTimes
 	single             loopResult
+	singleCPU          cpuTimes
+	httpFloor          loopResult // 1c
+	httpFloorCPU       cpuTimes
 	bulk               loopResult
 	probe              []probeRow
 	workers            int
@@ -170,22 +177,30 @@ func run(o options) error {
 	}
 
 	if o.singleOnly {
+		cpu0 := readCPU()
 		c, err := runCeiling(ctx, o.db, "bench_ceiling", o.clients, o.warm, o.ceilingDur)
 		if err != nil {
 			return err
 		}
+		ceilingCPU := readCPU().sub(cpu0)
 		s, err := startServer(ctx, o.db, "bench_single")
 		if err != nil {
 			return err
 		}
 		var res loopResult
 		cpu, err := profiled(o.profile, func() { res = runSingleEnqueue(ctx, s, o.clients, o.warm, o.enqueueDur) })
-		s.close()
 		if err != nil {
+			s.close()
 			return err
 		}
-		fmt.Printf("ceiling %s commits/s; single enqueue %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU bench process %.1f s, postgres %.1f s\n",
-			num(c.rate()), num(res.rate()), res.rate()/c.rate(), ms(res.Lat.P50), ms(res.Lat.P99), res.Errors, res.FirstErr, cpu.self, cpu.postgres)
+		cpu0 = readCPU()
+		floor := runHTTPFloor(ctx, s, o.clients, o.warm, o.floorDur)
+		floorCPU := readCPU().sub(cpu0)
+		s.close()
+		fmt.Printf("ceiling %s commits/s (CPU per commit: %s); single enqueue %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU bench process %.1f s, postgres %.1f s (per job: %s)\n",
+			num(c.rate()), cpuPerOp(ceilingCPU, c), num(res.rate()), res.rate()/c.rate(), ms(res.Lat.P50), ms(res.Lat.P99), res.Errors, res.FirstErr, cpu.self, cpu.postgres, cpuPerOp(cpu, res))
+		fmt.Printf("HTTP floor (refused before the database) %s requests/s (%.2f of the ceiling), p50 %s, %d errors %s; CPU per request: %s\n",
+			num(floor.rate()), floor.rate()/c.rate(), ms(floor.Lat.P50), floor.Errors, floor.FirstErr, cpuPerOp(floorCPU, floor))
 		return nil
 	}
 	if o.statementsOnly {
@@ -249,9 +264,11 @@ func run(o options) error {
 
 	// 5. The Postgres ceiling first, on a quiet database.
 	progress("ceiling: %d connections, autocommit single-row INSERT, %s", o.clients, o.ceilingDur)
+	cpu0 := readCPU()
 	if r.ceiling, err = runCeiling(ctx, o.db, "bench_ceiling", o.clients, o.warm, o.ceilingDur); err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
+	r.ceilingCPU = readCPU().sub(cpu0)
 	progress("  %s commits/s, p50 %s p99 %s", num(r.ceiling.rate()), ms(r.ceiling.Lat.P50), ms(r.ceiling.Lat.P99))
 
 	// 1. Enqueue: single, then bulk, each on a fresh schema.
@@ -260,9 +277,16 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	cpu0 = readCPU()
 	r.single = runSingleEnqueue(ctx, s, o.clients, o.warm, o.enqueueDur)
-	s.close()
+	r.singleCPU = readCPU().sub(cpu0)
 	progress("  %s jobs/s, p50 %s p95 %s p99 %s, %d errors %s", num(r.single.rate()), ms(r.single.Lat.P50), ms(r.single.Lat.P95), ms(r.single.Lat.P99), r.single.Errors, r.single.FirstErr)
+	progress("enqueue: the same requests without credentials (HTTP floor), %d clients, %s", o.clients, o.floorDur)
+	cpu0 = readCPU()
+	r.httpFloor = runHTTPFloor(ctx, s, o.clients, o.warm, o.floorDur)
+	r.httpFloorCPU = readCPU().sub(cpu0)
+	s.close()
+	progress("  %s requests/s, p50 %s, %d errors %s", num(r.httpFloor.rate()), ms(r.httpFloor.Lat.P50), r.httpFloor.Errors, r.httpFloor.FirstErr)
 
 	progress("enqueue: POST /api/v1/jobs/bulk of 100, %d clients, %s", o.bulkClients, o.bulkDur)
 	if s, err = startServer(ctx, o.db, "bench_bulk"); err != nil {
@@ -539,6 +563,8 @@ func (r *report) markdown() string {
 	w("|---|---|---|---|---:|---:|---:|---:|---:|")
 	w("| 1a | single enqueue `POST /api/v1/jobs` | spooled | %d clients, %s (after %s warm-up) | **%s jobs/s** | %s | %s | %s | %d |",
 		r.single.Clients, o.enqueueDur, o.warm, num(r.single.rate()), ms(r.single.Lat.P50), ms(r.single.Lat.P95), ms(r.single.Lat.P99), r.single.Errors)
+	w("| 1c | HTTP floor: 1a's requests without credentials, refused (401) before any database work | spooled | %d clients, %s | **%s requests/s** | %s | %s | %s | %d |",
+		r.httpFloor.Clients, o.floorDur, num(r.httpFloor.rate()), ms(r.httpFloor.Lat.P50), ms(r.httpFloor.Lat.P95), ms(r.httpFloor.Lat.P99), r.httpFloor.Errors)
 	w("| 1b | bulk enqueue `POST /api/v1/jobs/bulk` × 100 | spooled | %d clients, %s; latency per call | **%s jobs/s** | %s | %s | %s | %d |",
 		r.bulk.Clients, o.bulkDur, num(r.bulk.rate()), ms(r.bulk.Lat.P50), ms(r.bulk.Lat.P95), ms(r.bulk.Lat.P99), r.bulk.Errors)
 	w("| 2a | end to end: insert %s jobs | spooled | bulk × 100, %d clients | %s jobs/s | | | | |", num(float64(o.jobs)), o.inserters, num(e2eInsert))
@@ -572,6 +598,8 @@ func (r *report) markdown() string {
 	w("| ours ÷ River, work-off, batch completes (2e ÷ 4b) | %.2f× |", r.batch.Work.rate()/r.riv.workRate())
 	w("| ours ÷ River, insert (2a ÷ 4a) | %.2f× |", e2eInsert/r.riv.insertRate())
 	w("| single enqueues ÷ Postgres commit ceiling (1a ÷ 5) | **%.2f** |", r.single.rate()/r.ceiling.rate())
+	w("| HTTP floor ÷ Postgres commit ceiling (1c ÷ 5; 1a ÷ 5 stays below it) | %.2f |", r.httpFloor.rate()/r.ceiling.rate())
+	w("| single enqueues ÷ HTTP floor (1a ÷ 1c) | %.2f |", r.single.rate()/r.httpFloor.rate())
 	w("")
 	w("### 7. Postgres CPU per statement")
 	w("")
@@ -603,6 +631,9 @@ func (r *report) markdown() string {
 		w("Worker count %d was given with -workers (no probe).", r.workers)
 	}
 	w("")
+	w("- CPU per operation over each window (warm-up included, so a little high): a commit of the ceiling (5) %s; a single enqueue (1a) %s; a refused request (1c) %s. "+
+		"Server, clients and Postgres share the two cores, so 1a can pass 5 only if a whole enqueue (1c's request, its JSON, the group commit, its share of a statement) costs less CPU than one of the ceiling's commits.",
+		cpuPerOp(r.ceilingCPU, r.ceiling), cpuPerOp(r.singleCPU, r.single), cpuPerOp(r.httpFloorCPU, r.httpFloor))
 	w("- End to end: %s; %d claim calls (%.1f jobs per claim)%s.", r.e2eCheck, r.e2e.Claims, float64(r.e2e.Done)/max(float64(r.e2e.Claims), 1), errNote(r.e2e.FirstErr))
 	ncpu := float64(atoiOr(r.m.NProc, 1))
 	w("- CPU, spooled insert (%s wall, %.1f core-seconds available): bench process (server + HTTP clients) %.1f s, all postgres processes %.1f s.",
@@ -629,8 +660,8 @@ func (r *report) markdown() string {
 		ms(r.sustained.EnqLat.P50), ms(r.sustained.EnqLat.P95), r.sustained.Claims.perJob(r.sustained.Started),
 		num(float64(hi.Enqueued)), num(float64(hi.Started)), hi.Backlog, num(float64(hi.Lat.N)), errNote(hi.FirstErr),
 		ms(hi.EnqLat.P50), ms(hi.EnqLat.P95), hi.Claims.perJob(hi.Started))
-	if r.single.FirstErr != "" || r.bulk.FirstErr != "" {
-		w("- First errors: single %q, bulk %q.", r.single.FirstErr, r.bulk.FirstErr)
+	if r.single.FirstErr != "" || r.bulk.FirstErr != "" || r.httpFloor.FirstErr != "" {
+		w("- First errors: single %q, bulk %q, HTTP floor %q.", r.single.FirstErr, r.bulk.FirstErr, r.httpFloor.FirstErr)
 	}
 	for _, n := range r.notes {
 		w("- %s", n)
@@ -693,6 +724,14 @@ func atoiOr(s string, def int) int {
 
 // profiled runs fn under a CPU profile written to path and returns the
 // CPU that this process and Postgres spent meanwhile.
+// cpuPerOp is CPU per operation of a closed loop: the bench process (server
+// and clients) and Postgres. Operations of the warm-up and the last
+// unfinished ones are not counted, so it reads a little high.
+func cpuPerOp(c cpuTimes, r loopResult) string {
+	n := float64(max(r.Units, 1))
+	return fmt.Sprintf("bench process %.0f µs, postgres %.0f µs", c.self/n*1e6, c.postgres/n*1e6)
+}
+
 func profiled(path string, fn func()) (cpuTimes, error) {
 	pf, err := os.Create(path)
 	if err != nil {

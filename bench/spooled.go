@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"runtime/pprof"
@@ -188,8 +190,33 @@ func runSingleEnqueue(ctx context.Context, s *server, clients int, warm, dur tim
 	a := newAPI(s.base, s.key, clients)
 	defer a.close()
 	return closedLoop(ctx, clients, warm, dur, func(ctx context.Context, g, i int) (int, error) {
-		body := []byte(`{"queue_name":"bench-single","payload":{"g":` + strconv.Itoa(g) + `,"n":` + strconv.Itoa(i) + `}}`)
-		return 1, a.post(ctx, "/api/v1/jobs", body, nil)
+		return 1, a.post(ctx, "/api/v1/jobs", singleBody(g, i), nil)
+	})
+}
+
+func singleBody(g, i int) []byte {
+	return []byte(`{"queue_name":"bench-single","payload":{"g":` + strconv.Itoa(g) + `,"n":` + strconv.Itoa(i) + `}}`)
+}
+
+// runHTTPFloor is scenario 1c: the clients of 1a send the same request
+// without credentials, which the server answers 401 before any database
+// work. Its rate is what HTTP alone allows on this machine, server and
+// clients sharing the cores: no single enqueue can go faster, whatever
+// the database does.
+func runHTTPFloor(ctx context.Context, s *server, clients int, warm, dur time.Duration) loopResult {
+	a := newAPI(s.base, "", clients)
+	defer a.close()
+	return closedLoop(ctx, clients, warm, dur, func(ctx context.Context, g, i int) (int, error) {
+		err := a.post(ctx, "/api/v1/jobs", singleBody(g, i), nil)
+		var he *httpError
+		switch {
+		case errors.As(err, &he) && he.Status == http.StatusUnauthorized:
+			return 1, nil
+		case err == nil:
+			return 0, errors.New("an enqueue without credentials was accepted")
+		default:
+			return 0, err
+		}
 	})
 }
 
