@@ -563,10 +563,10 @@ func (r *report) markdown() string {
 	w("|---|---|---|---|---:|---:|---:|---:|---:|")
 	w("| 1a | single enqueue `POST /api/v1/jobs` | spooled | %d clients, %s (after %s warm-up) | **%s jobs/s** | %s | %s | %s | %d |",
 		r.single.Clients, o.enqueueDur, o.warm, num(r.single.rate()), ms(r.single.Lat.P50), ms(r.single.Lat.P95), ms(r.single.Lat.P99), r.single.Errors)
-	w("| 1c | HTTP floor: 1a's requests without credentials, refused (401) before any database work | spooled | %d clients, %s | **%s requests/s** | %s | %s | %s | %d |",
-		r.httpFloor.Clients, o.floorDur, num(r.httpFloor.rate()), ms(r.httpFloor.Lat.P50), ms(r.httpFloor.Lat.P95), ms(r.httpFloor.Lat.P99), r.httpFloor.Errors)
 	w("| 1b | bulk enqueue `POST /api/v1/jobs/bulk` × 100 | spooled | %d clients, %s; latency per call | **%s jobs/s** | %s | %s | %s | %d |",
 		r.bulk.Clients, o.bulkDur, num(r.bulk.rate()), ms(r.bulk.Lat.P50), ms(r.bulk.Lat.P95), ms(r.bulk.Lat.P99), r.bulk.Errors)
+	w("| 1c | HTTP floor: 1a's requests without credentials, refused (401) before any database work | spooled | %d clients, %s | **%s requests/s** | %s | %s | %s | %d |",
+		r.httpFloor.Clients, o.floorDur, num(r.httpFloor.rate()), ms(r.httpFloor.Lat.P50), ms(r.httpFloor.Lat.P95), ms(r.httpFloor.Lat.P99), r.httpFloor.Errors)
 	w("| 2a | end to end: insert %s jobs | spooled | bulk × 100, %d clients | %s jobs/s | | | | |", num(float64(o.jobs)), o.inserters, num(e2eInsert))
 	w("| 2b | end to end: work-off | spooled | %d workers; claim `limit 100`, `complete` each (worker_id + lease_id) | **%s jobs/s** | | | | %d%s |",
 		r.workers, num(r.e2e.rate()), r.e2e.Errors, timedOut(r.e2e.TimedOut))
