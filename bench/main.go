@@ -84,7 +84,7 @@ func main() {
 	flag.BoolVar(&o.e2eOnly, "e2e-only", false, "run only our end-to-end scenario (with -workers, default 64) and print its figures and Postgres activity (for tuning the server; writes no results file)")
 	flag.StringVar(&o.e2eModes, "e2e-modes", "each,batch", "with -e2e-only: which work-offs to run (each: a complete call per job; batch: POST /jobs/complete per claimed batch)")
 	flag.BoolVar(&o.sustainedOnly, "sustained-only", false, "run only the sustained scenario (with -workers, default 64, and -sustained-rate, default 300) and print its figures, its CPU and a CPU profile in -profile")
-	flag.BoolVar(&o.singleOnly, "single-only", false, "run only the commit ceiling and the single-enqueue scenario, with a CPU profile of the latter in -profile, and print their figures")
+	flag.BoolVar(&o.singleOnly, "single-only", false, "run only the commit ceiling, the single-enqueue scenario (with a CPU profile in -profile) and the HTTP floor (1c), and print their figures")
 	flag.BoolVar(&o.statementsOnly, "statements-only", false, "run only the statement costs (Postgres backend CPU per job of each statement of a job's life, one job and a hundred per statement) and print them")
 	flag.IntVar(&o.statementCycles, "statement-cycles", 3000, "statement costs: cycles of one job (a tenth as many of a hundred)")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
