@@ -36,7 +36,7 @@ func TestClaimAndCompleteAreHOTUpdates(t *testing.T) {
 		}
 	}
 
-	updates, hot := jobsUpdates(e, 2*n)
+	updates, hot := tableUpdates(e, "jobs", 2*n)
 	if updates != 2*n {
 		t.Fatalf("jobs saw %d updates, want %d (a claim and a complete per job)", updates, 2*n)
 	}
@@ -67,7 +67,7 @@ func TestWholePageClaimsStayHOT(t *testing.T) {
 	if jobs := e.claim("pages", "w", n); len(jobs) != n {
 		t.Fatalf("claimed %d of %d", len(jobs), n)
 	}
-	updates, hot := jobsUpdates(e, n)
+	updates, hot := tableUpdates(e, "jobs", n)
 	if updates != n {
 		t.Fatalf("jobs saw %d updates, want %d (one claim per job)", updates, n)
 	}
@@ -76,14 +76,53 @@ func TestWholePageClaimsStayHOT(t *testing.T) {
 	}
 }
 
-// jobsUpdates reads how many updates jobs has seen and how many of them
-// were HOT, once at least want are counted (or after 30 s): Postgres
-// reports table statistics when backends go idle, after a delay.
-func jobsUpdates(e *env, want int64) (updates, hot int64) {
+// TestLeaseRenewalsAreHOT: a renewal changes only lease_expires_at, which
+// no index of processing_jobs covers (sql/0014_processing_lease_index.sql),
+// so every renewal can be heap-only. Workers of long jobs renew all the
+// time; with an index on the expiry each renewal put a new entry into every
+// index of the table.
+func TestLeaseRenewalsAreHOT(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n, renewals = 3, 4
+	batch := make([]commands.NewJob, n)
+	for i := range batch {
+		batch[i] = commands.NewJob{QueueName: "renew", Payload: payload(i)}
+	}
+	if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
+		t.Fatal(err)
+	}
+	jobs := e.claim("renew", "w", n)
+	if len(jobs) != n {
+		t.Fatalf("claimed %d of %d", len(jobs), n)
+	}
+	for r := range renewals {
+		// A new expiry each round: an update that leaves an indexed value
+		// as it was can be HOT even under an index on it.
+		for _, j := range jobs {
+			if _, err := e.svc.RenewLease(e.ctx, e.actor.OrgID, commands.LeaseRef{JobID: j.ID.String(), WorkerID: "w", LeaseID: j.LeaseID}, 60+r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	updates, hot := tableUpdates(e, "processing_jobs", n*renewals)
+	if updates != n*renewals {
+		t.Fatalf("processing_jobs saw %d updates, want %d (one per renewal)", updates, n*renewals)
+	}
+	if hot != updates {
+		t.Fatalf("%d of %d lease renewals were HOT, want all", hot, updates)
+	}
+}
+
+// tableUpdates reads how many updates a table of e's schema has seen and
+// how many of them were HOT, once at least want are counted (or after
+// 30 s): Postgres reports table statistics when backends go idle, after a
+// delay.
+func tableUpdates(e *env, table string, want int64) (updates, hot int64) {
 	e.t.Helper()
 	eventually(30*time.Second, func() bool {
 		err := e.pool.QueryRow(e.ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
-			WHERE relid = 'jobs'::regclass`).Scan(&updates, &hot)
+			WHERE relid = $1::regclass`, table).Scan(&updates, &hot)
 		if err != nil {
 			e.t.Fatal(err)
 		}

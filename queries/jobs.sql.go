@@ -392,8 +392,9 @@ WITH held AS MATERIALIZED (
     -- The leases named, found by primary key alone (MATERIALIZED keeps the
     -- checks below out of this scan): with the lease checks in the scan,
     -- statistics of a nearly empty table led the planner through
-    -- processing_jobs_worker_idx or _lease_idx, reading every lease of the
-    -- organization (45,000 entries) to complete 100 jobs.
+    -- processing_jobs_worker_idx (or the lease index, since dropped),
+    -- reading every lease of the organization (45,000 entries) to complete
+    -- 100 jobs.
     SELECT p.job_id, p.organization_id, p.worker_id, p.lease_id, p.lease_expires_at,
            array_position($1::uuid[], p.job_id) AS item
     FROM processing_jobs p
