@@ -518,10 +518,27 @@ SELECT count(*)::bigint FROM purged;
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
 ), stale AS (
+    -- The candidates come from one of two reads, chosen by whether worker_id
+    -- is set: a test of parameters alone, so even the generic plan runs only
+    -- the read that applies. The sweep reads the table (no index covers the
+    -- expiry: sql/0014_processing_lease_index.sql); a worker's release reads
+    -- processing_jobs_worker_idx. As one OR over a single scan, the generic
+    -- plan read the whole table for a worker's few leases too. Locking
+    -- re-checks the conditions on each row's current version, so a lease
+    -- renewed or finished meanwhile is passed by.
     SELECT p.job_id
     FROM processing_jobs p
-    WHERE (sqlc.narg('worker_id')::text IS NULL AND p.lease_expires_at <= (SELECT ts FROM clock))
-       OR (p.organization_id = sqlc.narg('organization_id')::text AND p.worker_id = sqlc.narg('worker_id')::text)
+    WHERE p.job_id = ANY(ARRAY(
+              (SELECT h.job_id FROM processing_jobs h
+               WHERE sqlc.narg('worker_id')::text IS NULL AND h.lease_expires_at <= (SELECT ts FROM clock)
+               ORDER BY h.lease_expires_at
+               LIMIT sqlc.arg('max_jobs'))
+              UNION ALL
+              SELECT h.job_id FROM processing_jobs h
+              WHERE h.organization_id = sqlc.narg('organization_id')::text
+                AND h.worker_id = sqlc.narg('worker_id')::text))
+      AND ((sqlc.narg('worker_id')::text IS NULL AND p.lease_expires_at <= (SELECT ts FROM clock))
+           OR (p.organization_id = sqlc.narg('organization_id')::text AND p.worker_id = sqlc.narg('worker_id')::text))
     ORDER BY p.lease_expires_at
     LIMIT sqlc.arg('max_jobs')
     FOR UPDATE SKIP LOCKED

@@ -681,12 +681,29 @@ const jobExpireLeases = `-- name: JobExpireLeases :many
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS ts
 ), stale AS (
+    -- The candidates come from one of two reads, chosen by whether worker_id
+    -- is set: a test of parameters alone, so even the generic plan runs only
+    -- the read that applies. The sweep reads the table (no index covers the
+    -- expiry: sql/0014_processing_lease_index.sql); a worker's release reads
+    -- processing_jobs_worker_idx. As one OR over a single scan, the generic
+    -- plan read the whole table for a worker's few leases too. Locking
+    -- re-checks the conditions on each row's current version, so a lease
+    -- renewed or finished meanwhile is passed by.
     SELECT p.job_id
     FROM processing_jobs p
-    WHERE ($2::text IS NULL AND p.lease_expires_at <= (SELECT ts FROM clock))
-       OR (p.organization_id = $3::text AND p.worker_id = $2::text)
+    WHERE p.job_id = ANY(ARRAY(
+              (SELECT h.job_id FROM processing_jobs h
+               WHERE $2::text IS NULL AND h.lease_expires_at <= (SELECT ts FROM clock)
+               ORDER BY h.lease_expires_at
+               LIMIT $3)
+              UNION ALL
+              SELECT h.job_id FROM processing_jobs h
+              WHERE h.organization_id = $4::text
+                AND h.worker_id = $2::text))
+      AND (($2::text IS NULL AND p.lease_expires_at <= (SELECT ts FROM clock))
+           OR (p.organization_id = $4::text AND p.worker_id = $2::text))
     ORDER BY p.lease_expires_at
-    LIMIT $4
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), expired AS (
     DELETE FROM processing_jobs p
@@ -743,8 +760,8 @@ SELECT id, organization_id, queue_name, status FROM requeued
 type JobExpireLeasesParams struct {
 	Now            *time.Time
 	WorkerID       *string
-	OrganizationID *string
 	MaxJobs        int32
+	OrganizationID *string
 	RetryError     string
 	ExhaustedError string
 	Actor          string
@@ -768,8 +785,8 @@ func (q *Queries) JobExpireLeases(ctx context.Context, db DBTX, arg JobExpireLea
 	rows, err := db.Query(ctx, jobExpireLeases,
 		arg.Now,
 		arg.WorkerID,
-		arg.OrganizationID,
 		arg.MaxJobs,
+		arg.OrganizationID,
 		arg.RetryError,
 		arg.ExhaustedError,
 		arg.Actor,

@@ -9,6 +9,7 @@ var (
 	ClaimPlanPinSQL       = claimPlanPin
 	JobClaimMultiSQL      = jobClaimMulti
 	JobCompleteBatchSQL   = jobCompleteBatch
+	JobExpireLeasesSQL    = jobExpireLeases
 	QueueClaimProbeSQL    = queueClaimProbe
 	StatsOldestWaitingSQL = statsOldestWaiting
 )
