@@ -117,6 +117,8 @@ type report struct {
 	ceilingCPU         cpuTimes
 	single             loopResult
 	singleCPU          cpuTimes
+	singleStatements   uint64     // group-commit statements of 1a
+	singleRequests     float64    // and the requests they served
 	httpFloor          loopResult // 1c
 	httpFloorCPU       cpuTimes
 	bulk               loopResult
@@ -193,12 +195,14 @@ func run(o options) error {
 			s.close()
 			return err
 		}
+		statements, requests := s.groupCommits("enqueue")
 		cpu0 = readCPU()
 		floor := runHTTPFloor(ctx, s, o.clients, o.warm, o.floorDur)
 		floorCPU := readCPU().sub(cpu0)
 		s.close()
 		fmt.Printf("ceiling %s commits/s (CPU per commit: %s); single enqueue %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU bench process %.1f s, postgres %.1f s (per job: %s)\n",
 			num(c.rate()), cpuPerOp(ceilingCPU, c), num(res.rate()), res.rate()/c.rate(), ms(res.Lat.P50), ms(res.Lat.P99), res.Errors, res.FirstErr, cpu.self, cpu.postgres, cpuPerOp(cpu, res))
+		fmt.Printf("single enqueues: %s\n", groupCommitLine(statements, requests))
 		fmt.Printf("HTTP floor (refused before the database) %s requests/s (%.2f of the ceiling), p50 %s, %d errors %s; CPU per request: %s\n",
 			num(floor.rate()), floor.rate()/c.rate(), ms(floor.Lat.P50), floor.Errors, floor.FirstErr, cpuPerOp(floorCPU, floor))
 		return nil
@@ -280,6 +284,7 @@ func run(o options) error {
 	cpu0 = readCPU()
 	r.single = runSingleEnqueue(ctx, s, o.clients, o.warm, o.enqueueDur)
 	r.singleCPU = readCPU().sub(cpu0)
+	r.singleStatements, r.singleRequests = s.groupCommits("enqueue")
 	progress("  %s jobs/s, p50 %s p95 %s p99 %s, %d errors %s", num(r.single.rate()), ms(r.single.Lat.P50), ms(r.single.Lat.P95), ms(r.single.Lat.P99), r.single.Errors, r.single.FirstErr)
 	progress("enqueue: the same requests without credentials (HTTP floor), %d clients, %s", o.clients, o.floorDur)
 	cpu0 = readCPU()
@@ -634,6 +639,7 @@ func (r *report) markdown() string {
 	w("- CPU per operation over each window (warm-up included, so a little high): a commit of the ceiling (5) %s; a single enqueue (1a) %s; a refused request (1c) %s. "+
 		"Server, clients and Postgres share the two cores, so 1a can pass 5 only if a whole enqueue (1c's request, its JSON, the group commit, its share of a statement) costs less CPU than one of the ceiling's commits.",
 		cpuPerOp(r.ceilingCPU, r.ceiling), cpuPerOp(r.singleCPU, r.single), cpuPerOp(r.httpFloorCPU, r.httpFloor))
+	w("- Single enqueues (1a), whole run with the warm-up: %s (the server's `spooled_group_commit_requests`).", groupCommitLine(r.singleStatements, r.singleRequests))
 	w("- End to end: %s; %d claim calls (%.1f jobs per claim)%s.", r.e2eCheck, r.e2e.Claims, float64(r.e2e.Done)/max(float64(r.e2e.Claims), 1), errNote(r.e2e.FirstErr))
 	ncpu := float64(atoiOr(r.m.NProc, 1))
 	w("- CPU, spooled insert (%s wall, %.1f core-seconds available): bench process (server + HTTP clients) %.1f s, all postgres processes %.1f s.",

@@ -616,6 +616,32 @@ func (c claimCounts) perJob(jobs int64) string {
 		(c.Leased+c.EmptyStatements)/n, c.EmptyStatements/n, (c.Ready+c.EmptyProbes)/n, c.EmptyProbes/n)
 }
 
+// groupCommits reads the server's spooled_group_commit_requests histogram
+// for one kind: how many group-commit statements ran and how many requests
+// they served.
+func (s *server) groupCommits(kind string) (statements uint64, requests float64) {
+	mfs, _ := s.app.MetricsRegistry().Gather() // partial on a collector's error, as in claimCounts
+	for _, mf := range mfs {
+		if mf.GetName() != "spooled_group_commit_requests" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == kind {
+					statements += m.GetHistogram().GetSampleCount()
+					requests += m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return statements, requests
+}
+
+// groupCommitLine says how many requests a group-commit statement served.
+func groupCommitLine(statements uint64, requests float64) string {
+	return fmt.Sprintf("%s group-commit statements, %.1f requests each", num(float64(statements)), requests/max(float64(statements), 1))
+}
+
 func (s *server) claimCounts() claimCounts {
 	var c claimCounts
 	// Gather returns what it could collect along with any collector's

@@ -17,6 +17,8 @@ type groupCommit[Req, Res any] struct {
 	max     int
 	flushes int
 	run     func(ctx context.Context, reqs []Req) []gcResult[Res]
+	// served hears how many requests each statement serves (metrics).
+	served func(requests int)
 
 	// mu orders submissions before close: no request can enter the queue
 	// after the flushers were told to stop.
@@ -40,9 +42,9 @@ type gcResult[Res any] struct {
 // errGroupCommitStopped answers requests that arrive after Stop.
 var errGroupCommitStopped = errors.New("server is shutting down")
 
-func newGroupCommit[Req, Res any](flushers, max int, run func(context.Context, []Req) []gcResult[Res]) *groupCommit[Req, Res] {
+func newGroupCommit[Req, Res any](flushers, max int, run func(context.Context, []Req) []gcResult[Res], served func(int)) *groupCommit[Req, Res] {
 	g := &groupCommit[Req, Res]{in: make(chan *gcCall[Req, Res], 4*max), max: max, flushes: flushers, run: run,
-		stop: make(chan struct{})}
+		served: served, stop: make(chan struct{})}
 	for i := 0; i < flushers; i++ {
 		g.wg.Add(1)
 		go g.flusher()
@@ -104,6 +106,7 @@ func (g *groupCommit[Req, Res]) flusher() {
 }
 
 func (g *groupCommit[Req, Res]) flush(batch []*gcCall[Req, Res]) {
+	g.served(len(batch))
 	reqs := make([]Req, len(batch))
 	for i, c := range batch {
 		reqs[i] = c.req

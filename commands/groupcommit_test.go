@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -23,8 +24,10 @@ import (
 func TestGroupCommit(t *testing.T) {
 	ctx := context.Background()
 	pool := testdb.NewWith(t, testdb.Options{MaxConns: 20})
+	seen := &groupCommits{statements: map[string]int{}, requests: map[string]int{}}
 	svc := commands.New(pool, nil, nil, commands.Defaults{MaxRetries: 3, TimeoutSecs: 300, LeaseSecs: 30,
-		MaxPayload: 1 << 20, KeyPrefix: "sk_test_", Registration: "open"}, commands.WithGroupCommit(2))
+		MaxPayload: 1 << 20, KeyPrefix: "sk_test_", Registration: "open"}, commands.WithGroupCommit(2),
+		commands.WithObserver(seen))
 	org, err := svc.CreateOrganization(ctx, commands.NewOrganization{Name: "Group", Slug: "group-commit"})
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +97,12 @@ func TestGroupCommit(t *testing.T) {
 	if statements >= n/2 {
 		t.Fatalf("%d single enqueues took %d transactions: nothing was coalesced", n, statements)
 	}
+	// The observer heard every statement and every request it served (a
+	// statement whose keyed jobs all existed already appends no event, so
+	// it may have heard more statements than the log shows).
+	if st, req := seen.get("enqueue"); req != n || st < statements || st >= n/2 {
+		t.Fatalf("observer: %d enqueue statements serving %d requests, want %d requests in %d to %d statements", st, req, n, statements, n/2-1)
+	}
 
 	// Completes: each worker completes its own jobs at once; a stale
 	// complete (wrong worker) is refused and recorded.
@@ -130,9 +139,39 @@ func TestGroupCommit(t *testing.T) {
 	if done != len(claimed)-1 {
 		t.Fatalf("%d completed, want %d", done, len(claimed)-1)
 	}
+	if st, req := seen.get("complete"); req != len(claimed) || st < 1 || st > len(claimed) {
+		t.Fatalf("observer: %d complete statements serving %d requests, want %d requests", st, req, len(claimed))
+	}
 
 	svc.Close()
 	if _, err := svc.Enqueue(ctx, a, []commands.NewJob{{QueueName: "gc", Payload: json.RawMessage(`{}`)}}); err == nil {
 		t.Fatal("enqueue after Close accepted")
 	}
 }
+
+// groupCommits records what the service reports of its group commits.
+type groupCommits struct {
+	mu                   sync.Mutex
+	statements, requests map[string]int
+}
+
+func (g *groupCommits) GroupCommitted(kind string, requests int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.statements[kind]++
+	g.requests[kind] += requests
+}
+
+func (g *groupCommits) get(kind string) (statements, requests int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.statements[kind], g.requests[kind]
+}
+
+func (*groupCommits) JobsEnqueued(string, int)           {}
+func (*groupCommits) JobClaimed(string, time.Duration)   {}
+func (*groupCommits) JobCompleted(string, time.Duration) {}
+func (*groupCommits) JobFailed(string)                   {}
+func (*groupCommits) JobsDeadLettered(string, int)       {}
+func (*groupCommits) ClaimProbed(string, bool)           {}
+func (*groupCommits) ClaimStatementRan(string, bool)     {}

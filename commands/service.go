@@ -108,8 +108,12 @@ type Service struct {
 // Close stops it.
 func WithGroupCommit(flushers int) Option {
 	return func(s *Service) {
-		s.enqGC = newGroupCommit(flushers, MaxBulkJobs, s.flushEnqueues)
-		s.cmpGC = newGroupCommit(flushers, MaxBulkJobs, s.flushCompletes)
+		// The observer is read when a statement runs: WithObserver may come
+		// after this option.
+		s.enqGC = newGroupCommit(flushers, MaxBulkJobs, s.flushEnqueues,
+			func(n int) { s.observer.GroupCommitted("enqueue", n) })
+		s.cmpGC = newGroupCommit(flushers, MaxBulkJobs, s.flushCompletes,
+			func(n int) { s.observer.GroupCommitted("complete", n) })
 		s.claims = newClaimGroup(s)
 	}
 }

@@ -30,6 +30,9 @@ type Observer interface {
 	// coalesced requests) and whether it leased any job: statements that
 	// lease nothing are claims that lost a race or found a queue drained.
 	ClaimStatementRan(queue string, leased bool)
+	// GroupCommitted reports one group-commit statement of a kind
+	// (enqueue, complete) and how many requests it served.
+	GroupCommitted(kind string, requests int)
 }
 
 type noObserver struct{}
@@ -41,6 +44,7 @@ func (noObserver) JobFailed(string)                     {}
 func (noObserver) JobsDeadLettered(queue string, n int) {}
 func (noObserver) ClaimProbed(string, bool)             {}
 func (noObserver) ClaimStatementRan(string, bool)       {}
+func (noObserver) GroupCommitted(string, int)           {}
 
 // MaxClaimWait is the longest a claim may wait for work.
 const MaxClaimWait = 30 * time.Second

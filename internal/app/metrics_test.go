@@ -358,6 +358,13 @@ func TestMetrics(t *testing.T) {
 				t.Errorf("%v claim statements in all, want 2", n)
 			}
 			sc.expect(t, "spooled_jobs_completed_total", q("alpha"), 2)
+			// One client in turn: every single enqueue and complete had its
+			// group-commit statement to itself.
+			kind := func(k string) map[string]string { return map[string]string{"kind": k} }
+			sc.expect(t, "spooled_group_commit_requests_count", kind("enqueue"), 9)
+			sc.expect(t, "spooled_group_commit_requests_sum", kind("enqueue"), 9)
+			sc.expect(t, "spooled_group_commit_requests_count", kind("complete"), 2)
+			sc.expect(t, "spooled_group_commit_requests_sum", kind("complete"), 2)
 			if s := sc.find("spooled_jobs_completed_total", q("beta")); len(s) > 0 && s[0].value != 0 {
 				t.Errorf("beta completions %v, want none", s[0].value)
 			}

@@ -30,6 +30,7 @@ type Metrics struct {
 	requests     *prometheus.HistogramVec
 	claimProbes  *prometheus.CounterVec
 	claimStmts   *prometheus.CounterVec
+	groupCommits *prometheus.HistogramVec
 	natsUp       prometheus.Gauge
 	projLag      *prometheus.GaugeVec
 }
@@ -77,6 +78,11 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 			Name: "spooled_claim_statements_total",
 			Help: "Claim statements run, by outcome: leased (some job) or empty (lost the race for the jobs, or the queue was drained).",
 		}, []string{"queue", "outcome"}),
+		groupCommits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "spooled_group_commit_requests",
+			Help:    "Requests served by each group-commit statement (single enqueues or completes coalesced into one statement and one commit), by kind.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 100},
+		}, []string{"kind"}),
 		natsUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spooled_nats_connected", Help: "1 while the NATS connection for wake-up hints is up.",
 		}),
@@ -86,7 +92,7 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 		}, []string{"projection"}),
 	}
 	reg.MustRegister(m.enqueued, m.claimed, m.completed, m.failed, m.deadlettered, m.waitSeconds,
-		m.runSeconds, m.requests, m.claimProbes, m.claimStmts, m.natsUp, m.projLag,
+		m.runSeconds, m.requests, m.claimProbes, m.claimStmts, m.groupCommits, m.natsUp, m.projLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
 		reg.MustRegister(&dbCollector{pool: pool, q: queries.New(), log: log})
@@ -135,6 +141,11 @@ func (m *Metrics) ClaimStatementRan(queue string, leased bool) {
 		outcome = "leased"
 	}
 	m.claimStmts.WithLabelValues(queue, outcome).Inc()
+}
+
+// GroupCommitted observes one group-commit statement's request count.
+func (m *Metrics) GroupCommitted(kind string, requests int) {
+	m.groupCommits.WithLabelValues(kind).Observe(float64(requests))
 }
 
 // Request observes one API request; route is the declared pattern.
