@@ -617,8 +617,8 @@ func (c claimCounts) perJob(jobs int64) string {
 }
 
 // groupCommits reads the server's spooled_group_commit_requests histogram
-// for one kind: how many group-commit statements ran and how many requests
-// they served.
+// for one kind: how many group-commit flushes ran and how many requests
+// they gathered (the bench's one tenant makes each flush one statement).
 func (s *server) groupCommits(kind string) (statements uint64, requests float64) {
 	mfs, _ := s.app.MetricsRegistry().Gather() // partial on a collector's error, as in claimCounts
 	for _, mf := range mfs {

@@ -17,7 +17,7 @@ type groupCommit[Req, Res any] struct {
 	max     int
 	flushes int
 	run     func(ctx context.Context, reqs []Req) []gcResult[Res]
-	// served hears how many requests each statement serves (metrics).
+	// served hears how many requests each flush gathered (metrics).
 	served func(requests int)
 
 	// mu orders submissions before close: no request can enter the queue

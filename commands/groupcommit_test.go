@@ -97,9 +97,10 @@ func TestGroupCommit(t *testing.T) {
 	if statements >= n/2 {
 		t.Fatalf("%d single enqueues took %d transactions: nothing was coalesced", n, statements)
 	}
-	// The observer heard every statement and every request it served (a
-	// statement whose keyed jobs all existed already appends no event, so
-	// it may have heard more statements than the log shows).
+	// The observer heard every flush and every request it gathered (one
+	// tenant and one key: a statement per flush; a statement whose keyed
+	// jobs all existed already appends no event, so it may have heard more
+	// statements than the log shows).
 	if st, req := seen.get("enqueue"); req != n || st < statements || st >= n/2 {
 		t.Fatalf("observer: %d enqueue statements serving %d requests, want %d requests in %d to %d statements", st, req, n, statements, n/2-1)
 	}

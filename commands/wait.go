@@ -30,8 +30,10 @@ type Observer interface {
 	// coalesced requests) and whether it leased any job: statements that
 	// lease nothing are claims that lost a race or found a queue drained.
 	ClaimStatementRan(queue string, leased bool)
-	// GroupCommitted reports one group-commit statement of a kind
-	// (enqueue, complete) and how many requests it served.
+	// GroupCommitted reports one group-commit flush of a kind (enqueue,
+	// complete) and how many requests it gathered. A flush runs one
+	// statement per organization among them (per organization and key for
+	// enqueues), so with one tenant it is one statement and one commit.
 	GroupCommitted(kind string, requests int)
 }
 

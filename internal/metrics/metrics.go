@@ -80,7 +80,7 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 		}, []string{"queue", "outcome"}),
 		groupCommits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "spooled_group_commit_requests",
-			Help:    "Requests served by each group-commit statement (single enqueues or completes coalesced into one statement and one commit), by kind.",
+			Help:    "Requests gathered by each group-commit flush (single enqueues or completes coalesced into one statement and one commit per organization among them), by kind.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 100},
 		}, []string{"kind"}),
 		natsUp: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -143,7 +143,7 @@ func (m *Metrics) ClaimStatementRan(queue string, leased bool) {
 	m.claimStmts.WithLabelValues(queue, outcome).Inc()
 }
 
-// GroupCommitted observes one group-commit statement's request count.
+// GroupCommitted observes how many requests one group-commit flush gathered.
 func (m *Metrics) GroupCommitted(kind string, requests int) {
 	m.groupCommits.WithLabelValues(kind).Observe(float64(requests))
 }
