@@ -6,10 +6,13 @@ import "sync"
 // that finds a queue missing from it only probes once more).
 const maxBusyQueues = 10_000
 
-// busyQueues remembers the queues whose last claim on this instance found
-// jobs. Their next claim skips the probe (QueueClaimProbe), which on a
-// queue with a backlog only adds a round trip; a queue whose claim found
-// nothing is probed again. It only chooses between two correct paths.
+// busyQueues remembers the queues whose last claim on this instance got
+// its whole limit, and so has likely left more behind. Their next claim
+// skips the probe (QueueClaimProbe), which on a queue with a backlog only
+// adds a round trip. A claim that got less has drained the queue: the next
+// one probes, so that at a moderate load a worker back from its job finds
+// the queue empty by the probe rather than by the claim statement, which
+// costs several times as much. It only chooses between two correct paths.
 type busyQueues struct {
 	mu sync.Mutex
 	m  map[claimKey]struct{}

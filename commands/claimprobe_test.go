@@ -57,8 +57,9 @@ func (c *statementCounter) take() map[string]int {
 // queue, and runs the (large) claim statement only when a job is ready:
 // not for an empty queue, one whose jobs are scheduled later, or one whose
 // jobs expired. A ready job is still claimed, in one claim statement. A
-// queue whose last claim found jobs is claimed without a probe (a busy
-// queue would only pay a round trip more), until a claim finds it empty.
+// queue whose last claim got its whole limit is claimed without a probe (a
+// queue with a backlog would only pay a round trip more), until a claim
+// gets less.
 // The claimer is a registered worker, as SDK workers are: the claim
 // statement locks its row (a write, and a flushed commit), the probe does
 // not.
@@ -114,11 +115,24 @@ func TestClaimsOfAnEmptyQueueRunNoClaimStatement(t *testing.T) {
 		t.Fatalf("ready job: ran %v, want one claim statement", n)
 	}
 
-	// The last claim found a job, so the next one goes straight to the
-	// claim statement: here it finds nothing, and the one after probes.
-	jobs, err = e.svc.Claim(e.ctx, e.actor.OrgID, req)
-	if n := counter.take(); err != nil || len(jobs) != 0 || n["QueueClaimProbe"] != 0 || n["JobClaimMulti"] != 1 {
-		t.Fatalf("claim after a claim that found a job: %d jobs, %v, ran %v; want none, by the claim statement alone", len(jobs), err, n)
+	// That claim got less than its limit: the queue is drained, so the next
+	// claim probes.
+	claimNothing("a queue whose last claim got less than its limit")
+
+	// A claim that gets its whole limit has likely left more behind: the
+	// next goes straight to the claim statement, until one gets less.
+	one := req
+	one.Limit = 1
+	e.enqueue(e.actor, commands.NewJob{QueueName: "probe", Payload: payload(1)})
+	e.enqueue(e.actor, commands.NewJob{QueueName: "probe", Payload: payload(2)})
+	counter.take()
+	for i, c := range []struct {
+		jobs, probes int
+	}{{1, 1}, {1, 0}, {0, 0}} {
+		jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, one)
+		if n := counter.take(); err != nil || len(jobs) != c.jobs || n["QueueClaimProbe"] != c.probes || n["JobClaimMulti"] != 1 {
+			t.Fatalf("claim %d of one job: %d jobs, %v, ran %v; want %d jobs, %d probes and one claim statement", i+1, len(jobs), err, n, c.jobs, c.probes)
+		}
 	}
 	claimNothing("a queue whose last claim found nothing")
 

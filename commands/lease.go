@@ -70,8 +70,9 @@ func (s *Service) checkClaim(r ClaimRequest) (ClaimRequest, int, error) {
 // the queue holds a job a claim could take now (QueueClaimProbe) and, when
 // it does not, returns empty without running the claim statement, along
 // with the probe's answer (when the next waiting job falls due). The probe
-// is skipped for a queue whose last claim here found jobs. Without a
-// probe, or when the probe found a job, the answer is nil.
+// is skipped for a queue whose last claim here got its whole limit
+// (busyQueues). Without a probe, or when the probe found a job, the answer
+// is nil.
 func (s *Service) claim(ctx context.Context, orgID string, r ClaimRequest, secs int, probe bool) ([]queries.Job, *queries.QueueClaimProbeRow, error) {
 	k := claimKey{orgID, r.QueueName}
 	if probe && !s.busy.has(k) {
@@ -94,7 +95,7 @@ func (s *Service) claim(ctx context.Context, orgID string, r ClaimRequest, secs 
 		jobs, err = s.claimAlone(ctx, orgID, r.QueueName, r.WorkerID, r.Limit, secs)
 	}
 	if err == nil {
-		s.busy.set(k, len(jobs) > 0)
+		s.busy.set(k, len(jobs) >= r.Limit)
 	}
 	return jobs, nil, err
 }

@@ -98,7 +98,8 @@ type Service struct {
 	cmpGC *groupCommit[completeReq, error]
 	// Coalesced claims of one queue (nil: each claim runs alone).
 	claims *claimGroup
-	// Queues whose last claim here found jobs: their claims skip the probe.
+	// Queues whose last claim here got its whole limit: their claims skip
+	// the probe.
 	busy busyQueues
 }
 
