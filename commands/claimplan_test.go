@@ -59,6 +59,26 @@ func explainWith(t *testing.T, ctx context.Context, q interface {
 	return plans[0]
 }
 
+// genericPlan begins a transaction that the test's end rolls back, and
+// prepares sql in it as name with the generic plan forced: the plan the
+// server runs once a connection has run the statement a few times.
+// EXECUTE name(...) with literal arguments then runs it for real.
+func (e *env) genericPlan(name, sql string) pgx.Tx {
+	e.t.Helper()
+	tx, err := e.pool.Begin(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(e.ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := tx.Exec(e.ctx, "PREPARE "+name+" AS "+sql); err != nil {
+		e.t.Fatal(err)
+	}
+	return tx
+}
+
 // find returns the first node of type t, depth first.
 func (n planNode) find(t string) (planNode, bool) {
 	if n.NodeType == t {
@@ -200,17 +220,7 @@ func TestCompletePlanWithStaleStatistics(t *testing.T) {
 	// hundred. It must read no lease but the hundred it completes (it once
 	// hashed all 2,000 on every call), and its UPDATE and DELETE must not
 	// copy whole rows of joined relations (its costliest part once).
-	tx, err := e.pool.Begin(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(e.ctx)
-	if _, err := tx.Exec(e.ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(e.ctx, "PREPARE complete_generic AS "+queries.JobCompleteBatchSQL); err != nil {
-		t.Fatal(err)
-	}
+	tx := e.genericPlan("complete_generic", queries.JobCompleteBatchSQL)
 	ids, workers, leases, results := make([]string, len(mine)), make([]string, len(mine)), make([]string, len(mine)), make([]string, len(mine))
 	for i := range mine {
 		ids[i], workers[i], leases[i], results[i] = p.JobIds[i].String(), "w", p.LeaseIds[i].String(), "null"

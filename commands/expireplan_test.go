@@ -21,13 +21,7 @@ func TestLeaseReadsOfTheReaper(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	const mine, others = 4, 12
-	batch := make([]commands.NewJob, mine+others)
-	for i := range batch {
-		batch[i] = commands.NewJob{QueueName: "reap", Payload: payload(i)}
-	}
-	if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
-		t.Fatal(err)
-	}
+	e.enqueueBulk("reap", 0, mine+others)
 	if got := len(e.claim("reap", "offline", mine)); got != mine {
 		t.Fatalf("claimed %d of %d", got, mine)
 	}
@@ -41,17 +35,7 @@ func TestLeaseReadsOfTheReaper(t *testing.T) {
 		}
 	}
 
-	tx, err := e.pool.Begin(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(e.ctx)
-	if _, err := tx.Exec(e.ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(e.ctx, "PREPARE expire_generic AS "+queries.JobExpireLeasesSQL); err != nil {
-		t.Fatal(err)
-	}
+	tx := e.genericPlan("expire_generic", queries.JobExpireLeasesSQL)
 	leases := func(where string) (n int) {
 		t.Helper()
 		if err := tx.QueryRow(e.ctx, "SELECT count(*) FROM processing_jobs WHERE "+where).Scan(&n); err != nil {

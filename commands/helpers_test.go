@@ -79,6 +79,19 @@ func (e *env) enqueue(a commands.Actor, j commands.NewJob) uuid.UUID {
 	return res[0].ID
 }
 
+// enqueueBulk creates n jobs on queue in one bulk call, their payloads
+// numbered from first.
+func (e *env) enqueueBulk(queue string, first, n int) {
+	e.t.Helper()
+	batch := make([]commands.NewJob, n)
+	for i := range batch {
+		batch[i] = commands.NewJob{QueueName: queue, Payload: payload(first + i)}
+	}
+	if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
+		e.t.Fatalf("bulk enqueue on %s: %v", queue, err)
+	}
+}
+
 // claim claims from a queue of the env's tenant.
 func (e *env) claim(queue, worker string, limit int) []queries.Job {
 	e.t.Helper()

@@ -19,13 +19,7 @@ func TestClaimAndCompleteAreHOTUpdates(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	const n = 5
-	batch := make([]commands.NewJob, n)
-	for i := range batch {
-		batch[i] = commands.NewJob{QueueName: "hot", Payload: payload(i)}
-	}
-	if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
-		t.Fatal(err)
-	}
+	e.enqueueBulk("hot", 0, n)
 	jobs := e.claim("hot", "w", n)
 	if len(jobs) != n {
 		t.Fatalf("claimed %d of %d", len(jobs), n)
@@ -55,14 +49,8 @@ func TestWholePageClaimsStayHOT(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	const n = 100
-	for range 3 {
-		batch := make([]commands.NewJob, n)
-		for i := range batch {
-			batch[i] = commands.NewJob{QueueName: "pages", Payload: payload(i)}
-		}
-		if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
-			t.Fatal(err)
-		}
+	for b := range 3 {
+		e.enqueueBulk("pages", b*n, n)
 	}
 	if jobs := e.claim("pages", "w", n); len(jobs) != n {
 		t.Fatalf("claimed %d of %d", len(jobs), n)
@@ -85,13 +73,7 @@ func TestLeaseRenewalsAreHOT(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	const n, renewals = 3, 4
-	batch := make([]commands.NewJob, n)
-	for i := range batch {
-		batch[i] = commands.NewJob{QueueName: "renew", Payload: payload(i)}
-	}
-	if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
-		t.Fatal(err)
-	}
+	e.enqueueBulk("renew", 0, n)
 	jobs := e.claim("renew", "w", n)
 	if len(jobs) != n {
 		t.Fatalf("claimed %d of %d", len(jobs), n)
