@@ -76,15 +76,12 @@ func (s *Service) checkClaim(r ClaimRequest) (ClaimRequest, int, error) {
 func (s *Service) claim(ctx context.Context, orgID string, r ClaimRequest, secs int, probe bool) ([]queries.Job, *queries.QueueClaimProbeRow, error) {
 	k := claimKey{orgID, r.QueueName}
 	if probe && !s.busy.has(k) {
-		p, err := s.q.QueueClaimProbe(ctx, s.pool, queries.QueueClaimProbeParams{
-			OrganizationID: orgID, QueueName: r.QueueName, Now: s.clock.Now(),
-		})
+		p, err := s.probe(ctx, orgID, r.QueueName)
 		if err != nil {
-			return nil, nil, fmt.Errorf("probe queue: %w", err)
+			return nil, nil, err
 		}
-		s.observer.ClaimProbed(r.QueueName, p.Ready)
 		if !p.Ready {
-			return []queries.Job{}, &p, nil
+			return []queries.Job{}, p, nil
 		}
 	}
 	var jobs []queries.Job
@@ -98,6 +95,19 @@ func (s *Service) claim(ctx context.Context, orgID string, r ClaimRequest, secs 
 		s.busy.set(k, len(jobs) >= r.Limit)
 	}
 	return jobs, nil, err
+}
+
+// probe reads whether a queue holds a job a claim could take now, and when
+// its next waiting job falls due (QueueClaimProbe), and reports the read.
+func (s *Service) probe(ctx context.Context, orgID, queue string) (*queries.QueueClaimProbeRow, error) {
+	p, err := s.q.QueueClaimProbe(ctx, s.pool, queries.QueueClaimProbeParams{
+		OrganizationID: orgID, QueueName: queue, Now: s.clock.Now(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("probe queue %s: %w", queue, err)
+	}
+	s.observer.ClaimProbed(queue, p.Ready)
+	return &p, nil
 }
 
 // claimAlone runs one claim request's statement.

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/spooled-go/spooled/queries"
@@ -92,14 +91,9 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 		if probed == nil {
 			// The claim statement ran and found nothing: the probe says when
 			// the queue's next job falls due.
-			p, err := s.q.QueueClaimProbe(ctx, s.pool, queries.QueueClaimProbeParams{
-				OrganizationID: orgID, QueueName: r.QueueName, Now: s.clock.Now(),
-			})
-			if err != nil {
-				return nil, fmt.Errorf("read next due time: %w", err)
+			if probed, err = s.probe(ctx, orgID, r.QueueName); err != nil {
+				return nil, err
 			}
-			s.observer.ClaimProbed(r.QueueName, p.Ready)
-			probed = &p
 		}
 		if due := probed.NextDue; !due.IsZero() { // the zero time: none waits
 			if d := due.Sub(s.Now()); d < sleep {
