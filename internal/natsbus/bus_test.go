@@ -230,12 +230,7 @@ func (c *collector) live(t *testing.T, pub *natsbus.Bus, marker string) {
 func (c *collector) heard(subject string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, s := range c.got {
-		if s == subject {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(c.got, subject)
 }
 
 // until polls cond every 5 ms, failing after limit.
