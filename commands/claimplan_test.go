@@ -119,7 +119,7 @@ func TestClaimPlanWithStaleStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(e.ctx)
-	if _, err := tx.Exec(e.ctx, queries.ClaimPlanPinSQL); err != nil {
+	if _, err := tx.Exec(e.ctx, queries.PlanPinSQL); err != nil {
 		t.Fatal(err)
 	}
 	args := []any{e.clk.Now(), []string{"w"}, []int32{100}, []int32{30}, []string{"worker:w"}, e.actor.OrgID, "burst"} // JobClaimMultiParams' order

@@ -134,7 +134,7 @@ func (p *Projector) step(ctx context.Context, proj Projection) (int, time.Durati
 		if dr, ok := proj.(DataReader); ok {
 			read.AllData, read.DataTypes = false, dr.DataTypes() // nil: no data at all
 		}
-		evs, err := p.q.EventsAfterCursor(ctx, tx, read)
+		evs, err := p.q.EventsAfterCursorPinned(ctx, tx, read)
 		if err != nil {
 			return fmt.Errorf("read log: %w", err)
 		}

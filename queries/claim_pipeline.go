@@ -12,7 +12,7 @@ type Batcher interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// ClaimMultiPipelined runs ClaimPlanPin, ClaimLocksMulti and then
+// ClaimMultiPipelined runs PlanPin, ClaimLocksMulti and then
 // JobClaimMulti in one round trip. pgx sends the three statements before a
 // single Sync, so Postgres runs them as one implicit transaction: the pin
 // holds for the claim, the locks are held until it commits, and the claim
@@ -21,7 +21,7 @@ type Batcher interface {
 // generated statements, which sqlc cannot express.)
 func (q *Queries) ClaimMultiPipelined(ctx context.Context, db Batcher, locks ClaimLocksMultiParams, arg JobClaimMultiParams) ([]JobClaimMultiRow, error) {
 	b := &pgx.Batch{}
-	b.Queue(claimPlanPin)
+	b.Queue(planPin)
 	b.Queue(claimLocksMulti, locks.OrganizationID, locks.QueueName, locks.WorkerIds)
 	b.Queue(jobClaimMulti, arg.Now, arg.WorkerIds, arg.Limits, arg.LeaseSecs, arg.Actors, arg.OrganizationID, arg.QueueName)
 	br := db.SendBatch(ctx, b)

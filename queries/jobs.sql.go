@@ -13,30 +13,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const claimPlanPin = `-- name: ClaimPlanPin :exec
-SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true),
-       set_config('plan_cache_mode', 'force_generic_plan', true)
-`
-
-// Run first in a claim's transaction: it turns sorting off for the rest of
-// that transaction only. A claim must walk pending_jobs_claim_idx in order
-// and stop after the batch. When the statistics have not seen a queue (a new
-// queue, or a burst since the last ANALYZE) the planner expects one row, and
-// a narrower index on (organization_id, queue_name, ...) followed by a sort
-// looks as cheap; it then sorts the whole backlog on every claim, spilling to
-// disk once the backlog outgrows work_mem. With sorting priced out, the
-// ordered index scan is the only plan left for the batch. Pricing a sort
-// out lifts every plan's cost above the JIT thresholds, so JIT goes off too:
-// compiling the claim would cost seconds for a statement that runs in
-// milliseconds. And the claim's plan is made once per connection (generic):
-// planning its CTEs anew for every claim cost about 3% of Postgres's CPU in
-// the 200,000-job benchmark, and with sorting priced out the generic plan
-// walks the same index.
-func (q *Queries) ClaimPlanPin(ctx context.Context, db DBTX) error {
-	_, err := db.Exec(ctx, claimPlanPin)
-	return err
-}
-
 const jobCancel = `-- name: JobCancel :one
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS ts

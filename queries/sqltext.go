@@ -6,10 +6,11 @@ package queries
 var (
 	JobHistorySQL         = jobHistory
 	JobEventsUntilSQL     = jobEventsUntil
-	ClaimPlanPinSQL       = claimPlanPin
+	PlanPinSQL            = planPin
 	JobClaimMultiSQL      = jobClaimMulti
 	JobCompleteBatchSQL   = jobCompleteBatch
 	JobExpireLeasesSQL    = jobExpireLeases
 	QueueClaimProbeSQL    = queueClaimProbe
 	StatsOldestWaitingSQL = statsOldestWaiting
+	EventsAfterCursorSQL  = eventsAfterCursor
 )

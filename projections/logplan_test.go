@@ -1,0 +1,262 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/internal/clock"
+	"github.com/spooled-go/spooled/internal/testdb"
+	"github.com/spooled-go/spooled/queries"
+)
+
+// planNode is the part of EXPLAIN (ANALYZE, FORMAT JSON) output the tests
+// read.
+type planNode struct {
+	NodeType  string     `json:"Node Type"`
+	IndexName string     `json:"Index Name"`
+	Rows      float64    `json:"Actual Rows"`
+	Loops     float64    `json:"Actual Loops"`
+	Plans     []planNode `json:"Plans"`
+}
+
+type explained struct {
+	Plan planNode       `json:"Plan"`
+	JIT  map[string]any `json:"JIT"`
+	raw  string
+}
+
+// nodes lists the plan's nodes, depth first.
+func (n planNode) nodes() []planNode {
+	out := []planNode{n}
+	for _, c := range n.Plans {
+		out = append(out, c.nodes()...)
+	}
+	return out
+}
+
+// sorts says whether the plan sorts, and readRows is the most rows any
+// scan of job_events produced: a page read in cursor order stops after the
+// page, a sort reads everything after the cursor first.
+func (e explained) sorts() bool {
+	for _, n := range e.Plan.nodes() {
+		if strings.Contains(n.NodeType, "Sort") {
+			return true
+		}
+	}
+	return false
+}
+
+func (e explained) readRows() float64 {
+	most := 0.0
+	for _, n := range e.Plan.nodes() {
+		if strings.Contains(n.NodeType, "Scan") {
+			most = max(most, n.Rows*n.Loops)
+		}
+	}
+	return most
+}
+
+func explainAnalyze(t *testing.T, ctx context.Context, tx pgx.Tx, sql string, args ...any) explained {
+	t.Helper()
+	var raw string
+	if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+sql, args...).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	var plans []explained
+	if err := json.Unmarshal([]byte(raw), &plans); err != nil || len(plans) != 1 {
+		t.Fatalf("EXPLAIN output %q: %v", raw, err)
+	}
+	plans[0].raw = raw
+	return plans[0]
+}
+
+// staleLog is a log whose statistics stop before its newest events, as
+// between two autovacuum ANALYZE runs of a month's partition: a few events
+// the statistics know, then a burst of staleBurst they do not (job.enqueued
+// events of bulk enqueues). after is the cursor of the last event ANALYZE
+// saw.
+type staleLog struct {
+	pool          *pgxpool.Pool
+	org           string
+	afterTx       int64
+	afterPosition int64
+}
+
+const staleBurst = 3000
+
+func newStaleLog(t *testing.T) staleLog {
+	t.Helper()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	svc := newService(pool, clock.Database{})
+	actor := newOrg(t, svc, "acme")
+	// Autovacuum must not refresh the statistics in the middle of the test.
+	parts, err := pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'job_events'::regclass`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(parts, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if _, err := pool.Exec(ctx, "ALTER TABLE "+pgx.Identifier{name}.Sanitize()+" SET (autovacuum_enabled = false)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		if _, err := svc.Enqueue(ctx, actor, []commands.NewJob{{QueueName: "steady", Payload: json.RawMessage(fmt.Sprint(i))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, "ANALYZE job_events"); err != nil {
+		t.Fatal(err)
+	}
+	l := staleLog{pool: pool, org: actor.OrgID}
+	if err := pool.QueryRow(ctx, `SELECT tx_id::text::bigint, position FROM job_events
+		ORDER BY tx_id DESC, position DESC LIMIT 1`).Scan(&l.afterTx, &l.afterPosition); err != nil {
+		t.Fatal(err)
+	}
+	for b := range staleBurst / commands.MaxBulkJobs {
+		batch := make([]commands.NewJob, commands.MaxBulkJobs)
+		for i := range batch {
+			batch[i] = commands.NewJob{QueueName: "burst", Payload: json.RawMessage(fmt.Sprint(b*commands.MaxBulkJobs + i))}
+		}
+		if _, err := svc.EnqueueBulk(ctx, actor, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Events stay unreadable while any transaction older than theirs runs
+	// anywhere in the cluster (other tests'): wait until the whole burst is
+	// readable, so every read sees the same events.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM job_events
+			WHERE (tx_id, position) > ($1::bigint::text::xid8, $2::bigint) AND tx_id < pg_snapshot_xmin(pg_current_snapshot())`,
+			l.afterTx, l.afterPosition).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == staleBurst {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the burst's %d events readable after 10s", n, staleBurst)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return l
+}
+
+// begin starts a transaction the test's end rolls back.
+func (l staleLog) begin(t *testing.T) pgx.Tx {
+	t.Helper()
+	tx, err := l.pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return tx
+}
+
+// TestLogReadPlanWithStaleStatistics: a projector's page of the log after
+// a cursor past what the statistics saw walks the log's index in cursor
+// order and stops after the page. Unpinned, the planner expects about a
+// hundred events after such a cursor here, so it reads all 3,000 and sorts
+// them; a connection that keeps such custom plans does so for every page
+// of a catch-up, which is then quadratic in its backlog.
+func TestLogReadPlanWithStaleStatistics(t *testing.T) {
+	t.Parallel()
+	l := newStaleLog(t)
+	ctx := context.Background()
+	const page = 100
+	args := []any{false, []string{"job.completed"}, l.afterTx, l.afterPosition, int32(page)} // EventsAfterCursorParams' order
+
+	unpinned := explainAnalyze(t, ctx, l.begin(t), queries.EventsAfterCursorSQL, args...)
+	if !unpinned.sorts() || unpinned.readRows() < staleBurst {
+		t.Fatalf("without the pin the read should sort every event after the cursor (the case the pin exists for); "+
+			"sorts %v, read %v rows:\n%s", unpinned.sorts(), unpinned.readRows(), unpinned.raw)
+	}
+
+	tx := l.begin(t)
+	if _, err := tx.Exec(ctx, queries.PlanPinSQL); err != nil {
+		t.Fatal(err)
+	}
+	checkPageRead(t, "custom", explainAnalyze(t, ctx, tx, queries.EventsAfterCursorSQL, args...), page)
+	// The pin makes the plan generic, as the projector runs it: EXECUTE
+	// takes no bind parameters, so its arguments are literals.
+	if _, err := tx.Exec(ctx, "PREPARE log_generic AS "+queries.EventsAfterCursorSQL); err != nil {
+		t.Fatal(err)
+	}
+	generic := explainAnalyze(t, ctx, tx, fmt.Sprintf("EXECUTE log_generic(false, ARRAY['job.completed'], %d, %d, %d)",
+		l.afterTx, l.afterPosition, page))
+	checkPageRead(t, "generic", generic, page)
+}
+
+// TestEventsAfterCursorPinned: the pipelined read returns the page in
+// cursor order and leaves the transaction's planner settings as it found
+// them, for the projection's writes that follow.
+func TestEventsAfterCursorPinned(t *testing.T) {
+	t.Parallel()
+	l := newStaleLog(t)
+	ctx := context.Background()
+	tx := l.begin(t)
+	settings := func() string {
+		var s string
+		if err := tx.QueryRow(ctx, `SELECT current_setting('enable_sort') || ' ' || current_setting('jit') || ' ' ||
+			current_setting('plan_cache_mode')`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := settings()
+	evs, err := queries.New().EventsAfterCursorPinned(ctx, tx, queries.EventsAfterCursorParams{
+		AfterTxID: l.afterTx, AfterPosition: l.afterPosition, MaxRows: 100,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := settings(); after != before {
+		t.Fatalf("planner settings after the read %q, before %q", after, before)
+	}
+	var want []int64
+	rows, err := tx.Query(ctx, `SELECT position FROM job_events
+		WHERE (tx_id, position) > ($1::bigint::text::xid8, $2::bigint) ORDER BY tx_id, position LIMIT 100`,
+		l.afterTx, l.afterPosition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != len(want) || len(want) != 100 {
+		t.Fatalf("read %d events, want %d (100)", len(evs), len(want))
+	}
+	for i, e := range evs {
+		if e.Position != want[i] || e.OrganizationID != l.org || e.EventType != "job.enqueued" {
+			t.Fatalf("event %d: position %d org %s type %s, want position %d of %s, job.enqueued",
+				i, e.Position, e.OrganizationID, e.EventType, want[i], l.org)
+		}
+	}
+}
+
+// checkPageRead: the page is read in cursor order, without a sort or JIT,
+// and no scan produces more than the page and the row that ends it.
+func checkPageRead(t *testing.T, kind string, ex explained, page int) {
+	t.Helper()
+	if ex.JIT != nil {
+		t.Errorf("%s plan: the read would be JIT-compiled: %v", kind, ex.JIT)
+	}
+	if ex.sorts() || ex.readRows() > float64(page+1) {
+		t.Fatalf("%s plan: sorts %v, a scan read %v rows for a page of %d:\n%s", kind, ex.sorts(), ex.readRows(), page, ex.raw)
+	}
+}
