@@ -122,7 +122,13 @@ func (s *Server) parseLogFilter(c *fiber.Ctx, audit bool) (logFilter, error) {
 func (s *Server) page(ctx context.Context, orgID string, f logFilter, cur events.Cursor, limit int) ([]logEventJSON, events.Cursor, error) {
 	p := f.params
 	p.AfterTxID, p.AfterPosition, p.MaxRows = cur.TxID, cur.Position, int32(limit)
-	rows, err := s.q.EventLogPage(ctx, s.pool, p)
+	var rows []queries.EventLogPageRow
+	var err error
+	if p.StreamID != nil {
+		rows, err = s.q.EventLogPage(ctx, s.pool, p) // a stream's few events come through its index
+	} else {
+		rows, err = s.q.EventLogPageOrdered(ctx, s.pool, p)
+	}
 	if err != nil {
 		return nil, cur, err
 	}

@@ -249,6 +249,47 @@ func TestEventsAfterCursorPinned(t *testing.T) {
 	}
 }
 
+// TestEventLogPagePlanWithStaleStatistics: an organization's page of its
+// log (GET /events/log, /audit, the live streams) after a cursor past what
+// the statistics saw walks the log in cursor order once sorting is priced
+// out, as the server reads pages without a stream filter; with a stream
+// filter, unpinned, the page comes through the stream's own index.
+func TestEventLogPagePlanWithStaleStatistics(t *testing.T) {
+	t.Parallel()
+	l := newStaleLog(t)
+	ctx := context.Background()
+	const page = 100
+	// EventLogPageParams' order: organization, cursor, event type, queue,
+	// stream, actor, occurred from and to, rows.
+	args := func(stream any) []any {
+		return []any{l.org, l.afterTx, l.afterPosition, nil, nil, stream, nil, nil, nil, int32(page)}
+	}
+	unpinned := explainAnalyze(t, ctx, l.begin(t), queries.EventLogPageSQL, args(nil)...)
+	if !unpinned.sorts() || unpinned.readRows() < staleBurst {
+		t.Fatalf("without the pin the page should sort every event after the cursor; sorts %v, read %v rows:\n%s",
+			unpinned.sorts(), unpinned.readRows(), unpinned.raw)
+	}
+	tx := l.begin(t)
+	if _, err := tx.Exec(ctx, queries.PlanNoSortSQL); err != nil {
+		t.Fatal(err)
+	}
+	checkPageRead(t, "no sort", explainAnalyze(t, ctx, tx, queries.EventLogPageSQL, args(nil)...), page)
+
+	var stream string
+	if err := l.pool.QueryRow(ctx, `SELECT stream_id FROM job_events
+		WHERE (tx_id, position) > ($1::bigint::text::xid8, $2::bigint) ORDER BY tx_id, position LIMIT 1`,
+		l.afterTx, l.afterPosition).Scan(&stream); err != nil {
+		t.Fatal(err)
+	}
+	byStream := explainAnalyze(t, ctx, l.begin(t), queries.EventLogPageSQL, args(stream)...)
+	if !strings.Contains(byStream.raw, "job_events_stream_idx") && !strings.Contains(byStream.raw, "_stream_id_stream_seq_idx") {
+		t.Fatalf("a stream's page should come through the stream's index:\n%s", byStream.raw)
+	}
+	if byStream.readRows() > 2 {
+		t.Fatalf("a stream's page read %v rows for a stream of one event:\n%s", byStream.readRows(), byStream.raw)
+	}
+}
+
 // checkPageRead: the page is read in cursor order, without a sort or JIT,
 // and no scan produces more than the page and the row that ends it.
 func checkPageRead(t *testing.T, kind string, ex explained, page int) {

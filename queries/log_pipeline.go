@@ -39,3 +39,31 @@ func (q *Queries) EventsAfterCursorPinned(ctx context.Context, tx Batcher, arg E
 	}
 	return evs, br.Close()
 }
+
+// EventLogPageOrdered runs PlanNoSort and EventLogPage in one round trip,
+// as one implicit transaction on a connection of db, so the page walks the
+// organization's log in cursor order whatever the statistics say. Not for
+// pages with a stream filter: a stream's few events are best found through
+// its own index and sorted, where a walk in cursor order reads the
+// organization's whole log after the cursor.
+func (q *Queries) EventLogPageOrdered(ctx context.Context, db Batcher, arg EventLogPageParams) ([]EventLogPageRow, error) {
+	b := &pgx.Batch{}
+	b.Queue(planNoSort)
+	b.Queue(eventLogPage, arg.OrganizationID, arg.AfterTxID, arg.AfterPosition, arg.EventType, arg.QueueName,
+		arg.StreamID, arg.Actor, arg.OccurredFrom, arg.OccurredTo, arg.MaxRows)
+	br := db.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("price out sorting: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	// Columns come in EventLogPageRow's field order.
+	page, err := pgx.CollectRows(rows, pgx.RowToStructByPos[EventLogPageRow])
+	if err != nil {
+		return nil, err
+	}
+	return page, br.Close()
+}

@@ -9,6 +9,20 @@ import (
 	"context"
 )
 
+const planNoSort = `-- name: PlanNoSort :exec
+SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)
+`
+
+// PlanPin without the generic plan, for a page of an organization's log
+// (EventLogPage) without a stream filter: sorting priced out, it walks
+// job_events_org_tx_idx from the cursor and stops after the page, however
+// few events the statistics expect after the cursor, while its plan is
+// still made for the call, so time filters prune the log's partitions.
+func (q *Queries) PlanNoSort(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, planNoSort)
+	return err
+}
+
 const planPin = `-- name: PlanPin :exec
 
 SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true),

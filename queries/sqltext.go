@@ -13,4 +13,6 @@ var (
 	QueueClaimProbeSQL    = queueClaimProbe
 	StatsOldestWaitingSQL = statsOldestWaiting
 	EventsAfterCursorSQL  = eventsAfterCursor
+	EventLogPageSQL       = eventLogPage
+	PlanNoSortSQL         = planNoSort
 )
