@@ -251,3 +251,74 @@ func TestCompletePlanWithStaleStatistics(t *testing.T) {
 		}
 	}
 }
+
+// TestJobListPlanWithStaleStatistics: a tenant the statistics have not
+// seen lists its newest jobs by walking jobs_org_created_idx and stopping
+// after the page, as the server reads the list (sorting priced out). The
+// statistics are taken before its burst of 3,000 jobs, as for a new
+// tenant's first jobs between two autovacuum ANALYZE runs; without the
+// pin the planner expects one job and reads and sorts all 3,000 for every
+// page.
+func TestJobListPlanWithStaleStatistics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if _, err := e.pool.Exec(e.ctx, "ALTER TABLE jobs SET (autovacuum_enabled = false)"); err != nil {
+		t.Fatal(err)
+	}
+	known := e.newOrg("known")
+	for i := range 20 {
+		e.enqueue(known, commands.NewJob{QueueName: "steady", Payload: payload(i)})
+	}
+	if _, err := e.pool.Exec(e.ctx, "ANALYZE jobs"); err != nil {
+		t.Fatal(err)
+	}
+	const burst = 3000
+	for b := 0; b < burst/commands.MaxBulkJobs; b++ {
+		e.clk.Advance(time.Millisecond) // a batch's jobs share their creation time
+		batch := make([]commands.NewJob, commands.MaxBulkJobs)
+		for i := range batch {
+			batch[i] = commands.NewJob{QueueName: "burst", Payload: payload(b*commands.MaxBulkJobs + i)}
+		}
+		if _, err := e.svc.EnqueueBulk(e.ctx, e.actor, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const page, offset = 50, 100
+	args := []any{e.actor.OrgID, nil, nil, nil, int32(offset), int32(page)} // JobListParams' order
+	begin := func() pgx.Tx {
+		tx, err := e.pool.Begin(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+		return tx
+	}
+	fullSort := func(ex explained) bool { _, ok := ex.Plan.find("Sort"); return ok }
+	readRows := func(ex explained) float64 {
+		most := 0.0
+		for _, n := range ex.Plan.collect(nil) {
+			if strings.Contains(n.NodeType, "Scan") {
+				most = max(most, n.Rows*n.Loops)
+			}
+		}
+		return most
+	}
+
+	unpinned := explainWith(t, e.ctx, begin(), "ANALYZE, FORMAT JSON", queries.JobListSQL, args...)
+	if !fullSort(unpinned) || readRows(unpinned) < burst {
+		t.Fatalf("without the pin the list should sort all the tenant's jobs (the case the pin exists for); "+
+			"sorts %v, read %v rows:\n%s", fullSort(unpinned), readRows(unpinned), unpinned.raw)
+	}
+	tx := begin()
+	if _, err := tx.Exec(e.ctx, queries.PlanNoSortSQL); err != nil {
+		t.Fatal(err)
+	}
+	pinned := explainWith(t, e.ctx, tx, "ANALYZE, FORMAT JSON", queries.JobListSQL, args...)
+	// The index gives the creation order; an incremental sort orders each
+	// batch's jobs (one creation time) by id, so the scan reads the offset,
+	// the page and the rest of the last batch it touches.
+	if fullSort(pinned) || pinned.JIT != nil || readRows(pinned) > offset+page+commands.MaxBulkJobs {
+		t.Fatalf("pinned: sorts %v, JIT %v, read %v rows for offset %d and a page of %d:\n%s",
+			fullSort(pinned), pinned.JIT != nil, readRows(pinned), offset, page, pinned.raw)
+	}
+}

@@ -168,7 +168,7 @@ func (s *Server) listJobs(c *fiber.Ctx) error {
 	if tag := c.Query("tag"); tag != "" {
 		p.Tag = &tag
 	}
-	rows, err := s.q.JobList(c.UserContext(), s.pool, p)
+	rows, err := s.q.JobListOrdered(c.UserContext(), s.pool, p)
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func (s *Server) listDeadLetters(c *fiber.Ctx) error {
 		return err
 	}
 	dead := "deadletter"
-	rows, err := s.q.JobList(c.UserContext(), s.pool, queries.JobListParams{
+	rows, err := s.q.JobListOrdered(c.UserContext(), s.pool, queries.JobListParams{
 		OrganizationID: caller(c).OrgID, QueueName: optionalQueueFilter(c), Status: &dead,
 		MaxRows: int32(limit), SkipRows: int32(offset),
 	})

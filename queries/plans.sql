@@ -38,9 +38,13 @@ SELECT set_config('enable_sort', current_setting('spooled.saved_enable_sort'), t
        set_config('plan_cache_mode', current_setting('spooled.saved_plan_cache_mode'), true);
 
 -- name: PlanNoSort :exec
--- PlanPin without the generic plan, for a page of an organization's log
--- (EventLogPage) without a stream filter: sorting priced out, it walks
--- job_events_org_tx_idx from the cursor and stops after the page, however
--- few events the statistics expect after the cursor, while its plan is
--- still made for the call, so time filters prune the log's partitions.
+-- PlanPin without the generic plan, for a page read newest or oldest first
+-- from an index that gives the order: an organization's job list (JobList)
+-- or its log without a stream filter (EventLogPage). With sorting priced
+-- out, the page walks the index and stops after the offset and the page,
+-- however few rows the statistics expect; without it, an organization the
+-- statistics have not seen (a new tenant's burst) or log events past the
+-- newest ANALYZE saw are read in full and sorted for every page. The plan
+-- is still made for the call, so constant filters keep their effect (time
+-- filters prune the log's partitions).
 SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true);

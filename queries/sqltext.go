@@ -15,4 +15,5 @@ var (
 	EventsAfterCursorSQL  = eventsAfterCursor
 	EventLogPageSQL       = eventLogPage
 	PlanNoSortSQL         = planNoSort
+	JobListSQL            = jobList
 )

@@ -40,17 +40,33 @@ func (q *Queries) EventsAfterCursorPinned(ctx context.Context, tx Batcher, arg E
 	return evs, br.Close()
 }
 
-// EventLogPageOrdered runs PlanNoSort and EventLogPage in one round trip,
-// as one implicit transaction on a connection of db, so the page walks the
-// organization's log in cursor order whatever the statistics say. Not for
-// pages with a stream filter: a stream's few events are best found through
-// its own index and sorted, where a walk in cursor order reads the
-// organization's whole log after the cursor.
+// EventLogPageOrdered is EventLogPage with sorting priced out, so the page
+// walks the organization's log in cursor order whatever the statistics
+// say. Not for pages with a stream filter: a stream's few events are best
+// found through its own index and sorted, where a walk in cursor order
+// reads the organization's whole log after the cursor.
 func (q *Queries) EventLogPageOrdered(ctx context.Context, db Batcher, arg EventLogPageParams) ([]EventLogPageRow, error) {
+	return noSortRows[EventLogPageRow](ctx, db, eventLogPage, arg.OrganizationID, arg.AfterTxID, arg.AfterPosition,
+		arg.EventType, arg.QueueName, arg.StreamID, arg.Actor, arg.OccurredFrom, arg.OccurredTo, arg.MaxRows)
+}
+
+// JobListOrdered is JobList with sorting priced out, so a page walks the
+// organization's jobs by creation time and stops after the offset and the
+// page, however few jobs the statistics know of the organization (a new
+// tenant's first million jobs, say, before ANALYZE sees them).
+func (q *Queries) JobListOrdered(ctx context.Context, db Batcher, arg JobListParams) ([]JobListRow, error) {
+	return noSortRows[JobListRow](ctx, db, jobList, arg.OrganizationID, arg.QueueName, arg.Status, arg.Tag,
+		arg.SkipRows, arg.MaxRows)
+}
+
+// noSortRows runs PlanNoSort and the query in one round trip, as one
+// implicit transaction on a connection of db, and collects the query's
+// rows into T, whose fields are its columns in order (as sqlc generates
+// its row types).
+func noSortRows[T any](ctx context.Context, db Batcher, query string, args ...any) ([]T, error) {
 	b := &pgx.Batch{}
 	b.Queue(planNoSort)
-	b.Queue(eventLogPage, arg.OrganizationID, arg.AfterTxID, arg.AfterPosition, arg.EventType, arg.QueueName,
-		arg.StreamID, arg.Actor, arg.OccurredFrom, arg.OccurredTo, arg.MaxRows)
+	b.Queue(query, args...)
 	br := db.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
@@ -60,10 +76,9 @@ func (q *Queries) EventLogPageOrdered(ctx context.Context, db Batcher, arg Event
 	if err != nil {
 		return nil, err
 	}
-	// Columns come in EventLogPageRow's field order.
-	page, err := pgx.CollectRows(rows, pgx.RowToStructByPos[EventLogPageRow])
+	items, err := pgx.CollectRows(rows, pgx.RowToStructByPos[T])
 	if err != nil {
 		return nil, err
 	}
-	return page, br.Close()
+	return items, br.Close()
 }
