@@ -14,6 +14,7 @@ import (
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/internal/clock"
 	"github.com/spooled-go/spooled/internal/testdb"
+	"github.com/spooled-go/spooled/projections"
 	"github.com/spooled-go/spooled/queries"
 )
 
@@ -246,6 +247,51 @@ func TestEventsAfterCursorPinned(t *testing.T) {
 			t.Fatalf("event %d: position %d org %s type %s, want position %d of %s, job.enqueued",
 				i, e.Position, e.OrganizationID, e.EventType, want[i], l.org)
 		}
+	}
+}
+
+// TestRebuildReadPlanWithStaleStatistics: a rebuild's page of the log in
+// stream order, after the newest stream the statistics saw, walks the
+// stream index and stops after the page once pinned. Unpinned, it read
+// every job event after the cursor and sorted them, for every page.
+func TestRebuildReadPlanWithStaleStatistics(t *testing.T) {
+	t.Parallel()
+	l := newStaleLog(t)
+	ctx := context.Background()
+	const page = 100
+	// The newest job stream ANALYZE saw: job ids are UUIDv7, so the
+	// burst's streams all sort after it.
+	var stream string
+	var seq int32
+	if err := l.pool.QueryRow(ctx, `SELECT stream_id, stream_seq FROM job_events
+		WHERE stream_type = 'job' AND (tx_id, position) <= ($1::bigint::text::xid8, $2::bigint)
+		ORDER BY stream_id DESC, stream_seq DESC LIMIT 1`, l.afterTx, l.afterPosition).Scan(&stream, &seq); err != nil {
+		t.Fatal(err)
+	}
+	args := []any{stream, seq, int32(page)} // EventsJobStreamsAfterParams' order
+	unpinned := explainAnalyze(t, ctx, l.begin(t), queries.EventsJobStreamsAfterSQL, args...)
+	if !unpinned.sorts() || unpinned.readRows() < staleBurst {
+		t.Fatalf("without the pin the page should sort every event after the cursor; sorts %v, read %v rows:\n%s",
+			unpinned.sorts(), unpinned.readRows(), unpinned.raw)
+	}
+	tx := l.begin(t)
+	if _, err := tx.Exec(ctx, queries.PlanPinSQL); err != nil {
+		t.Fatal(err)
+	}
+	checkPageRead(t, "custom", explainAnalyze(t, ctx, tx, queries.EventsJobStreamsAfterSQL, args...), page)
+	if _, err := tx.Exec(ctx, "PREPARE streams_generic AS "+queries.EventsJobStreamsAfterSQL); err != nil {
+		t.Fatal(err)
+	}
+	checkPageRead(t, "generic", explainAnalyze(t, ctx, tx,
+		fmt.Sprintf("EXECUTE streams_generic('%s', %d, %d)", stream, seq, page)), page)
+
+	// Rebuild reads through the pinned page and still folds every job.
+	st, err := projections.Rebuild(ctx, l.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Jobs != staleBurst+5 {
+		t.Fatalf("rebuild folded %d jobs, want %d", st.Jobs, staleBurst+5)
 	}
 }
 

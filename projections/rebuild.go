@@ -206,7 +206,7 @@ func rebuild(ctx context.Context, tx pgx.Tx, progress func(events int64)) (Stats
 	open := false
 	after := queries.EventsJobStreamsAfterParams{AfterStream: "", AfterSeq: 0, MaxRows: pageSize}
 	for {
-		page, err := q.EventsJobStreamsAfter(ctx, tx, after)
+		page, err := q.EventsJobStreamsAfterPinned(ctx, tx, after)
 		if err != nil {
 			return Stats{}, fmt.Errorf("read job events after %s/%d: %w", after.AfterStream, after.AfterSeq, err)
 		}

@@ -7,37 +7,52 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// EventsAfterCursorPinned runs PlanSave, PlanPin, EventsAfterCursor and
-// PlanRestore in one round trip, in tx: the read walks the log's index in
-// cursor order whatever the statistics say, and the statements that follow
-// in tx (a projection's writes) plan as the session would. (Hand-written:
-// it pipelines generated statements, which sqlc cannot express.)
+// EventsAfterCursorPinned is EventsAfterCursor with its plan pinned
+// (pinnedRows), for the projector's pages of the log.
 func (q *Queries) EventsAfterCursorPinned(ctx context.Context, tx Batcher, arg EventsAfterCursorParams) ([]EventsAfterCursorRow, error) {
+	return pinnedRows[EventsAfterCursorRow](ctx, tx, eventsAfterCursor,
+		arg.AllData, arg.DataTypes, arg.AfterTxID, arg.AfterPosition, arg.MaxRows)
+}
+
+// EventsJobStreamsAfterPinned is EventsJobStreamsAfter with its plan
+// pinned (pinnedRows), for a rebuild's pages of the log in stream order:
+// past the newest stream ANALYZE saw, an unpinned page read every event
+// after the cursor and sorted them.
+func (q *Queries) EventsJobStreamsAfterPinned(ctx context.Context, tx Batcher, arg EventsJobStreamsAfterParams) ([]EventsJobStreamsAfterRow, error) {
+	return pinnedRows[EventsJobStreamsAfterRow](ctx, tx, eventsJobStreamsAfter, arg.AfterStream, arg.AfterSeq, arg.MaxRows)
+}
+
+// pinnedRows runs PlanSave, PlanPin, the query and PlanRestore in one round
+// trip, in tx: the query walks its index in order whatever the statistics
+// say, and the statements that follow in tx plan as the session would. It
+// collects the query's rows into T, whose fields are its columns in order
+// (as sqlc generates its row types). (Hand-written: it pipelines generated
+// statements, which sqlc cannot express.)
+func pinnedRows[T any](ctx context.Context, tx Batcher, query string, args ...any) ([]T, error) {
 	b := &pgx.Batch{}
 	b.Queue(planSave)
 	b.Queue(planPin)
-	b.Queue(eventsAfterCursor, arg.AllData, arg.DataTypes, arg.AfterTxID, arg.AfterPosition, arg.MaxRows)
+	b.Queue(query, args...)
 	b.Queue(planRestore)
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
 	for range 2 {
 		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("pin the log read's plan: %w", err)
+			return nil, fmt.Errorf("pin the plan: %w", err)
 		}
 	}
 	rows, err := br.Query()
 	if err != nil {
 		return nil, err
 	}
-	// Columns come in EventsAfterCursorRow's field order.
-	evs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[EventsAfterCursorRow])
+	items, err := pgx.CollectRows(rows, pgx.RowToStructByPos[T])
 	if err != nil {
 		return nil, err
 	}
 	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("restore the planner settings: %w", err)
 	}
-	return evs, br.Close()
+	return items, br.Close()
 }
 
 // EventLogPageOrdered is EventLogPage with sorting priced out, so the page

@@ -2,9 +2,10 @@
 
 -- name: PlanPin :exec
 -- Run first in the transaction of a statement that must walk an index in
--- order and stop after a batch: a claim (pending_jobs_claim_idx) or a
--- projector's page of the log after its cursor (EventsAfterCursor). It
--- turns sorting off for the rest of that transaction only (PlanSave and
+-- order and stop after a batch: a claim (pending_jobs_claim_idx), a
+-- projector's page of the log after its cursor (EventsAfterCursor) or a
+-- rebuild's page in stream order (EventsJobStreamsAfter). It turns
+-- sorting off for the rest of that transaction only (PlanSave and
 -- PlanRestore give it back where other statements follow). When the
 -- statistics have not seen the rows the statement reads (a new queue, a
 -- burst since the last ANALYZE, log events past the newest ANALYZE saw),

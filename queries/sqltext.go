@@ -4,16 +4,17 @@ package queries
 // explains exactly the statement the server runs. (Hand-written: sqlc
 // leaves files it did not generate alone.)
 var (
-	JobHistorySQL         = jobHistory
-	JobEventsUntilSQL     = jobEventsUntil
-	PlanPinSQL            = planPin
-	JobClaimMultiSQL      = jobClaimMulti
-	JobCompleteBatchSQL   = jobCompleteBatch
-	JobExpireLeasesSQL    = jobExpireLeases
-	QueueClaimProbeSQL    = queueClaimProbe
-	StatsOldestWaitingSQL = statsOldestWaiting
-	EventsAfterCursorSQL  = eventsAfterCursor
-	EventLogPageSQL       = eventLogPage
-	PlanNoSortSQL         = planNoSort
-	JobListSQL            = jobList
+	JobHistorySQL            = jobHistory
+	JobEventsUntilSQL        = jobEventsUntil
+	PlanPinSQL               = planPin
+	JobClaimMultiSQL         = jobClaimMulti
+	JobCompleteBatchSQL      = jobCompleteBatch
+	JobExpireLeasesSQL       = jobExpireLeases
+	QueueClaimProbeSQL       = queueClaimProbe
+	StatsOldestWaitingSQL    = statsOldestWaiting
+	EventsAfterCursorSQL     = eventsAfterCursor
+	EventLogPageSQL          = eventLogPage
+	PlanNoSortSQL            = planNoSort
+	JobListSQL               = jobList
+	EventsJobStreamsAfterSQL = eventsJobStreamsAfter
 )
