@@ -37,8 +37,8 @@ SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true),
 // Run first in the transaction of a statement that must walk an index in
 // order and stop after a batch: a claim (pending_jobs_claim_idx), a
 // projector's page of the log after its cursor (EventsAfterCursor) or a
-// rebuild's page in stream order (EventsJobStreamsAfter). It
-// turns sorting off for the rest of that transaction only (PlanSave and
+// rebuild's page in stream order (EventsJobStreamsAfter). It turns
+// sorting off for the rest of that transaction only (PlanSave and
 // PlanRestore give it back where other statements follow). When the
 // statistics have not seen the rows the statement reads (a new queue, a
 // burst since the last ANALYZE, log events past the newest ANALYZE saw),
