@@ -144,7 +144,7 @@ func sseHeaders(c *fiber.Ctx) {
 // liveFrom is the cursor at the end of what an organization's readers can
 // see now: realtime streams start there and show only what follows.
 func (s *Server) liveFrom(ctx context.Context, orgID string) (events.Cursor, error) {
-	end, err := s.q.EventLogEnd(ctx, s.pool, orgID)
+	end, err := s.q.EventLogEndOrdered(ctx, s.pool, orgID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return events.Cursor{}, nil
 	}

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -136,26 +137,31 @@ func newStaleLog(t *testing.T) staleLog {
 			t.Fatal(err)
 		}
 	}
-	// Events stay unreadable while any transaction older than theirs runs
-	// anywhere in the cluster (other tests'): wait until the whole burst is
-	// readable, so every read sees the same events.
+	waitReadable(t, pool, actor.OrgID)
+	return l
+}
+
+// waitReadable waits until every event of the organization is readable:
+// events stay unreadable while any transaction older than theirs runs
+// anywhere in the cluster (other tests'), and each test must see the same
+// events in every read.
+func waitReadable(t *testing.T, pool *pgxpool.Pool, orgID string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var n int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM job_events
-			WHERE (tx_id, position) > ($1::bigint::text::xid8, $2::bigint) AND tx_id < pg_snapshot_xmin(pg_current_snapshot())`,
-			l.afterTx, l.afterPosition).Scan(&n); err != nil {
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM job_events
+			WHERE organization_id = $1 AND tx_id >= pg_snapshot_xmin(pg_current_snapshot())`, orgID).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == staleBurst {
-			break
+		if n == 0 {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of the burst's %d events readable after 10s", n, staleBurst)
+			t.Fatalf("%d events of %s still unreadable after 10s", n, orgID)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return l
 }
 
 // begin starts a transaction the test's end rolls back.
@@ -333,6 +339,57 @@ func TestEventLogPagePlanWithStaleStatistics(t *testing.T) {
 	}
 	if byStream.readRows() > 2 {
 		t.Fatalf("a stream's page read %v rows for a stream of one event:\n%s", byStream.readRows(), byStream.raw)
+	}
+}
+
+// TestEventLogEndPlanForUnseenTenant: where a realtime stream starts (the
+// organization's newest event) is one backwards probe of its index for a
+// tenant whose events the statistics have never seen, as the server reads
+// it (sorting priced out); unpinned, every event of the tenant was read and
+// sorted. An empty log has no end.
+func TestEventLogEndPlanForUnseenTenant(t *testing.T) {
+	t.Parallel()
+	l := newStaleLog(t)
+	ctx := context.Background()
+	svc := newService(l.pool, clock.Database{})
+	fresh := newOrg(t, svc, "fresh")
+	q := queries.New()
+	if _, err := q.EventLogEndOrdered(ctx, l.pool, "no-such-organization"); !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatalf("end of an empty log: %v, want pgx.ErrNoRows", err)
+	}
+	for b := range staleBurst / commands.MaxBulkJobs {
+		batch := make([]commands.NewJob, commands.MaxBulkJobs)
+		for i := range batch {
+			batch[i] = commands.NewJob{QueueName: "burst", Payload: json.RawMessage(fmt.Sprint(b*commands.MaxBulkJobs + i))}
+		}
+		if _, err := svc.EnqueueBulk(ctx, fresh, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitReadable(t, l.pool, fresh.OrgID)
+
+	unpinned := explainAnalyze(t, ctx, l.begin(t), queries.EventLogEndSQL, fresh.OrgID)
+	if !unpinned.sorts() || unpinned.readRows() < staleBurst {
+		t.Fatalf("without the pin the end should sort every event of the tenant; sorts %v, read %v rows:\n%s",
+			unpinned.sorts(), unpinned.readRows(), unpinned.raw)
+	}
+	tx := l.begin(t)
+	if _, err := tx.Exec(ctx, queries.PlanNoSortSQL); err != nil {
+		t.Fatal(err)
+	}
+	checkPageRead(t, "no sort", explainAnalyze(t, ctx, tx, queries.EventLogEndSQL, fresh.OrgID), 1)
+
+	end, err := q.EventLogEndOrdered(ctx, l.pool, fresh.OrgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want queries.EventLogEndRow
+	if err := l.pool.QueryRow(ctx, `SELECT tx_id::text::bigint, position FROM job_events WHERE organization_id = $1
+		ORDER BY tx_id DESC, position DESC LIMIT 1`, fresh.OrgID).Scan(&want.TxID, &want.Position); err != nil {
+		t.Fatal(err)
+	}
+	if end != want {
+		t.Fatalf("end %+v, want %+v", end, want)
 	}
 }
 

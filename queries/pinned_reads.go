@@ -65,6 +65,22 @@ func (q *Queries) EventLogPageOrdered(ctx context.Context, db Batcher, arg Event
 		arg.EventType, arg.QueueName, arg.StreamID, arg.Actor, arg.OccurredFrom, arg.OccurredTo, arg.MaxRows)
 }
 
+// EventLogEndOrdered is EventLogEnd with sorting priced out, so it takes
+// the organization's newest event with one backwards probe of its index
+// whatever the statistics say (a tenant they have not seen had every event
+// read and sorted for the one row). Like EventLogEnd, it returns
+// pgx.ErrNoRows when the organization's log is empty.
+func (q *Queries) EventLogEndOrdered(ctx context.Context, db Batcher, organizationID string) (EventLogEndRow, error) {
+	rows, err := noSortRows[EventLogEndRow](ctx, db, eventLogEnd, organizationID)
+	if err != nil {
+		return EventLogEndRow{}, err
+	}
+	if len(rows) == 0 {
+		return EventLogEndRow{}, pgx.ErrNoRows
+	}
+	return rows[0], nil
+}
+
 // JobListOrdered is JobList with sorting priced out, so a page walks the
 // organization's jobs by creation time and stops after the offset and the
 // page, however few jobs the statistics know of the organization (a new

@@ -16,5 +16,6 @@ var (
 	EventLogPageSQL          = eventLogPage
 	PlanNoSortSQL            = planNoSort
 	JobListSQL               = jobList
+	EventLogEndSQL           = eventLogEnd
 	EventsJobStreamsAfterSQL = eventsJobStreamsAfter
 )
