@@ -24,35 +24,9 @@ func (q *Queries) EventsJobStreamsAfterPinned(ctx context.Context, tx Batcher, a
 
 // pinnedRows runs PlanSave, PlanPin, the query and PlanRestore in one round
 // trip, in tx: the query walks its index in order whatever the statistics
-// say, and the statements that follow in tx plan as the session would. It
-// collects the query's rows into T, whose fields are its columns in order
-// (as sqlc generates its row types). (Hand-written: it pipelines generated
-// statements, which sqlc cannot express.)
+// say, and the statements that follow in tx plan as the session would.
 func pinnedRows[T any](ctx context.Context, tx Batcher, query string, args ...any) ([]T, error) {
-	b := &pgx.Batch{}
-	b.Queue(planSave)
-	b.Queue(planPin)
-	b.Queue(query, args...)
-	b.Queue(planRestore)
-	br := tx.SendBatch(ctx, b)
-	defer br.Close()
-	for range 2 {
-		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("pin the plan: %w", err)
-		}
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, err
-	}
-	items, err := pgx.CollectRows(rows, pgx.RowToStructByPos[T])
-	if err != nil {
-		return nil, err
-	}
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("restore the planner settings: %w", err)
-	}
-	return items, br.Close()
+	return rowsBetween[T](ctx, tx, []string{planSave, planPin}, query, args, []string{planRestore})
 }
 
 // EventLogPageOrdered is EventLogPage with sorting priced out, so the page
@@ -91,17 +65,31 @@ func (q *Queries) JobListOrdered(ctx context.Context, db Batcher, arg JobListPar
 }
 
 // noSortRows runs PlanNoSort and the query in one round trip, as one
-// implicit transaction on a connection of db, and collects the query's
-// rows into T, whose fields are its columns in order (as sqlc generates
-// its row types).
+// implicit transaction on a connection of db.
 func noSortRows[T any](ctx context.Context, db Batcher, query string, args ...any) ([]T, error) {
+	return rowsBetween[T](ctx, db, []string{planNoSort}, query, args, nil)
+}
+
+// rowsBetween sends the statements before (planner settings), the query
+// and the statements after in one round trip, and collects the query's
+// rows into T, whose fields are its columns in order (as sqlc generates
+// its row types). (Hand-written: it pipelines generated statements, which
+// sqlc cannot express.)
+func rowsBetween[T any](ctx context.Context, db Batcher, before []string, query string, args []any, after []string) ([]T, error) {
 	b := &pgx.Batch{}
-	b.Queue(planNoSort)
+	for _, sql := range before {
+		b.Queue(sql)
+	}
 	b.Queue(query, args...)
+	for _, sql := range after {
+		b.Queue(sql)
+	}
 	br := db.SendBatch(ctx, b)
 	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("price out sorting: %w", err)
+	for range before {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("set the planner up: %w", err)
+		}
 	}
 	rows, err := br.Query()
 	if err != nil {
@@ -110,6 +98,11 @@ func noSortRows[T any](ctx context.Context, db Batcher, query string, args ...an
 	items, err := pgx.CollectRows(rows, pgx.RowToStructByPos[T])
 	if err != nil {
 		return nil, err
+	}
+	for range after {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("restore the planner settings: %w", err)
+		}
 	}
 	return items, br.Close()
 }
