@@ -14,15 +14,15 @@ SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)
 `
 
 // PlanPin without the generic plan, for a page read newest or oldest first
-// from an index that gives the order: an organization's job list (JobList),
-// its log without a stream filter (EventLogPage) or the newest event of
-// its log (EventLogEnd). With sorting priced
-// out, the page walks the index and stops after the offset and the page,
-// however few rows the statistics expect; without it, an organization the
-// statistics have not seen (a new tenant's burst) or log events past the
-// newest ANALYZE saw are read in full and sorted for every page. The plan
-// is still made for the call, so constant filters keep their effect (time
-// filters prune the log's partitions).
+// from an index that gives the order: an organization's job list
+// (JobList), its log without a stream filter (EventLogPage) or the newest
+// event of its log (EventLogEnd). With sorting priced out, the page walks
+// the index and stops after the offset and the page, however few rows the
+// statistics expect; without it, an organization the statistics have not
+// seen (a new tenant's burst) or log events past the newest ANALYZE saw
+// are read in full and sorted for every page. The plan is still made for
+// the call, so constant filters keep their effect (time filters prune the
+// log's partitions).
 func (q *Queries) PlanNoSort(ctx context.Context, db DBTX) error {
 	_, err := db.Exec(ctx, planNoSort)
 	return err
