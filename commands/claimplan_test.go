@@ -11,52 +11,16 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/internal/testdb"
 	"github.com/spooled-go/spooled/queries"
 )
-
-// planNode is the part of EXPLAIN (FORMAT JSON) output the test reads.
-type planNode struct {
-	NodeType  string     `json:"Node Type"`
-	IndexName string     `json:"Index Name"`
-	Relation  string     `json:"Relation Name"`
-	Output    []string   `json:"Output"`       // with VERBOSE
-	Rows      float64    `json:"Actual Rows"`  // with ANALYZE
-	Loops     float64    `json:"Actual Loops"` // with ANALYZE
-	Plans     []planNode `json:"Plans"`
-}
-
-// explained is one statement's EXPLAIN (FORMAT JSON), decoded, and the raw
-// text for failure messages.
-type explained struct {
-	Plan planNode       `json:"Plan"`
-	JIT  map[string]any `json:"JIT"`
-	raw  string
-}
 
 // explain runs EXPLAIN (FORMAT JSON) of sql with args on q.
 func explain(t *testing.T, ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, sql string, args ...any) explained {
+}, sql string, args ...any) testdb.Explained {
 	t.Helper()
-	return explainWith(t, ctx, q, "FORMAT JSON", sql, args...)
-}
-
-// explainWith runs EXPLAIN (options) of sql with args on q; options must
-// include FORMAT JSON.
-func explainWith(t *testing.T, ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, options, sql string, args ...any) explained {
-	t.Helper()
-	var raw string
-	if err := q.QueryRow(ctx, "EXPLAIN ("+options+") "+sql, args...).Scan(&raw); err != nil {
-		t.Fatal(err)
-	}
-	var plans []explained
-	if err := json.Unmarshal([]byte(raw), &plans); err != nil || len(plans) != 1 {
-		t.Fatalf("EXPLAIN output %q: %v", raw, err)
-	}
-	plans[0].raw = raw
-	return plans[0]
+	return testdb.Explain(t, ctx, q, "FORMAT JSON", sql, args...)
 }
 
 // genericPlan begins a transaction that the test's end rolls back, and
@@ -77,19 +41,6 @@ func (e *env) genericPlan(name, sql string) pgx.Tx {
 		e.t.Fatal(err)
 	}
 	return tx
-}
-
-// find returns the first node of type t, depth first.
-func (n planNode) find(t string) (planNode, bool) {
-	if n.NodeType == t {
-		return n, true
-	}
-	for _, c := range n.Plans {
-		if f, ok := c.find(t); ok {
-			return f, true
-		}
-	}
-	return planNode{}, false
 }
 
 // TestClaimPlanWithStaleStatistics: a burst on a queue the statistics have
@@ -133,37 +84,28 @@ func TestClaimPlanWithStaleStatistics(t *testing.T) {
 	exec := fmt.Sprintf("EXECUTE claim_generic('%s', ARRAY['w'], ARRAY[100], ARRAY[30], ARRAY['worker:w'], '%s', 'burst')",
 		e.clk.Now().Format(time.RFC3339Nano), e.actor.OrgID)
 	generic := explain(t, e.ctx, tx, exec)
-	if !strings.Contains(generic.raw, "(organization_id = $6)") {
-		t.Fatalf("EXPLAIN EXECUTE did not show the generic plan:\n%s", generic.raw)
+	if !strings.Contains(generic.Raw, "(organization_id = $6)") {
+		t.Fatalf("EXPLAIN EXECUTE did not show the generic plan:\n%s", generic.Raw)
 	}
 	checkClaimPlan(t, "generic", generic)
 }
 
 // checkClaimPlan: the claim locks rows straight from an ordered scan of
 // pending_jobs_claim_idx, without a sort, and is not JIT-compiled.
-func checkClaimPlan(t *testing.T, kind string, ex explained) {
+func checkClaimPlan(t *testing.T, kind string, ex testdb.Explained) {
 	t.Helper()
 	if ex.JIT != nil {
 		t.Errorf("%s plan: the claim would be JIT-compiled: %v", kind, ex.JIT)
 	}
-	lock, ok := ex.Plan.find("LockRows")
+	lock, ok := ex.Plan.Find("LockRows")
 	if !ok || len(lock.Plans) != 1 {
-		t.Fatalf("%s plan: no LockRows node with one input:\n%s", kind, ex.raw)
+		t.Fatalf("%s plan: no LockRows node with one input:\n%s", kind, ex.Raw)
 	}
 	scan := lock.Plans[0]
 	if !strings.HasPrefix(scan.NodeType, "Index") || scan.IndexName != "pending_jobs_claim_idx" {
 		t.Fatalf("%s plan: the claim locks rows from %s %s %s, want an ordered scan of pending_jobs_claim_idx:\n%s",
-			kind, scan.NodeType, scan.Relation, scan.IndexName, ex.raw)
+			kind, scan.NodeType, scan.Relation, scan.IndexName, ex.Raw)
 	}
-}
-
-// collect appends every node of the plan, depth first.
-func (n planNode) collect(out []planNode) []planNode {
-	out = append(out, n)
-	for _, c := range n.Plans {
-		out = c.collect(out)
-	}
-	return out
 }
 
 // TestCompletePlanWithStaleStatistics: a batch complete finds its leases in
@@ -209,9 +151,9 @@ func TestCompletePlanWithStaleStatistics(t *testing.T) {
 	}
 	ex := explain(t, e.ctx, e.pool, queries.JobCompleteBatchSQL,
 		p.JobIds, p.OrganizationID, p.WorkerIds, p.LeaseIds, p.Now, p.Results) // JobCompleteBatch's order
-	for _, n := range ex.Plan.collect(nil) {
+	for _, n := range ex.Plan.Nodes() {
 		if n.Relation == "processing_jobs" && n.IndexName != "" && n.IndexName != "processing_jobs_pkey" {
-			t.Fatalf("the complete reads processing_jobs through %s:\n%s", n.IndexName, ex.raw)
+			t.Fatalf("the complete reads processing_jobs through %s:\n%s", n.IndexName, ex.Raw)
 		}
 	}
 
@@ -228,9 +170,9 @@ func TestCompletePlanWithStaleStatistics(t *testing.T) {
 	list := func(v []string) string { return "'{" + strings.Join(v, ",") + "}'" }
 	exec := fmt.Sprintf("EXECUTE complete_generic(%s, '%s', %s, %s, '%s', %s)", list(ids), e.actor.OrgID,
 		list(workers), list(leases), e.clk.Now().Format(time.RFC3339Nano), list(results))
-	generic := explainWith(t, e.ctx, tx, "ANALYZE, VERBOSE, FORMAT JSON", exec)
-	if !strings.Contains(generic.raw, "$2") {
-		t.Fatalf("EXPLAIN EXECUTE did not show the generic plan:\n%s", generic.raw)
+	generic := testdb.Explain(t, e.ctx, tx, "ANALYZE, VERBOSE, FORMAT JSON", exec)
+	if !strings.Contains(generic.Raw, "$2") {
+		t.Fatalf("EXPLAIN EXECUTE did not show the generic plan:\n%s", generic.Raw)
 	}
 	var completed int64
 	if err := tx.QueryRow(e.ctx, "SELECT count(*) FROM jobs WHERE status = 'completed'").Scan(&completed); err != nil {
@@ -239,14 +181,14 @@ func TestCompletePlanWithStaleStatistics(t *testing.T) {
 	if completed != int64(len(mine)) {
 		t.Fatalf("the generic plan completed %d jobs, want %d", completed, len(mine))
 	}
-	for _, n := range generic.Plan.collect(nil) {
+	for _, n := range generic.Plan.Nodes() {
 		if n.Relation == "processing_jobs" && n.Rows*n.Loops > float64(len(mine)) {
 			t.Errorf("the generic plan reads %.0f leases through a %s of processing_jobs to complete %d jobs:\n%s",
-				n.Rows*n.Loops, n.NodeType, len(mine), generic.raw)
+				n.Rows*n.Loops, n.NodeType, len(mine), generic.Raw)
 		}
 		for _, o := range n.Output {
 			if strings.HasSuffix(o, ".*") {
-				t.Errorf("the generic plan's %s copies whole rows (%s):\n%s", n.NodeType, o, generic.raw)
+				t.Errorf("the generic plan's %s copies whole rows (%s):\n%s", n.NodeType, o, generic.Raw)
 			}
 		}
 	}
@@ -293,32 +235,23 @@ func TestJobListPlanWithStaleStatistics(t *testing.T) {
 		t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 		return tx
 	}
-	fullSort := func(ex explained) bool { _, ok := ex.Plan.find("Sort"); return ok }
-	readRows := func(ex explained) float64 {
-		most := 0.0
-		for _, n := range ex.Plan.collect(nil) {
-			if strings.Contains(n.NodeType, "Scan") {
-				most = max(most, n.Rows*n.Loops)
-			}
-		}
-		return most
-	}
+	fullSort := func(ex testdb.Explained) bool { _, ok := ex.Plan.Find("Sort"); return ok }
 
-	unpinned := explainWith(t, e.ctx, begin(), "ANALYZE, FORMAT JSON", queries.JobListSQL, args...)
-	if !fullSort(unpinned) || readRows(unpinned) < burst {
+	unpinned := testdb.Explain(t, e.ctx, begin(), "ANALYZE, FORMAT JSON", queries.JobListSQL, args...)
+	if !fullSort(unpinned) || unpinned.ReadRows() < burst {
 		t.Fatalf("without the pin the list should sort all the tenant's jobs (the case the pin exists for); "+
-			"sorts %v, read %v rows:\n%s", fullSort(unpinned), readRows(unpinned), unpinned.raw)
+			"sorts %v, read %v rows:\n%s", fullSort(unpinned), unpinned.ReadRows(), unpinned.Raw)
 	}
 	tx := begin()
 	if _, err := tx.Exec(e.ctx, queries.PlanNoSortSQL); err != nil {
 		t.Fatal(err)
 	}
-	pinned := explainWith(t, e.ctx, tx, "ANALYZE, FORMAT JSON", queries.JobListSQL, args...)
+	pinned := testdb.Explain(t, e.ctx, tx, "ANALYZE, FORMAT JSON", queries.JobListSQL, args...)
 	// The index gives the creation order; an incremental sort orders each
 	// batch's jobs (one creation time) by id, so the scan reads the offset,
 	// the page and the rest of the last batch it touches.
-	if fullSort(pinned) || pinned.JIT != nil || readRows(pinned) > offset+page+commands.MaxBulkJobs {
+	if fullSort(pinned) || pinned.JIT != nil || pinned.ReadRows() > offset+page+commands.MaxBulkJobs {
 		t.Fatalf("pinned: sorts %v, JIT %v, read %v rows for offset %d and a page of %d:\n%s",
-			fullSort(pinned), pinned.JIT != nil, readRows(pinned), offset, page, pinned.raw)
+			fullSort(pinned), pinned.JIT != nil, pinned.ReadRows(), offset, page, pinned.Raw)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/internal/testdb"
 	"github.com/spooled-go/spooled/queries"
 )
 
@@ -46,7 +47,7 @@ func TestLeaseReadsOfTheReaper(t *testing.T) {
 
 	// A worker's release.
 	release := fmt.Sprintf("EXECUTE expire_generic(NULL, 'offline', 10000, '%s', 'gone', 'gone for good', 'system:worker_health', 'worker_offline')", e.actor.OrgID)
-	plan := explainWith(t, e.ctx, tx, "ANALYZE, FORMAT JSON", release)
+	plan := testdb.Explain(t, e.ctx, tx, "ANALYZE, FORMAT JSON", release)
 	if left := leases("worker_id = 'offline'"); left != 0 {
 		t.Fatalf("the release left %d of the worker's %d leases", left, mine)
 	}
@@ -54,24 +55,24 @@ func TestLeaseReadsOfTheReaper(t *testing.T) {
 		t.Fatalf("the release took other workers' leases: %d of %d left", left, others)
 	}
 	usedWorkerIndex := false
-	for _, n := range plan.Plan.collect(nil) {
+	for _, n := range plan.Plan.Nodes() {
 		if n.Relation != "processing_jobs" {
 			continue
 		}
 		if n.NodeType == "Seq Scan" && n.Loops > 0 {
-			t.Errorf("releasing one worker's %d leases scanned all of processing_jobs:\n%s", mine, plan.raw)
+			t.Errorf("releasing one worker's %d leases scanned all of processing_jobs:\n%s", mine, plan.Raw)
 		}
 		usedWorkerIndex = usedWorkerIndex || n.IndexName == "processing_jobs_worker_idx"
 	}
 	if !usedWorkerIndex {
-		t.Errorf("the release did not read processing_jobs_worker_idx:\n%s", plan.raw)
+		t.Errorf("the release did not read processing_jobs_worker_idx:\n%s", plan.Raw)
 	}
 
 	// The sweep, at a moment when five of the others' leases have expired,
 	// with a limit of three: the three that expired first.
 	at := e.clk.Now().Add(64*time.Second + 500*time.Millisecond).Format(time.RFC3339Nano)
 	sweep := fmt.Sprintf("EXECUTE expire_generic('%s', NULL, 3, NULL, 'expired', 'expired for good', 'system:lease_reaper', 'lease_expired')", at)
-	explainWith(t, e.ctx, tx, "ANALYZE, FORMAT JSON", sweep)
+	testdb.Explain(t, e.ctx, tx, "ANALYZE, FORMAT JSON", sweep)
 	if left := leases("true"); left != others-3 {
 		t.Fatalf("the sweep left %d leases, want %d", left, others-3)
 	}

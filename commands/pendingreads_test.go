@@ -71,22 +71,22 @@ func TestPendingReadsWithoutTheirOwnIndexes(t *testing.T) {
 	// the plan and no other read of pending_jobs means each read has its own.
 	probePlan := explain(t, e.ctx, tx, queries.QueueClaimProbeSQL, e.actor.OrgID, "mix", e.clk.Now())
 	used := map[string]bool{}
-	for _, n := range probePlan.Plan.collect(nil) {
+	for _, n := range probePlan.Plan.Nodes() {
 		if n.Relation != "pending_jobs" {
 			continue
 		}
 		if n.IndexName != "pending_jobs_claim_idx" && n.IndexName != "pending_jobs_next_due_idx" {
-			t.Fatalf("QueueClaimProbe reads pending_jobs through %s %q, want the claim and next-due indexes:\n%s", n.NodeType, n.IndexName, probePlan.raw)
+			t.Fatalf("QueueClaimProbe reads pending_jobs through %s %q, want the claim and next-due indexes:\n%s", n.NodeType, n.IndexName, probePlan.Raw)
 		}
 		used[n.IndexName] = true
 	}
 	if !used["pending_jobs_claim_idx"] || !used["pending_jobs_next_due_idx"] {
-		t.Fatalf("QueueClaimProbe reads pending_jobs through %v, want both the claim and the next-due index:\n%s", used, probePlan.raw)
+		t.Fatalf("QueueClaimProbe reads pending_jobs through %v, want both the claim and the next-due index:\n%s", used, probePlan.Raw)
 	}
 	age := explain(t, e.ctx, tx, queries.StatsOldestWaitingSQL, e.actor.OrgID, "mix")
-	for _, n := range age.Plan.collect(nil) {
+	for _, n := range age.Plan.Nodes() {
 		if n.Relation == "pending_jobs" && n.IndexName != "pending_jobs_claim_idx" {
-			t.Fatalf("StatsOldestWaiting reads pending_jobs through %s %q, want pending_jobs_claim_idx:\n%s", n.NodeType, n.IndexName, age.raw)
+			t.Fatalf("StatsOldestWaiting reads pending_jobs through %s %q, want pending_jobs_claim_idx:\n%s", n.NodeType, n.IndexName, age.Raw)
 		}
 	}
 }

@@ -19,65 +19,21 @@ import (
 	"github.com/spooled-go/spooled/queries"
 )
 
-// planNode is the part of EXPLAIN (ANALYZE, FORMAT JSON) output the tests
-// read.
-type planNode struct {
-	NodeType  string     `json:"Node Type"`
-	IndexName string     `json:"Index Name"`
-	Rows      float64    `json:"Actual Rows"`
-	Loops     float64    `json:"Actual Loops"`
-	Plans     []planNode `json:"Plans"`
-}
-
-type explained struct {
-	Plan planNode       `json:"Plan"`
-	JIT  map[string]any `json:"JIT"`
-	raw  string
-}
-
-// nodes lists the plan's nodes, depth first.
-func (n planNode) nodes() []planNode {
-	out := []planNode{n}
-	for _, c := range n.Plans {
-		out = append(out, c.nodes()...)
-	}
-	return out
-}
-
-// sorts says whether the plan sorts, and readRows is the most rows any
-// scan of job_events produced: a page read in cursor order stops after the
-// page, a sort reads everything after the cursor first.
-func (e explained) sorts() bool {
-	for _, n := range e.Plan.nodes() {
-		if strings.Contains(n.NodeType, "Sort") {
-			return true
-		}
-	}
-	return false
-}
-
-func (e explained) readRows() float64 {
-	most := 0.0
-	for _, n := range e.Plan.nodes() {
-		if strings.Contains(n.NodeType, "Scan") {
-			most = max(most, n.Rows*n.Loops)
-		}
-	}
-	return most
-}
-
-func explainAnalyze(t *testing.T, ctx context.Context, tx pgx.Tx, sql string, args ...any) explained {
+func explainAnalyze(t *testing.T, ctx context.Context, tx pgx.Tx, sql string, args ...any) testdb.Explained {
 	t.Helper()
-	var raw string
-	if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+sql, args...).Scan(&raw); err != nil {
-		t.Fatal(err)
+	return testdb.Explain(t, ctx, tx, "ANALYZE, FORMAT JSON", sql, args...)
+}
+
+// unpinnedSortsAll reads sql's page unpinned and fails unless the planner
+// read every event of the burst and sorted them: the case the pin exists
+// for, which the stale statistics must reproduce for the test to prove it.
+func (l staleLog) unpinnedSortsAll(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	ex := explainAnalyze(t, context.Background(), l.begin(t), sql, args...)
+	if !ex.Sorts() || ex.ReadRows() < staleBurst {
+		t.Fatalf("without the pin the read should sort all %d events of the burst; sorts %v, read %v rows:\n%s",
+			staleBurst, ex.Sorts(), ex.ReadRows(), ex.Raw)
 	}
-	var plans []explained
-	if err := json.Unmarshal([]byte(raw), &plans); err != nil || len(plans) != 1 {
-		t.Fatalf("EXPLAIN output %q: %v", raw, err)
-	}
-	plans[0].raw = raw
-	return plans[0]
 }
 
 // staleLog is a log whose statistics stop before its newest events, as
@@ -128,17 +84,24 @@ func newStaleLog(t *testing.T) staleLog {
 		ORDER BY tx_id DESC, position DESC LIMIT 1`).Scan(&l.afterTx, &l.afterPosition); err != nil {
 		t.Fatal(err)
 	}
+	enqueueBurst(t, svc, actor, pool)
+	return l
+}
+
+// enqueueBurst bulk-enqueues staleBurst jobs for actor and waits until
+// their events are readable.
+func enqueueBurst(t *testing.T, svc *commands.Service, actor commands.Actor, pool *pgxpool.Pool) {
+	t.Helper()
 	for b := range staleBurst / commands.MaxBulkJobs {
 		batch := make([]commands.NewJob, commands.MaxBulkJobs)
 		for i := range batch {
 			batch[i] = commands.NewJob{QueueName: "burst", Payload: json.RawMessage(fmt.Sprint(b*commands.MaxBulkJobs + i))}
 		}
-		if _, err := svc.EnqueueBulk(ctx, actor, batch); err != nil {
+		if _, err := svc.EnqueueBulk(context.Background(), actor, batch); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitReadable(t, pool, actor.OrgID)
-	return l
 }
 
 // waitReadable waits until every event of the organization is readable:
@@ -188,11 +151,7 @@ func TestLogReadPlanWithStaleStatistics(t *testing.T) {
 	const page = 100
 	args := []any{false, []string{"job.completed"}, l.afterTx, l.afterPosition, int32(page)} // EventsAfterCursorParams' order
 
-	unpinned := explainAnalyze(t, ctx, l.begin(t), queries.EventsAfterCursorSQL, args...)
-	if !unpinned.sorts() || unpinned.readRows() < staleBurst {
-		t.Fatalf("without the pin the read should sort every event after the cursor (the case the pin exists for); "+
-			"sorts %v, read %v rows:\n%s", unpinned.sorts(), unpinned.readRows(), unpinned.raw)
-	}
+	l.unpinnedSortsAll(t, queries.EventsAfterCursorSQL, args...)
 
 	tx := l.begin(t)
 	if _, err := tx.Exec(ctx, queries.PlanPinSQL); err != nil {
@@ -275,11 +234,7 @@ func TestRebuildReadPlanWithStaleStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []any{stream, seq, int32(page)} // EventsJobStreamsAfterParams' order
-	unpinned := explainAnalyze(t, ctx, l.begin(t), queries.EventsJobStreamsAfterSQL, args...)
-	if !unpinned.sorts() || unpinned.readRows() < staleBurst {
-		t.Fatalf("without the pin the page should sort every event after the cursor; sorts %v, read %v rows:\n%s",
-			unpinned.sorts(), unpinned.readRows(), unpinned.raw)
-	}
+	l.unpinnedSortsAll(t, queries.EventsJobStreamsAfterSQL, args...)
 	tx := l.begin(t)
 	if _, err := tx.Exec(ctx, queries.PlanPinSQL); err != nil {
 		t.Fatal(err)
@@ -316,11 +271,7 @@ func TestEventLogPagePlanWithStaleStatistics(t *testing.T) {
 	args := func(stream any) []any {
 		return []any{l.org, l.afterTx, l.afterPosition, nil, nil, stream, nil, nil, nil, int32(page)}
 	}
-	unpinned := explainAnalyze(t, ctx, l.begin(t), queries.EventLogPageSQL, args(nil)...)
-	if !unpinned.sorts() || unpinned.readRows() < staleBurst {
-		t.Fatalf("without the pin the page should sort every event after the cursor; sorts %v, read %v rows:\n%s",
-			unpinned.sorts(), unpinned.readRows(), unpinned.raw)
-	}
+	l.unpinnedSortsAll(t, queries.EventLogPageSQL, args(nil)...)
 	tx := l.begin(t)
 	if _, err := tx.Exec(ctx, queries.PlanNoSortSQL); err != nil {
 		t.Fatal(err)
@@ -334,11 +285,11 @@ func TestEventLogPagePlanWithStaleStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	byStream := explainAnalyze(t, ctx, l.begin(t), queries.EventLogPageSQL, args(stream)...)
-	if !strings.Contains(byStream.raw, "job_events_stream_idx") && !strings.Contains(byStream.raw, "_stream_id_stream_seq_idx") {
-		t.Fatalf("a stream's page should come through the stream's index:\n%s", byStream.raw)
+	if !strings.Contains(byStream.Raw, "job_events_stream_idx") && !strings.Contains(byStream.Raw, "_stream_id_stream_seq_idx") {
+		t.Fatalf("a stream's page should come through the stream's index:\n%s", byStream.Raw)
 	}
-	if byStream.readRows() > 2 {
-		t.Fatalf("a stream's page read %v rows for a stream of one event:\n%s", byStream.readRows(), byStream.raw)
+	if byStream.ReadRows() > 2 {
+		t.Fatalf("a stream's page read %v rows for a stream of one event:\n%s", byStream.ReadRows(), byStream.Raw)
 	}
 }
 
@@ -357,22 +308,9 @@ func TestEventLogEndPlanForUnseenTenant(t *testing.T) {
 	if _, err := q.EventLogEndOrdered(ctx, l.pool, "no-such-organization"); !errors.Is(err, pgx.ErrNoRows) {
 		t.Fatalf("end of an empty log: %v, want pgx.ErrNoRows", err)
 	}
-	for b := range staleBurst / commands.MaxBulkJobs {
-		batch := make([]commands.NewJob, commands.MaxBulkJobs)
-		for i := range batch {
-			batch[i] = commands.NewJob{QueueName: "burst", Payload: json.RawMessage(fmt.Sprint(b*commands.MaxBulkJobs + i))}
-		}
-		if _, err := svc.EnqueueBulk(ctx, fresh, batch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitReadable(t, l.pool, fresh.OrgID)
+	enqueueBurst(t, svc, fresh, l.pool)
 
-	unpinned := explainAnalyze(t, ctx, l.begin(t), queries.EventLogEndSQL, fresh.OrgID)
-	if !unpinned.sorts() || unpinned.readRows() < staleBurst {
-		t.Fatalf("without the pin the end should sort every event of the tenant; sorts %v, read %v rows:\n%s",
-			unpinned.sorts(), unpinned.readRows(), unpinned.raw)
-	}
+	l.unpinnedSortsAll(t, queries.EventLogEndSQL, fresh.OrgID)
 	tx := l.begin(t)
 	if _, err := tx.Exec(ctx, queries.PlanNoSortSQL); err != nil {
 		t.Fatal(err)
@@ -395,12 +333,12 @@ func TestEventLogEndPlanForUnseenTenant(t *testing.T) {
 
 // checkPageRead: the page is read in cursor order, without a sort or JIT,
 // and no scan produces more than the page and the row that ends it.
-func checkPageRead(t *testing.T, kind string, ex explained, page int) {
+func checkPageRead(t *testing.T, kind string, ex testdb.Explained, page int) {
 	t.Helper()
 	if ex.JIT != nil {
 		t.Errorf("%s plan: the read would be JIT-compiled: %v", kind, ex.JIT)
 	}
-	if ex.sorts() || ex.readRows() > float64(page+1) {
-		t.Fatalf("%s plan: sorts %v, a scan read %v rows for a page of %d:\n%s", kind, ex.sorts(), ex.readRows(), page, ex.raw)
+	if ex.Sorts() || ex.ReadRows() > float64(page+1) {
+		t.Fatalf("%s plan: sorts %v, a scan read %v rows for a page of %d:\n%s", kind, ex.Sorts(), ex.ReadRows(), page, ex.Raw)
 	}
 }
