@@ -199,12 +199,24 @@ func run(o options) error {
 		cpu0 = readCPU()
 		floor := runHTTPFloor(ctx, s, o.clients, o.warm, o.floorDur)
 		floorCPU := readCPU().sub(cpu0)
+		keys, err := s.tenantKeys(ctx, o.clients)
+		if err != nil {
+			s.close()
+			return err
+		}
+		cpu0 = readCPU()
+		tenants := runSingleEnqueueTenants(ctx, s, keys, o.clients, o.warm, o.enqueueDur)
+		tenantsCPU := readCPU().sub(cpu0)
+		tStatements, tRequests := s.groupCommits("enqueue")
 		s.close()
 		fmt.Printf("ceiling %s commits/s (CPU per commit: %s); single enqueue %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU bench process %.1f s, postgres %.1f s (per job: %s)\n",
 			num(c.rate()), cpuPerOp(ceilingCPU, c), num(res.rate()), res.rate()/c.rate(), ms(res.Lat.P50), ms(res.Lat.P99), res.Errors, res.FirstErr, cpu.self, cpu.postgres, cpuPerOp(cpu, res))
 		fmt.Printf("single enqueues: %s\n", groupCommitLine(statements, requests))
 		fmt.Printf("HTTP floor (refused before the database) %s requests/s (%.2f of the ceiling), p50 %s, %d errors %s; CPU per request: %s\n",
 			num(floor.rate()), floor.rate()/c.rate(), ms(floor.Lat.P50), floor.Errors, floor.FirstErr, cpuPerOp(floorCPU, floor))
+		fmt.Printf("single enqueues, each client its own organization (1d): %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU per job: %s; %s\n",
+			num(tenants.rate()), tenants.rate()/c.rate(), ms(tenants.Lat.P50), ms(tenants.Lat.P99), tenants.Errors, tenants.FirstErr,
+			cpuPerOp(tenantsCPU, tenants), groupCommitLine(tStatements-statements, tRequests-requests))
 		return nil
 	}
 	if o.statementsOnly {

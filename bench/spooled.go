@@ -140,9 +140,33 @@ func startServer(ctx context.Context, dbURL, schema string) (*server, error) {
 }
 
 // enterpriseOrg creates the benchmark's organization on the enterprise plan
-// through the admin route and lifts its request rate in custom_limits
-// before its key is first used (keys are cached with their limits).
+// and keeps its key in s.key.
 func (s *server) enterpriseOrg(ctx context.Context) error {
+	key, err := s.createOrg(ctx, "Benchmark", "bench-org")
+	if err != nil {
+		return err
+	}
+	s.key = key
+	return nil
+}
+
+// tenantKeys creates n more organizations, as enterpriseOrg does, and
+// returns their keys: the tenants of scenario 1d.
+func (s *server) tenantKeys(ctx context.Context, n int) ([]string, error) {
+	keys := make([]string, n)
+	for i := range keys {
+		var err error
+		if keys[i], err = s.createOrg(ctx, "Tenant "+strconv.Itoa(i), "bench-tenant-"+strconv.Itoa(i)); err != nil {
+			return nil, fmt.Errorf("tenant %d: %w", i, err)
+		}
+	}
+	return keys, nil
+}
+
+// createOrg creates an organization on the enterprise plan through the
+// admin route and lifts its request rate in custom_limits before its key
+// is first used (keys are cached with their limits). It returns the key.
+func (s *server) createOrg(ctx context.Context, name, slug string) (string, error) {
 	a := newAPI(s.base, "", 1)
 	defer a.close()
 	var out struct {
@@ -154,20 +178,19 @@ func (s *server) enterpriseOrg(ctx context.Context) error {
 		} `json:"api_key"`
 	}
 	err := a.post(ctx, "/api/v1/admin/organizations",
-		map[string]string{"name": "Benchmark", "slug": "bench-org", "plan_tier": "enterprise"}, &out, "X-Admin-Key", adminKey)
+		map[string]string{"name": name, "slug": slug, "plan_tier": "enterprise"}, &out, "X-Admin-Key", adminKey)
 	if err != nil {
-		return err
+		return "", err
 	}
 	tag, err := s.sql.Exec(ctx, `UPDATE organizations SET custom_limits = $1::jsonb WHERE id = $2`,
 		`{"rate_limit_requests_per_second": 1000000, "rate_limit_burst": 1000000}`, out.Organization.ID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("custom_limits: organization %s not found", out.Organization.ID)
+		return "", fmt.Errorf("custom_limits: organization %s not found", out.Organization.ID)
 	}
-	s.key = out.APIKey.Key
-	return nil
+	return out.APIKey.Key, nil
 }
 
 func (s *server) close() {
@@ -191,6 +214,21 @@ func runSingleEnqueue(ctx context.Context, s *server, clients int, warm, dur tim
 	defer a.close()
 	return closedLoop(ctx, clients, warm, dur, func(ctx context.Context, g, i int) (int, error) {
 		return 1, a.post(ctx, "/api/v1/jobs", singleBody(g, i), nil)
+	})
+}
+
+// runSingleEnqueueTenants is scenario 1d: 1a's clients, each enqueueing
+// for an organization of its own (client g uses keys[g%len(keys)]), as a
+// server shared by many teams sees single enqueues.
+func runSingleEnqueueTenants(ctx context.Context, s *server, keys []string, clients int, warm, dur time.Duration) loopResult {
+	a := newAPI(s.base, "", clients)
+	defer a.close()
+	auth := make([]string, len(keys))
+	for i, k := range keys {
+		auth[i] = "Bearer " + k
+	}
+	return closedLoop(ctx, clients, warm, dur, func(ctx context.Context, g, i int) (int, error) {
+		return 1, a.post(ctx, "/api/v1/jobs", singleBody(g, i), nil, "Authorization", auth[g%len(auth)])
 	})
 }
 
