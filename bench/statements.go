@@ -84,13 +84,15 @@ func runStatementCosts(ctx context.Context, s *server, jobs, cycles int) (statem
 	queue := "statements-" + strconv.Itoa(jobs)
 	payload := json.RawMessage(`{"to":"someone@example.com","n":1}`)
 	cycle := func() error {
-		p := queries.JobEnqueueBatchParams{OrganizationID: org, DefaultMaxRetries: 3, DefaultTimeoutSecs: 300, Actor: "bench"}
+		p := queries.JobEnqueueBatchParams{DefaultMaxRetries: 3, DefaultTimeoutSecs: 300}
 		for range jobs {
 			id, err := uuid.NewV7()
 			if err != nil {
 				return err
 			}
 			p.Ids = append(p.Ids, id)
+			p.OrganizationIds = append(p.OrganizationIds, org)
+			p.Actors = append(p.Actors, "bench")
 			p.QueueNames = append(p.QueueNames, queue)
 			p.Payloads = append(p.Payloads, payload)
 			p.Priorities = append(p.Priorities, 0)
@@ -118,9 +120,10 @@ func runStatementCosts(ctx context.Context, s *server, jobs, cycles int) (statem
 		if err != nil || len(rows) != jobs {
 			return fmt.Errorf("claim: %d of %d jobs, %v", len(rows), jobs, err)
 		}
-		cp := queries.JobCompleteBatchParams{OrganizationID: org}
+		cp := queries.JobCompleteBatchParams{}
 		for _, r := range rows {
 			cp.JobIds = append(cp.JobIds, r.ID)
+			cp.OrganizationIds = append(cp.OrganizationIds, org)
 			cp.WorkerIds = append(cp.WorkerIds, worker)
 			cp.LeaseIds = append(cp.LeaseIds, *r.LeaseID)
 			cp.Results = append(cp.Results, json.RawMessage(`{"ok":true}`))

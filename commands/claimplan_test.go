@@ -142,15 +142,16 @@ func TestCompletePlanWithStaleStatistics(t *testing.T) {
 		leased = append(leased, e.claim("busy", "w", 100)...)
 	}
 	mine := leased[:100]
-	p := queries.JobCompleteBatchParams{Now: e.clk.Now(), OrganizationID: e.actor.OrgID}
+	p := queries.JobCompleteBatchParams{Now: e.clk.Now()}
 	for _, j := range mine {
 		p.JobIds = append(p.JobIds, j.ID)
+		p.OrganizationIds = append(p.OrganizationIds, e.actor.OrgID)
 		p.WorkerIds = append(p.WorkerIds, "w")
 		p.LeaseIds = append(p.LeaseIds, *j.LeaseID)
 		p.Results = append(p.Results, json.RawMessage("null"))
 	}
 	ex := explain(t, e.ctx, e.pool, queries.JobCompleteBatchSQL,
-		p.JobIds, p.OrganizationID, p.WorkerIds, p.LeaseIds, p.Now, p.Results) // JobCompleteBatch's order
+		p.JobIds, p.OrganizationIds, p.WorkerIds, p.LeaseIds, p.Now, p.Results) // JobCompleteBatch's order
 	for _, n := range ex.Plan.Nodes() {
 		if n.Relation == "processing_jobs" && n.IndexName != "" && n.IndexName != "processing_jobs_pkey" {
 			t.Fatalf("the complete reads processing_jobs through %s:\n%s", n.IndexName, ex.Raw)
@@ -163,12 +164,12 @@ func TestCompletePlanWithStaleStatistics(t *testing.T) {
 	// hashed all 2,000 on every call), and its UPDATE and DELETE must not
 	// copy whole rows of joined relations (its costliest part once).
 	tx := e.genericPlan("complete_generic", queries.JobCompleteBatchSQL)
-	ids, workers, leases, results := make([]string, len(mine)), make([]string, len(mine)), make([]string, len(mine)), make([]string, len(mine))
+	ids, orgs, workers, leases, results := make([]string, len(mine)), make([]string, len(mine)), make([]string, len(mine)), make([]string, len(mine)), make([]string, len(mine))
 	for i := range mine {
-		ids[i], workers[i], leases[i], results[i] = p.JobIds[i].String(), "w", p.LeaseIds[i].String(), "null"
+		ids[i], orgs[i], workers[i], leases[i], results[i] = p.JobIds[i].String(), e.actor.OrgID, "w", p.LeaseIds[i].String(), "null"
 	}
 	list := func(v []string) string { return "'{" + strings.Join(v, ",") + "}'" }
-	exec := fmt.Sprintf("EXECUTE complete_generic(%s, '%s', %s, %s, '%s', %s)", list(ids), e.actor.OrgID,
+	exec := fmt.Sprintf("EXECUTE complete_generic(%s, %s, %s, %s, '%s', %s)", list(ids), list(orgs),
 		list(workers), list(leases), e.clk.Now().Format(time.RFC3339Nano), list(results))
 	generic := testdb.Explain(t, e.ctx, tx, "ANALYZE, VERBOSE, FORMAT JSON", exec)
 	if !strings.Contains(generic.Raw, "$2") {

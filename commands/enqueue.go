@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -139,7 +140,7 @@ func (s *Service) Enqueue(ctx context.Context, actor Actor, jobs []NewJob) ([]En
 		}
 		return []EnqueueResult{r}, nil
 	}
-	return s.insert(ctx, actor, jobs, make([]EnqueueResult, len(jobs)))
+	return s.insert(ctx, sameActor(actor, len(jobs)), jobs)
 }
 
 // EnqueueBulk is Enqueue with per-item outcomes for items whose defaults put
@@ -169,7 +170,7 @@ func (s *Service) EnqueueBulk(ctx context.Context, actor Actor, jobs []NewJob) (
 	if err := s.checkPlan(ctx, actor, ok); err != nil {
 		return nil, err
 	}
-	part, err := s.insert(ctx, actor, ok, make([]EnqueueResult, len(ok)))
+	part, err := s.insert(ctx, sameActor(actor, len(ok)), ok)
 	if err != nil {
 		return nil, err
 	}
@@ -213,11 +214,18 @@ func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob)
 	return nil
 }
 
-func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, results []EnqueueResult) ([]EnqueueResult, error) {
+// insert writes jobs in one statement, job i for actors[i] (more statements
+// only to settle idempotency keys), then hints the queues of the jobs that
+// are ready. The actors may belong to different organizations: coalesced
+// single enqueues of many tenants share the statement and its commit. An
+// error from the first statement, which wrote nothing, is an
+// *unwrittenError.
+func (s *Service) insert(ctx context.Context, actors []Actor, jobs []NewJob) ([]EnqueueResult, error) {
 	n := len(jobs)
-	p, err := s.batchParams(actor, jobs)
+	results := make([]EnqueueResult, n)
+	p, err := s.batchParams(actors, jobs)
 	if err != nil {
-		return nil, err
+		return nil, &unwrittenError{err}
 	}
 
 	// A key held by a transaction that then rolls back is free again, so the
@@ -227,83 +235,117 @@ func (s *Service) insert(ctx context.Context, actor Actor, jobs []NewJob, result
 		pending[i] = i
 	}
 	created := map[string]int{}
-	// hints counts each queue's jobs ready now: a hint wakes that many
-	// waiting claims. A scheduled job makes it -1 instead (wake every
-	// waiter): each re-reads when the queue's next job falls due, and the
-	// one that would have been woken alone may leave before then.
-	hints := map[string]int{}
+	// hints counts each organization's queues' jobs ready now: a hint wakes
+	// that many waiting claims. A scheduled job makes it -1 instead (wake
+	// every waiter): each re-reads when the queue's next job falls due, and
+	// the one that would have been woken alone may leave before then.
+	hints := map[string]map[string]int{}
 	for attempt := 0; attempt < 3 && len(pending) > 0; attempt++ {
 		batch := subset(p, pending)
 		rows, err := s.q.JobEnqueueBatch(ctx, s.pool, batch)
 		if err != nil {
-			return nil, fmt.Errorf("enqueue jobs: %w", err)
+			err = fmt.Errorf("enqueue jobs: %w", err)
+			if attempt == 0 {
+				return nil, &unwrittenError{err}
+			}
+			return nil, err
 		}
 		inserted := make(map[uuid.UUID]string, len(rows))
 		for _, r := range rows {
 			inserted[r.ID] = r.Status
 		}
-		var keys []string
-		var unresolved []int
+		// Keys to resolve, by organization: a key is unique per organization.
+		var orgs []string
+		unresolved := map[string][]int{}
 		for _, i := range pending {
 			if status, ok := inserted[p.Ids[i]]; ok {
 				results[i] = EnqueueResult{ID: p.Ids[i], Created: true}
-				q := p.QueueNames[i]
+				org, q := p.OrganizationIds[i], p.QueueNames[i]
 				created[q]++
+				h := hints[org]
+				if h == nil {
+					h = map[string]int{}
+					hints[org] = h
+				}
 				switch {
 				case status == "scheduled":
-					hints[q] = -1
-				case hints[q] >= 0:
-					hints[q]++
+					h[q] = -1
+				case h[q] >= 0:
+					h[q]++
 				}
 				continue
 			}
-			keys = append(keys, p.IdempotencyKeys[i])
-			unresolved = append(unresolved, i)
-		}
-		if len(unresolved) == 0 {
-			pending = nil
-			break
-		}
-		existing, err := s.q.JobIDsByIdempotencyKeys(ctx, s.pool, queries.JobIDsByIdempotencyKeysParams{
-			OrganizationID: actor.OrgID, Keys: keys,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("resolve idempotency keys: %w", err)
-		}
-		byKey := make(map[string]uuid.UUID, len(existing))
-		for _, e := range existing {
-			byKey[e.IdempotencyKey] = e.ID
+			org := p.OrganizationIds[i]
+			if unresolved[org] == nil {
+				orgs = append(orgs, org)
+			}
+			unresolved[org] = append(unresolved[org], i)
 		}
 		pending = pending[:0]
-		for _, i := range unresolved {
-			if id, ok := byKey[p.IdempotencyKeys[i]]; ok {
-				results[i] = EnqueueResult{ID: id, Created: false}
-				continue
+		for _, org := range orgs {
+			idx := unresolved[org]
+			keys := make([]string, len(idx))
+			for k, i := range idx {
+				keys[k] = p.IdempotencyKeys[i]
 			}
-			pending = append(pending, i)
+			existing, err := s.q.JobIDsByIdempotencyKeys(ctx, s.pool, queries.JobIDsByIdempotencyKeysParams{
+				OrganizationID: org, Keys: keys,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("resolve idempotency keys: %w", err)
+			}
+			byKey := make(map[string]uuid.UUID, len(existing))
+			for _, e := range existing {
+				byKey[e.IdempotencyKey] = e.ID
+			}
+			for _, i := range idx {
+				if id, ok := byKey[p.IdempotencyKeys[i]]; ok {
+					results[i] = EnqueueResult{ID: id, Created: false}
+					continue
+				}
+				pending = append(pending, i)
+			}
 		}
 	}
 	if len(pending) > 0 {
 		return nil, fmt.Errorf("enqueue jobs: %d idempotency keys neither inserted nor found after retries", len(pending))
 	}
-	s.hintQueues(actor.OrgID, hints)
+	for org, h := range hints {
+		s.hintQueues(org, h)
+	}
 	for q, n := range created {
 		s.observer.JobsEnqueued(q, n)
 	}
 	return results, nil
 }
 
+// unwrittenError is an enqueue that failed before writing anything: running
+// its jobs again cannot duplicate one.
+type unwrittenError struct{ err error }
+
+func (e *unwrittenError) Error() string { return e.err.Error() }
+func (e *unwrittenError) Unwrap() error { return e.err }
+
+// sameActor is n copies of actor: the actors of one call's jobs.
+func sameActor(actor Actor, n int) []Actor {
+	out := make([]Actor, n)
+	for i := range out {
+		out[i] = actor
+	}
+	return out
+}
+
 // batchParams lays jobs out as the enqueue statement's parallel arrays,
 // minting each a UUIDv7.
-func (s *Service) batchParams(actor Actor, jobs []NewJob) (queries.JobEnqueueBatchParams, error) {
+func (s *Service) batchParams(actors []Actor, jobs []NewJob) (queries.JobEnqueueBatchParams, error) {
 	n := len(jobs)
 	p := queries.JobEnqueueBatchParams{
 		Now:                s.clock.Now(),
 		DefaultMaxRetries:  int32(s.defaults.MaxRetries),
 		DefaultTimeoutSecs: int32(s.defaults.TimeoutSecs),
-		OrganizationID:     actor.OrgID,
-		Actor:              actor.Name,
 		Ids:                make([]uuid.UUID, n),
+		OrganizationIds:    make([]string, n),
+		Actors:             make([]string, n),
 		QueueNames:         make([]string, n),
 		Payloads:           make([]json.RawMessage, n),
 		Priorities:         make([]int32, n),
@@ -323,6 +365,7 @@ func (s *Service) batchParams(actor Actor, jobs []NewJob) (queries.JobEnqueueBat
 			return p, fmt.Errorf("mint job id: %w", err)
 		}
 		p.Ids[i] = id
+		p.OrganizationIds[i], p.Actors[i] = actors[i].OrgID, actors[i].Name
 		p.QueueNames[i] = j.QueueName
 		p.Payloads[i] = j.Payload
 		p.Priorities[i] = int32(deref(j.Priority, 0))
@@ -352,6 +395,7 @@ func subset(p queries.JobEnqueueBatchParams, idx []int) queries.JobEnqueueBatchP
 	}
 	out := p
 	out.Ids, out.QueueNames, out.Payloads = pick(p.Ids, idx), pick(p.QueueNames, idx), pick(p.Payloads, idx)
+	out.OrganizationIds, out.Actors = pick(p.OrganizationIds, idx), pick(p.Actors, idx)
 	out.Priorities, out.MaxRetries, out.TimeoutSeconds = pick(p.Priorities, idx), pick(p.MaxRetries, idx), pick(p.TimeoutSeconds, idx)
 	out.ScheduledAts, out.ExpiresAts, out.Tags = pick(p.ScheduledAts, idx), pick(p.ExpiresAts, idx), pick(p.Tags, idx)
 	out.ParentJobIds, out.CompletionWebhooks = pick(p.ParentJobIds, idx), pick(p.CompletionWebhooks, idx)
@@ -389,32 +433,39 @@ type enqueueReq struct {
 	job   NewJob
 }
 
-// flushEnqueues inserts coalesced single enqueues: one statement per
-// (organization, actor) present, each answered with its own result.
+// flushEnqueues inserts coalesced single enqueues, of any organizations,
+// in one statement. If that statement fails, nothing was written, and each
+// organization's requests are tried again in a statement of their own, so
+// that one tenant's failure is not another's.
 func (s *Service) flushEnqueues(ctx context.Context, reqs []enqueueReq) []gcResult[EnqueueResult] {
 	out := make([]gcResult[EnqueueResult], len(reqs))
-	type group struct {
-		actor Actor
-		jobs  []NewJob
-		idx   []int
-	}
-	var order []string
-	groups := map[string]*group{}
+	actors := make([]Actor, len(reqs))
+	jobs := make([]NewJob, len(reqs))
+	var orgs []string
+	byOrg := map[string][]int{}
 	for i, r := range reqs {
-		k := r.actor.OrgID + "\x00" + r.actor.Name
-		g := groups[k]
-		if g == nil {
-			g = &group{actor: r.actor}
-			groups[k] = g
-			order = append(order, k)
+		actors[i], jobs[i] = r.actor, r.job
+		if byOrg[r.actor.OrgID] == nil {
+			orgs = append(orgs, r.actor.OrgID)
 		}
-		g.jobs = append(g.jobs, r.job)
-		g.idx = append(g.idx, i)
+		byOrg[r.actor.OrgID] = append(byOrg[r.actor.OrgID], i)
 	}
-	for _, k := range order {
-		g := groups[k]
-		res, err := s.insert(ctx, g.actor, g.jobs, make([]EnqueueResult, len(g.jobs)))
-		for n, i := range g.idx {
+	res, err := s.insert(ctx, actors, jobs)
+	var unwritten *unwrittenError
+	if err == nil || len(orgs) == 1 || !errors.As(err, &unwritten) {
+		for i := range out {
+			if err != nil {
+				out[i].err = err
+			} else {
+				out[i].res = res[i]
+			}
+		}
+		return out
+	}
+	for _, org := range orgs {
+		idx := byOrg[org]
+		res, err := s.insert(ctx, pick(actors, idx), pick(jobs, idx))
+		for n, i := range idx {
 			if err != nil {
 				out[i].err = err
 			} else {

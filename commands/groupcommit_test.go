@@ -176,3 +176,180 @@ func (*groupCommits) JobFailed(string)                   {}
 func (*groupCommits) JobsDeadLettered(string, int)       {}
 func (*groupCommits) ClaimProbed(string, bool)           {}
 func (*groupCommits) ClaimStatementRan(string, bool)     {}
+
+// TestGroupCommitAcrossTenants: single enqueues of several organizations
+// gathered by one flush go into one statement and one transaction, each job
+// under its own organization and actor, idempotency keys scoped per
+// organization; and when that statement fails, each organization's requests
+// are tried on their own, so only the failing tenant's are refused.
+func TestGroupCommitAcrossTenants(t *testing.T) {
+	ctx := context.Background()
+	pool := testdb.New(t)
+	svc := commands.New(pool, nil, nil, commands.Defaults{MaxRetries: 3, TimeoutSecs: 300, LeaseSecs: 30,
+		MaxPayload: 1 << 20, KeyPrefix: "sk_test_", Registration: "open"}, commands.WithGroupCommit(1))
+	defer svc.Close()
+	var actors []commands.Actor
+	for i := range 3 {
+		org, err := svc.CreateOrganization(ctx, commands.NewOrganization{Name: fmt.Sprintf("Tenant %d", i), Slug: fmt.Sprintf("tenant-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		actors = append(actors, commands.Actor{OrgID: org.Organization.ID, Name: events.ActorAPIKey(org.Key.Key.ID)})
+	}
+	job := func(i int, key string) commands.NewJob {
+		j := commands.NewJob{QueueName: "shared-name", Payload: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}
+		if key != "" {
+			j.IdempotencyKey = &key
+		}
+		return j
+	}
+	// Tenants 0 and 1 use the same key (two jobs: keys are per
+	// organization); tenant 2 sends one key twice (one job).
+	reqActors := []commands.Actor{actors[0], actors[1], actors[2], actors[0], actors[1], actors[2]}
+	jobs := []commands.NewJob{job(0, "k"), job(1, "k"), job(2, "k2"), job(3, ""), job(4, ""), job(5, "k2")}
+	res, errs := svc.FlushEnqueues(ctx, reqActors, jobs)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if res[0].ID == res[1].ID || !res[0].Created || !res[1].Created {
+		t.Fatalf("one key in two tenants: %+v and %+v, want two created jobs", res[0], res[1])
+	}
+	if res[2].ID != res[5].ID || res[2].Created == res[5].Created {
+		t.Fatalf("one key twice in a tenant: %+v and %+v, want one job created once", res[2], res[5])
+	}
+	var txs int
+	if err := pool.QueryRow(ctx, `SELECT count(DISTINCT tx_id) FROM job_events WHERE event_type = 'job.enqueued'`).Scan(&txs); err != nil {
+		t.Fatal(err)
+	}
+	if txs != 1 {
+		t.Fatalf("one flush of three tenants took %d transactions, want 1", txs)
+	}
+	for i, r := range res {
+		if i == 5 {
+			continue // the same job as request 2
+		}
+		var org, actor, jobOrg string
+		err := pool.QueryRow(ctx, `SELECT e.organization_id, e.actor, j.organization_id
+			FROM job_events e JOIN jobs j ON j.id::text = e.stream_id
+			WHERE e.stream_id = $1 AND e.event_type = 'job.enqueued'`, r.ID.String()).Scan(&org, &actor, &jobOrg)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if org != reqActors[i].OrgID || jobOrg != reqActors[i].OrgID || actor != reqActors[i].Name {
+			t.Fatalf("request %d: event of %s by %s, job of %s; want %s by %s", i, org, actor, jobOrg, reqActors[i].OrgID, reqActors[i].Name)
+		}
+	}
+
+	// A payload Postgres refuses fails the shared statement; the other
+	// tenants' jobs are still written, each tenant in its own transaction.
+	bad := commands.NewJob{QueueName: "shared-name", Payload: json.RawMessage(`{"unclosed":`)}
+	res, errs = svc.FlushEnqueues(ctx, actors, []commands.NewJob{job(10, ""), bad, job(12, "")})
+	if errs[0] != nil || errs[2] != nil || !res[0].Created || !res[2].Created {
+		t.Fatalf("the healthy tenants' requests: %+v %v, %+v %v", res[0], errs[0], res[2], errs[2])
+	}
+	if errs[1] == nil {
+		t.Fatalf("the bad payload was accepted: %+v", res[1])
+	}
+	var orgs []string
+	rows, err := pool.Query(ctx, `SELECT organization_id FROM job_events WHERE event_type = 'job.enqueued'
+		AND data->'payload'->>'i' IN ('10', '12') ORDER BY organization_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			t.Fatal(err)
+		}
+		orgs = append(orgs, o)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(orgs) != 2 {
+		t.Fatalf("after the fallback the log holds %d of the 2 healthy jobs", len(orgs))
+	}
+	var badJobs int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE organization_id = $1`, actors[1].OrgID).Scan(&badJobs); err != nil {
+		t.Fatal(err)
+	}
+	if badJobs != 2 {
+		t.Fatalf("the failing tenant has %d jobs, want its 2 from the first flush", badJobs)
+	}
+}
+
+// TestGroupCommitCompletesAcrossTenants: single completes of several
+// organizations gathered by one flush share one statement; a request that
+// names another tenant's job is refused as no such job, whether it comes
+// before or after the owner's own complete, and the owner's complete still
+// succeeds.
+func TestGroupCommitCompletesAcrossTenants(t *testing.T) {
+	ctx := context.Background()
+	pool := testdb.New(t)
+	svc := commands.New(pool, nil, nil, commands.Defaults{MaxRetries: 3, TimeoutSecs: 300, LeaseSecs: 30,
+		MaxPayload: 1 << 20, KeyPrefix: "sk_test_", Registration: "open"}, commands.WithGroupCommit(1))
+	defer svc.Close()
+	var orgs []string
+	var leased [][]commands.CompleteItem
+	for i := range 2 {
+		org, err := svc.CreateOrganization(ctx, commands.NewOrganization{Name: fmt.Sprintf("Tenant %d", i), Slug: fmt.Sprintf("tenant-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := commands.Actor{OrgID: org.Organization.ID, Name: events.ActorAPIKey(org.Key.Key.ID)}
+		if _, err := svc.Enqueue(ctx, a, []commands.NewJob{{QueueName: "q", Payload: json.RawMessage(`{"a":1}`)},
+			{QueueName: "q", Payload: json.RawMessage(`{"b":2}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		jobs, err := svc.Claim(ctx, a.OrgID, commands.ClaimRequest{QueueName: "q", WorkerID: "w", Limit: 2})
+		if err != nil || len(jobs) != 2 {
+			t.Fatalf("claim: %d jobs, %v", len(jobs), err)
+		}
+		var items []commands.CompleteItem
+		for _, j := range jobs {
+			items = append(items, commands.CompleteItem{Ref: commands.LeaseRef{JobID: j.ID.String(), WorkerID: "w", LeaseID: j.LeaseID},
+				Result: json.RawMessage(`{"ok":true}`)})
+		}
+		orgs = append(orgs, a.OrgID)
+		leased = append(leased, items)
+	}
+	// Tenant 1 names tenant 0's first job (with its worker and lease) ahead
+	// of tenant 0's own complete, and its second after it.
+	errs := svc.FlushCompletes(ctx,
+		[]string{orgs[1], orgs[0], orgs[1], orgs[0], orgs[1], orgs[1]},
+		[]commands.CompleteItem{leased[0][0], leased[0][0], leased[1][0], leased[0][1], leased[0][1], leased[1][1]})
+	for _, i := range []int{1, 2, 3, 5} {
+		if errs[i] != nil {
+			t.Fatalf("request %d, a tenant's own job: %v", i, errs[i])
+		}
+	}
+	for _, i := range []int{0, 4} {
+		var le *commands.LeaseError
+		if !errors.As(errs[i], &le) || le.JobFound {
+			t.Fatalf("request %d, another tenant's job: %v, want no such job", i, errs[i])
+		}
+	}
+	var done, txs int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT tx_id) FROM job_events WHERE event_type = 'job.completed'`).Scan(&done, &txs); err != nil {
+		t.Fatal(err)
+	}
+	if done != 4 {
+		t.Fatalf("%d jobs completed, want 4", done)
+	}
+	// Tenant 0's first job is named twice in the window, so its own
+	// complete waits for a second statement; the other three share the
+	// first with it.
+	if txs != 2 {
+		t.Fatalf("the completes took %d transactions, want 2", txs)
+	}
+	var foreign int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM job_events WHERE event_type = 'job.completed'
+		AND organization_id <> (SELECT organization_id FROM jobs WHERE id::text = stream_id)`).Scan(&foreign); err != nil {
+		t.Fatal(err)
+	}
+	if foreign != 0 {
+		t.Fatalf("%d completions logged under another organization", foreign)
+	}
+}

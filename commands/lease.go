@@ -395,8 +395,20 @@ func (s *Service) CompleteBatch(ctx context.Context, orgID string, items []Compl
 	if len(items) == 0 || len(items) > MaxBulkJobs {
 		return nil, invalid("jobs", "length", "must hold 1 to %d jobs", MaxBulkJobs)
 	}
+	orgIDs := make([]string, len(items))
+	for i := range orgIDs {
+		orgIDs[i] = orgID
+	}
+	return s.completeBatch(ctx, orgIDs, items)
+}
+
+// completeBatch is CompleteBatch with item i in organization orgIDs[i]: one
+// statement for items of any organizations. A job named twice is refused
+// the second time. A statement error, which completed nothing, is an
+// *unwrittenError.
+func (s *Service) completeBatch(ctx context.Context, orgIDs []string, items []CompleteItem) ([]error, error) {
 	out := make([]error, len(items))
-	p := queries.JobCompleteBatchParams{Now: s.clock.Now(), OrganizationID: orgID}
+	p := queries.JobCompleteBatchParams{Now: s.clock.Now()}
 	idx := map[uuid.UUID]int{}
 	for i, it := range items {
 		id, err := s.leaseTarget(it.Ref)
@@ -414,6 +426,7 @@ func (s *Service) CompleteBatch(ctx context.Context, orgID string, items []Compl
 			lease = *it.Ref.LeaseID
 		}
 		p.JobIds = append(p.JobIds, id)
+		p.OrganizationIds = append(p.OrganizationIds, orgIDs[i])
 		p.WorkerIds = append(p.WorkerIds, it.Ref.WorkerID)
 		p.LeaseIds = append(p.LeaseIds, lease)
 		p.Results = append(p.Results, nullJSON(it.Result))
@@ -423,7 +436,7 @@ func (s *Service) CompleteBatch(ctx context.Context, orgID string, items []Compl
 	}
 	rows, err := s.q.JobCompleteBatch(ctx, s.pool, p)
 	if err != nil {
-		return nil, fmt.Errorf("complete jobs: %w", err)
+		return nil, &unwrittenError{fmt.Errorf("complete jobs: %w", err)}
 	}
 	completed := make(map[uuid.UUID]bool, len(rows))
 	for _, r := range rows {
@@ -434,7 +447,7 @@ func (s *Service) CompleteBatch(ctx context.Context, orgID string, items []Compl
 	}
 	for id, i := range idx {
 		if !completed[id] {
-			out[i] = s.reject(ctx, orgID, id, items[i].Ref, "complete")
+			out[i] = s.reject(ctx, orgIDs[i], id, items[i].Ref, "complete")
 		}
 	}
 	return out, nil
@@ -446,9 +459,12 @@ type completeReq struct {
 	item  CompleteItem
 }
 
-// flushCompletes completes coalesced single completes with one
-// JobCompleteBatch per organization present (a job listed twice in the
-// window goes to a later statement, so each request gets its own answer).
+// flushCompletes completes coalesced single completes, of any
+// organizations, in one JobCompleteBatch. A job named by two requests in
+// the window goes to a later statement, so each request gets its own
+// answer. If a statement fails, nothing was completed, and each
+// organization's requests are tried again on their own, so that one
+// tenant's failure is not another's.
 func (s *Service) flushCompletes(ctx context.Context, reqs []completeReq) []gcResult[error] {
 	out := make([]gcResult[error], len(reqs))
 	pending := make([]int, len(reqs))
@@ -456,38 +472,53 @@ func (s *Service) flushCompletes(ctx context.Context, reqs []completeReq) []gcRe
 		pending[i] = i
 	}
 	for len(pending) > 0 {
-		byOrg := map[string][]int{}
-		var orgs []string
+		var now, later []int
 		seen := map[string]bool{}
-		var later []int
 		for _, i := range pending {
-			k := reqs[i].orgID + "\x00" + reqs[i].item.Ref.JobID
-			if seen[k] {
+			if id := reqs[i].item.Ref.JobID; seen[id] {
 				later = append(later, i)
-				continue
-			}
-			seen[k] = true
-			if byOrg[reqs[i].orgID] == nil {
-				orgs = append(orgs, reqs[i].orgID)
-			}
-			byOrg[reqs[i].orgID] = append(byOrg[reqs[i].orgID], i)
-		}
-		for _, org := range orgs {
-			idx := byOrg[org]
-			items := make([]CompleteItem, len(idx))
-			for n, i := range idx {
-				items[n] = reqs[i].item
-			}
-			res, err := s.CompleteBatch(ctx, org, items)
-			for n, i := range idx {
-				if err != nil {
-					out[i].res = err
-				} else {
-					out[i].res = res[n]
-				}
+			} else {
+				seen[id] = true
+				now = append(now, i)
 			}
 		}
+		s.completeCoalesced(ctx, reqs, now, out)
 		pending = later
 	}
 	return out
+}
+
+// completeCoalesced runs the requests idx (no job twice) in one statement,
+// or, if that fails, one statement per organization.
+func (s *Service) completeCoalesced(ctx context.Context, reqs []completeReq, idx []int, out []gcResult[error]) {
+	run := func(idx []int) error {
+		orgIDs, items := make([]string, len(idx)), make([]CompleteItem, len(idx))
+		for n, i := range idx {
+			orgIDs[n], items[n] = reqs[i].orgID, reqs[i].item
+		}
+		res, err := s.completeBatch(ctx, orgIDs, items)
+		for n, i := range idx {
+			if err != nil {
+				out[i].res = err
+			} else {
+				out[i].res = res[n]
+			}
+		}
+		return err
+	}
+	var orgs []string
+	byOrg := map[string][]int{}
+	for _, i := range idx {
+		if byOrg[reqs[i].orgID] == nil {
+			orgs = append(orgs, reqs[i].orgID)
+		}
+		byOrg[reqs[i].orgID] = append(byOrg[reqs[i].orgID], i)
+	}
+	var unwritten *unwrittenError
+	if err := run(idx); err == nil || len(orgs) == 1 || !errors.As(err, &unwritten) {
+		return
+	}
+	for _, org := range orgs {
+		_ = run(byOrg[org]) // each request holds its own outcome
+	}
 }

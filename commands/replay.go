@@ -91,7 +91,7 @@ func (s *Service) replay(ctx context.Context, actor Actor, ids []uuid.UUID) ([]R
 	if err := s.checkPlan(ctx, actor, jobs); err != nil {
 		return nil, err
 	}
-	p, err := s.batchParams(actor, jobs)
+	p, err := s.batchParams(sameActor(actor, len(jobs)), jobs)
 	if err != nil {
 		return nil, err
 	}

@@ -30,9 +30,10 @@ type Observer interface {
 	// lease nothing are claims that lost a race or found a queue drained.
 	ClaimStatementRan(queue string, leased bool)
 	// GroupCommitted reports one group-commit flush of a kind (enqueue,
-	// complete) and how many requests it gathered. A flush runs one
-	// statement per organization among them (per organization and key for
-	// enqueues), so with one tenant it is one statement and one commit.
+	// complete) and how many requests it gathered: one statement and one
+	// commit, whichever organizations they come from (one per organization
+	// only when that statement failed, and per job named twice for
+	// completes).
 	GroupCommitted(kind string, requests int)
 }
 

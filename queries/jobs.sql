@@ -6,13 +6,18 @@
 
 -- name: JobEnqueueBatch :many
 -- Inserts many jobs in one round trip. Rows whose idempotency key is taken
--- are skipped; the caller resolves them with JobIDsByIdempotencyKeys.
+-- are skipped; the caller resolves them with JobIDsByIdempotencyKeys. Each
+-- row names its own organization and actor, so that single enqueues of many
+-- tenants, coalesced by the group commit, share one statement and one
+-- commit; every row's reads and writes stay within its organization.
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
 ), input AS (
     -- Set-returning functions in one select list advance in lock step. Arrays
     -- cannot carry NULL from Go here, so zero values stand for it.
     SELECT unnest(sqlc.arg('ids')::uuid[]) AS id,
+           unnest(sqlc.arg('organization_ids')::text[]) AS organization_id,
+           unnest(sqlc.arg('actors')::text[]) AS actor,
            unnest(sqlc.arg('queue_names')::text[]) AS queue_name,
            unnest(sqlc.arg('payloads')::jsonb[]) AS payload,
            unnest(sqlc.arg('priorities')::int[]) AS priority,
@@ -30,7 +35,7 @@ WITH clock AS (
                       created_at, scheduled_at, expires_at, priority, tags, timeout_seconds,
                       parent_job_id, completion_webhook, idempotency_key, updated_at,
                       dependency_mode, dependencies_met, version)
-    SELECT i.id, sqlc.arg('organization_id')::text, i.queue_name,
+    SELECT i.id, i.organization_id, i.queue_name,
            CASE WHEN i.scheduled_at > c.ts THEN 'scheduled' ELSE 'pending' END,
            i.payload, 0,
            -- Left out (-1): the queue's configured default, else the server's.
@@ -40,11 +45,16 @@ WITH clock AS (
            i.parent_job_id, nullif(i.completion_webhook, ''),
            nullif(i.idempotency_key, ''), c.ts, 'all', true, 1
     FROM input i CROSS JOIN clock c
-    LEFT JOIN queue_config q ON q.organization_id = sqlc.arg('organization_id')::text AND q.queue_name = i.queue_name
+    LEFT JOIN queue_config q ON q.organization_id = i.organization_id AND q.queue_name = i.queue_name
+    -- Rows go in in input order (the caller mints ids that increase), so of
+    -- two rows with one idempotency key the first is the one inserted,
+    -- whichever way the planner joins.
+    ORDER BY i.id
     ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
-), replays AS (
-    SELECT i.id, i.replay_of FROM input i WHERE i.replay_of IS NOT NULL
+), extras AS (
+    -- What an inserted row needs of its input beyond the jobs columns.
+    SELECT i.id, i.actor, i.replay_of FROM input i
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, greatest(coalesce(scheduled_at, created_at), created_at),
@@ -54,7 +64,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT n.organization_id, 'job', n.id::text, n.version, 'job.enqueued', n.queue_name,
-           sqlc.arg('actor')::text,
+           r.actor,
            jsonb_build_object(
                'status', n.status, 'payload', n.payload, 'priority', n.priority,
                'max_retries', n.max_retries, 'timeout_seconds', n.timeout_seconds,
@@ -64,7 +74,7 @@ WITH clock AS (
            || CASE WHEN r.replay_of IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('replay_of', r.replay_of) END,
            n.created_at
     FROM inserted n
-    LEFT JOIN replays r ON r.id = n.id
+    JOIN extras r ON r.id = n.id
 )
 SELECT id, status FROM inserted;
 
@@ -605,8 +615,10 @@ LIMIT sqlc.arg('max_jobs');
 
 -- name: JobCompleteBatch :many
 -- Completes many leased jobs in one statement; each item needs the current,
--- unexpired lease of its worker (and lease_id when given). Items that match
--- no lease are left out of the result for the caller to refuse one by one.
+-- unexpired lease of its worker (and lease_id when given) in its own
+-- organization (items of several, from coalesced single completes, share
+-- the statement; a job is named once). Items that match no lease are left
+-- out of the result for the caller to refuse one by one.
 --
 -- The DELETE and the UPDATE below join nothing: each finds its rows by
 -- primary key through = ANY(ARRAY(...)) and reads an item's values from the
@@ -631,7 +643,7 @@ WITH held AS MATERIALIZED (
     DELETE FROM processing_jobs p
     WHERE p.job_id = ANY(ARRAY(
         SELECT h.job_id FROM held h
-        WHERE h.organization_id = sqlc.arg('organization_id')::text
+        WHERE h.organization_id = (sqlc.arg('organization_ids')::text[])[h.item]
           AND h.worker_id = (sqlc.arg('worker_ids')::text[])[h.item]
           AND (h.lease_id = (sqlc.arg('lease_ids')::uuid[])[h.item]
                OR (sqlc.arg('lease_ids')::uuid[])[h.item] = '00000000-0000-0000-0000-000000000000')

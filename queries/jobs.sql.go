@@ -379,7 +379,7 @@ WITH held AS MATERIALIZED (
     DELETE FROM processing_jobs p
     WHERE p.job_id = ANY(ARRAY(
         SELECT h.job_id FROM held h
-        WHERE h.organization_id = $2::text
+        WHERE h.organization_id = ($2::text[])[h.item]
           AND h.worker_id = ($3::text[])[h.item]
           AND (h.lease_id = ($4::uuid[])[h.item]
                OR ($4::uuid[])[h.item] = '00000000-0000-0000-0000-000000000000')
@@ -411,12 +411,12 @@ SELECT id, queue_name, started_at, updated_at AS completed_at FROM done
 `
 
 type JobCompleteBatchParams struct {
-	JobIds         []uuid.UUID
-	OrganizationID string
-	WorkerIds      []string
-	LeaseIds       []uuid.UUID
-	Now            *time.Time
-	Results        []json.RawMessage
+	JobIds          []uuid.UUID
+	OrganizationIds []string
+	WorkerIds       []string
+	LeaseIds        []uuid.UUID
+	Now             *time.Time
+	Results         []json.RawMessage
 }
 
 type JobCompleteBatchRow struct {
@@ -427,8 +427,10 @@ type JobCompleteBatchRow struct {
 }
 
 // Completes many leased jobs in one statement; each item needs the current,
-// unexpired lease of its worker (and lease_id when given). Items that match
-// no lease are left out of the result for the caller to refuse one by one.
+// unexpired lease of its worker (and lease_id when given) in its own
+// organization (items of several, from coalesced single completes, share
+// the statement; a job is named once). Items that match no lease are left
+// out of the result for the caller to refuse one by one.
 //
 // The DELETE and the UPDATE below join nothing: each finds its rows by
 // primary key through = ANY(ARRAY(...)) and reads an item's values from the
@@ -441,7 +443,7 @@ type JobCompleteBatchRow struct {
 func (q *Queries) JobCompleteBatch(ctx context.Context, db DBTX, arg JobCompleteBatchParams) ([]JobCompleteBatchRow, error) {
 	rows, err := db.Query(ctx, jobCompleteBatch,
 		arg.JobIds,
-		arg.OrganizationID,
+		arg.OrganizationIds,
 		arg.WorkerIds,
 		arg.LeaseIds,
 		arg.Now,
@@ -525,38 +527,45 @@ WITH clock AS (
     -- Set-returning functions in one select list advance in lock step. Arrays
     -- cannot carry NULL from Go here, so zero values stand for it.
     SELECT unnest($2::uuid[]) AS id,
-           unnest($3::text[]) AS queue_name,
-           unnest($4::jsonb[]) AS payload,
-           unnest($5::int[]) AS priority,
-           unnest($6::int[]) AS max_retries,
-           unnest($7::int[]) AS timeout_seconds,
-           nullif(unnest($8::timestamptz[]), '0001-01-01 00:00:00+00') AS scheduled_at,
-           nullif(unnest($9::timestamptz[]), '0001-01-01 00:00:00+00') AS expires_at,
-           nullif(unnest($10::jsonb[]), 'null'::jsonb) AS tags,
-           nullif(unnest($11::uuid[]), '00000000-0000-0000-0000-000000000000') AS parent_job_id,
-           unnest($12::text[]) AS completion_webhook,
-           unnest($13::text[]) AS idempotency_key,
-           nullif(unnest($14::uuid[]), '00000000-0000-0000-0000-000000000000') AS replay_of
+           unnest($3::text[]) AS organization_id,
+           unnest($4::text[]) AS actor,
+           unnest($5::text[]) AS queue_name,
+           unnest($6::jsonb[]) AS payload,
+           unnest($7::int[]) AS priority,
+           unnest($8::int[]) AS max_retries,
+           unnest($9::int[]) AS timeout_seconds,
+           nullif(unnest($10::timestamptz[]), '0001-01-01 00:00:00+00') AS scheduled_at,
+           nullif(unnest($11::timestamptz[]), '0001-01-01 00:00:00+00') AS expires_at,
+           nullif(unnest($12::jsonb[]), 'null'::jsonb) AS tags,
+           nullif(unnest($13::uuid[]), '00000000-0000-0000-0000-000000000000') AS parent_job_id,
+           unnest($14::text[]) AS completion_webhook,
+           unnest($15::text[]) AS idempotency_key,
+           nullif(unnest($16::uuid[]), '00000000-0000-0000-0000-000000000000') AS replay_of
 ), inserted AS (
     INSERT INTO jobs (id, organization_id, queue_name, status, payload, retry_count, max_retries,
                       created_at, scheduled_at, expires_at, priority, tags, timeout_seconds,
                       parent_job_id, completion_webhook, idempotency_key, updated_at,
                       dependency_mode, dependencies_met, version)
-    SELECT i.id, $15::text, i.queue_name,
+    SELECT i.id, i.organization_id, i.queue_name,
            CASE WHEN i.scheduled_at > c.ts THEN 'scheduled' ELSE 'pending' END,
            i.payload, 0,
            -- Left out (-1): the queue's configured default, else the server's.
-           coalesce(nullif(i.max_retries, -1), q.max_retries, $16::int),
+           coalesce(nullif(i.max_retries, -1), q.max_retries, $17::int),
            c.ts, i.scheduled_at, i.expires_at, i.priority, i.tags,
-           coalesce(nullif(i.timeout_seconds, -1), q.default_timeout, $17::int),
+           coalesce(nullif(i.timeout_seconds, -1), q.default_timeout, $18::int),
            i.parent_job_id, nullif(i.completion_webhook, ''),
            nullif(i.idempotency_key, ''), c.ts, 'all', true, 1
     FROM input i CROSS JOIN clock c
-    LEFT JOIN queue_config q ON q.organization_id = $15::text AND q.queue_name = i.queue_name
+    LEFT JOIN queue_config q ON q.organization_id = i.organization_id AND q.queue_name = i.queue_name
+    -- Rows go in in input order (the caller mints ids that increase), so of
+    -- two rows with one idempotency key the first is the one inserted,
+    -- whichever way the planner joins.
+    ORDER BY i.id
     ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version, dead_status
-), replays AS (
-    SELECT i.id, i.replay_of FROM input i WHERE i.replay_of IS NOT NULL
+), extras AS (
+    -- What an inserted row needs of its input beyond the jobs columns.
+    SELECT i.id, i.actor, i.replay_of FROM input i
 ), queued AS (
     INSERT INTO pending_jobs (job_id, organization_id, queue_name, priority, run_at, expires_at, created_at)
     SELECT id, organization_id, queue_name, priority, greatest(coalesce(scheduled_at, created_at), created_at),
@@ -566,7 +575,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT n.organization_id, 'job', n.id::text, n.version, 'job.enqueued', n.queue_name,
-           $18::text,
+           r.actor,
            jsonb_build_object(
                'status', n.status, 'payload', n.payload, 'priority', n.priority,
                'max_retries', n.max_retries, 'timeout_seconds', n.timeout_seconds,
@@ -576,7 +585,7 @@ WITH clock AS (
            || CASE WHEN r.replay_of IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('replay_of', r.replay_of) END,
            n.created_at
     FROM inserted n
-    LEFT JOIN replays r ON r.id = n.id
+    JOIN extras r ON r.id = n.id
 )
 SELECT id, status FROM inserted
 `
@@ -584,6 +593,8 @@ SELECT id, status FROM inserted
 type JobEnqueueBatchParams struct {
 	Now                *time.Time
 	Ids                []uuid.UUID
+	OrganizationIds    []string
+	Actors             []string
 	QueueNames         []string
 	Payloads           []json.RawMessage
 	Priorities         []int32
@@ -596,10 +607,8 @@ type JobEnqueueBatchParams struct {
 	CompletionWebhooks []string
 	IdempotencyKeys    []string
 	ReplayOf           []uuid.UUID
-	OrganizationID     string
 	DefaultMaxRetries  int32
 	DefaultTimeoutSecs int32
-	Actor              string
 }
 
 type JobEnqueueBatchRow struct {
@@ -613,11 +622,16 @@ type JobEnqueueBatchRow struct {
 // projection write commit together or not at all. Every statement reads its
 // clock once: the database clock unless a caller pins one.
 // Inserts many jobs in one round trip. Rows whose idempotency key is taken
-// are skipped; the caller resolves them with JobIDsByIdempotencyKeys.
+// are skipped; the caller resolves them with JobIDsByIdempotencyKeys. Each
+// row names its own organization and actor, so that single enqueues of many
+// tenants, coalesced by the group commit, share one statement and one
+// commit; every row's reads and writes stay within its organization.
 func (q *Queries) JobEnqueueBatch(ctx context.Context, db DBTX, arg JobEnqueueBatchParams) ([]JobEnqueueBatchRow, error) {
 	rows, err := db.Query(ctx, jobEnqueueBatch,
 		arg.Now,
 		arg.Ids,
+		arg.OrganizationIds,
+		arg.Actors,
 		arg.QueueNames,
 		arg.Payloads,
 		arg.Priorities,
@@ -630,10 +644,8 @@ func (q *Queries) JobEnqueueBatch(ctx context.Context, db DBTX, arg JobEnqueueBa
 		arg.CompletionWebhooks,
 		arg.IdempotencyKeys,
 		arg.ReplayOf,
-		arg.OrganizationID,
 		arg.DefaultMaxRetries,
 		arg.DefaultTimeoutSecs,
-		arg.Actor,
 	)
 	if err != nil {
 		return nil, err

@@ -430,15 +430,16 @@ func (s *lfStream) take(t *testing.T, seq *lfSeq, limit time.Duration, what stri
 func lfEnqueueParams(orgID, queue string, ids []uuid.UUID) queries.JobEnqueueBatchParams {
 	n := len(ids)
 	p := queries.JobEnqueueBatchParams{
-		OrganizationID: orgID, Actor: events.ActorSystem("logfollow_test"),
 		DefaultMaxRetries: 3, DefaultTimeoutSecs: 300,
-		Ids: ids, QueueNames: make([]string, n), Payloads: make([]json.RawMessage, n),
+		Ids: ids, OrganizationIds: make([]string, n), Actors: make([]string, n),
+		QueueNames: make([]string, n), Payloads: make([]json.RawMessage, n),
 		Priorities: make([]int32, n), MaxRetries: make([]int32, n), TimeoutSeconds: make([]int32, n),
 		ScheduledAts: make([]time.Time, n), ExpiresAts: make([]time.Time, n), Tags: make([]json.RawMessage, n),
 		ParentJobIds: make([]uuid.UUID, n), CompletionWebhooks: make([]string, n), IdempotencyKeys: make([]string, n),
 		ReplayOf: make([]uuid.UUID, n),
 	}
 	for i := range ids {
+		p.OrganizationIds[i], p.Actors[i] = orgID, events.ActorSystem("logfollow_test")
 		p.QueueNames[i] = queue
 		p.Payloads[i] = json.RawMessage(fmt.Sprintf(`{"held":%d}`, i))
 		p.MaxRetries[i], p.TimeoutSeconds[i] = -1, -1

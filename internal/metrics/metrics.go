@@ -80,7 +80,7 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 		}, []string{"queue", "outcome"}),
 		groupCommits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "spooled_group_commit_requests",
-			Help:    "Requests gathered by each group-commit flush (single enqueues or completes coalesced into one statement and one commit per organization among them), by kind.",
+			Help:    "Requests gathered by each group-commit flush (single enqueues or completes of any organizations, coalesced into one statement and one commit), by kind.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 100},
 		}, []string{"kind"}),
 		natsUp: prometheus.NewGauge(prometheus.GaugeOpts{
