@@ -84,7 +84,7 @@ func main() {
 	flag.BoolVar(&o.e2eOnly, "e2e-only", false, "run only our end-to-end scenario (with -workers, default 64) and print its figures and Postgres activity (for tuning the server; writes no results file)")
 	flag.StringVar(&o.e2eModes, "e2e-modes", "each,batch", "with -e2e-only: which work-offs to run (each: a complete call per job; batch: POST /jobs/complete per claimed batch)")
 	flag.BoolVar(&o.sustainedOnly, "sustained-only", false, "run only the sustained scenario (with -workers, default 64, and -sustained-rate, default 300) and print its figures, its CPU and a CPU profile in -profile")
-	flag.BoolVar(&o.singleOnly, "single-only", false, "run only the commit ceiling, the single-enqueue scenario (with a CPU profile in -profile) and the HTTP floor (1c), and print their figures")
+	flag.BoolVar(&o.singleOnly, "single-only", false, "run only the commit ceiling, the single-enqueue scenario (with a CPU profile in -profile), the HTTP floor (1c) and single enqueues of many tenants (1d), and print their figures")
 	flag.BoolVar(&o.statementsOnly, "statements-only", false, "run only the statement costs (Postgres backend CPU per job of each statement of a job's life, one job and a hundred per statement) and print them")
 	flag.IntVar(&o.statementCycles, "statement-cycles", 3000, "statement costs: cycles of one job (a tenth as many of a hundred)")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
@@ -121,6 +121,10 @@ type report struct {
 	singleRequests     float64    // and the requests they served
 	httpFloor          loopResult // 1c
 	httpFloorCPU       cpuTimes
+	tenants            loopResult // 1d
+	tenantsCPU         cpuTimes
+	tenantsStatements  uint64  // group-commit statements of 1d
+	tenantsRequests    float64 // and the requests they served
 	bulk               loopResult
 	probe              []probeRow
 	workers            int
@@ -302,8 +306,21 @@ func run(o options) error {
 	cpu0 = readCPU()
 	r.httpFloor = runHTTPFloor(ctx, s, o.clients, o.warm, o.floorDur)
 	r.httpFloorCPU = readCPU().sub(cpu0)
-	s.close()
 	progress("  %s requests/s, p50 %s, %d errors %s", num(r.httpFloor.rate()), ms(r.httpFloor.Lat.P50), r.httpFloor.Errors, r.httpFloor.FirstErr)
+	progress("enqueue: single POST /api/v1/jobs, %d clients of %d organizations, %s", o.clients, o.clients, o.enqueueDur)
+	keys, err := s.tenantKeys(ctx, o.clients)
+	if err != nil {
+		s.close()
+		return fmt.Errorf("tenants: %w", err)
+	}
+	st0, rq0 := s.groupCommits("enqueue")
+	cpu0 = readCPU()
+	r.tenants = runSingleEnqueueTenants(ctx, s, keys, o.clients, o.warm, o.enqueueDur)
+	r.tenantsCPU = readCPU().sub(cpu0)
+	st1, rq1 := s.groupCommits("enqueue")
+	r.tenantsStatements, r.tenantsRequests = st1-st0, rq1-rq0
+	s.close()
+	progress("  %s jobs/s, p50 %s p95 %s p99 %s, %d errors %s", num(r.tenants.rate()), ms(r.tenants.Lat.P50), ms(r.tenants.Lat.P95), ms(r.tenants.Lat.P99), r.tenants.Errors, r.tenants.FirstErr)
 
 	progress("enqueue: POST /api/v1/jobs/bulk of 100, %d clients, %s", o.bulkClients, o.bulkDur)
 	if s, err = startServer(ctx, o.db, "bench_bulk"); err != nil {
@@ -584,6 +601,8 @@ func (r *report) markdown() string {
 		r.bulk.Clients, o.bulkDur, num(r.bulk.rate()), ms(r.bulk.Lat.P50), ms(r.bulk.Lat.P95), ms(r.bulk.Lat.P99), r.bulk.Errors)
 	w("| 1c | HTTP floor: 1a's requests without credentials, refused (401) before any database work | spooled | %d clients, %s | **%s requests/s** | %s | %s | %s | %d |",
 		r.httpFloor.Clients, o.floorDur, num(r.httpFloor.rate()), ms(r.httpFloor.Lat.P50), ms(r.httpFloor.Lat.P95), ms(r.httpFloor.Lat.P99), r.httpFloor.Errors)
+	w("| 1d | single enqueue `POST /api/v1/jobs`, many tenants | spooled | 1a's %d clients, each with its own organization and key, %s | **%s jobs/s** | %s | %s | %s | %d |",
+		r.tenants.Clients, o.enqueueDur, num(r.tenants.rate()), ms(r.tenants.Lat.P50), ms(r.tenants.Lat.P95), ms(r.tenants.Lat.P99), r.tenants.Errors)
 	w("| 2a | end to end: insert %s jobs | spooled | bulk × 100, %d clients | %s jobs/s | | | | |", num(float64(o.jobs)), o.inserters, num(e2eInsert))
 	w("| 2b | end to end: work-off | spooled | %d workers; claim `limit 100`, `complete` each (worker_id + lease_id) | **%s jobs/s** | | | | %d%s |",
 		r.workers, num(r.e2e.rate()), r.e2e.Errors, timedOut(r.e2e.TimedOut))
@@ -617,6 +636,7 @@ func (r *report) markdown() string {
 	w("| single enqueues ÷ Postgres commit ceiling (1a ÷ 5) | **%.2f** |", r.single.rate()/r.ceiling.rate())
 	w("| HTTP floor ÷ Postgres commit ceiling (1c ÷ 5; 1a ÷ 5 stays below it) | %.2f |", r.httpFloor.rate()/r.ceiling.rate())
 	w("| single enqueues ÷ HTTP floor (1a ÷ 1c) | %.2f |", r.single.rate()/r.httpFloor.rate())
+	w("| many tenants ÷ one tenant, single enqueues (1d ÷ 1a) | %.2f |", r.tenants.rate()/r.single.rate())
 	w("")
 	w("### 7. Postgres CPU per statement")
 	w("")
@@ -652,6 +672,8 @@ func (r *report) markdown() string {
 		"Server, clients and Postgres share the two cores, so 1a can pass 5 only if a whole enqueue (1c's request, its JSON, the group commit, its share of a statement) costs less CPU than one of the ceiling's commits.",
 		cpuPerOp(r.ceilingCPU, r.ceiling), cpuPerOp(r.singleCPU, r.single), cpuPerOp(r.httpFloorCPU, r.httpFloor))
 	w("- Single enqueues (1a), whole run with the warm-up: %s (the server's `spooled_group_commit_requests`).", groupCommitLine(r.singleStatements, r.singleRequests))
+	w("- Single enqueues of %d organizations (1d), whole run with the warm-up: %s; CPU per job %s. A flush of many tenants' requests is one statement and one commit, as for one tenant.",
+		r.tenants.Clients, groupCommitLine(r.tenantsStatements, r.tenantsRequests), cpuPerOp(r.tenantsCPU, r.tenants))
 	w("- End to end: %s; %d claim calls (%.1f jobs per claim)%s.", r.e2eCheck, r.e2e.Claims, float64(r.e2e.Done)/max(float64(r.e2e.Claims), 1), errNote(r.e2e.FirstErr))
 	ncpu := float64(atoiOr(r.m.NProc, 1))
 	w("- CPU, spooled insert (%s wall, %.1f core-seconds available): bench process (server + HTTP clients) %.1f s, all postgres processes %.1f s.",
@@ -678,8 +700,8 @@ func (r *report) markdown() string {
 		ms(r.sustained.EnqLat.P50), ms(r.sustained.EnqLat.P95), r.sustained.Claims.perJob(r.sustained.Started),
 		num(float64(hi.Enqueued)), num(float64(hi.Started)), hi.Backlog, num(float64(hi.Lat.N)), errNote(hi.FirstErr),
 		ms(hi.EnqLat.P50), ms(hi.EnqLat.P95), hi.Claims.perJob(hi.Started))
-	if r.single.FirstErr != "" || r.bulk.FirstErr != "" || r.httpFloor.FirstErr != "" {
-		w("- First errors: single %q, bulk %q, HTTP floor %q.", r.single.FirstErr, r.bulk.FirstErr, r.httpFloor.FirstErr)
+	if r.single.FirstErr != "" || r.bulk.FirstErr != "" || r.httpFloor.FirstErr != "" || r.tenants.FirstErr != "" {
+		w("- First errors: single %q, bulk %q, HTTP floor %q, many tenants %q.", r.single.FirstErr, r.bulk.FirstErr, r.httpFloor.FirstErr, r.tenants.FirstErr)
 	}
 	for _, n := range r.notes {
 		w("- %s", n)
