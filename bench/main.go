@@ -39,6 +39,7 @@ type options struct {
 	riverPool                   int
 	riverOnly, e2eOnly          bool
 	sustainedOnly, singleOnly   bool
+	sustainedTenants            int
 	statementsOnly              bool
 	statementCycles             int
 	e2eModes                    string
@@ -77,6 +78,7 @@ func main() {
 	flag.Float64Var(&o.moderateRate, "moderate-rate", 500, "sustained 3a: offered jobs/s of the moderate load")
 	flag.Float64Var(&o.sustainedRate, "sustained-rate", 0, "sustained 3b: offered jobs/s (0: a quarter of the lower of the single-enqueue and end-to-end work-off rates)")
 	flag.IntVar(&o.sustainedWaitMS, "sustained-wait-ms", 5000, "sustained: the workers' claim wait_ms")
+	flag.IntVar(&o.sustainedTenants, "sustained-tenants", 1, "with -sustained-only: organizations the producers and workers are spread over (each its own queue)")
 	flag.IntVar(&o.riverWorkers, "river-max-workers", 500, "River: MaxWorkers of the default queue")
 	flag.DurationVar(&o.riverCooldown, "river-fetch-cooldown", 5*time.Millisecond, "River: FetchCooldown")
 	flag.DurationVar(&o.riverPoll, "river-fetch-poll", 100*time.Millisecond, "River: FetchPollInterval")
@@ -246,7 +248,16 @@ func run(o options) error {
 			return err
 		}
 		var res sustainedResult
-		cpu, err := profiled(o.profile, func() { res = runSustained(ctx, s, o.producers, w, rate, o.sustainedDur, o.sustainedWaitMS) })
+		keys := []string{s.key}
+		if o.sustainedTenants > 1 {
+			if keys, err = s.tenantKeys(ctx, o.sustainedTenants); err != nil {
+				s.close()
+				return err
+			}
+		}
+		cpu, err := profiled(o.profile, func() {
+			res = runSustainedTenants(ctx, s, keys, o.producers, w, rate, o.sustainedDur, o.sustainedWaitMS)
+		})
 		s.close()
 		if err != nil {
 			return err

@@ -520,8 +520,18 @@ type sustainedResult struct {
 // claim answer's arrival minus the create's send time carried in the
 // payload (one process, one clock).
 func runSustained(ctx context.Context, s *server, producers, workers int, rate float64, dur time.Duration, waitMS int) sustainedResult {
-	a := newAPI(s.base, s.key, producers+workers)
-	defer a.close()
+	return runSustainedTenants(ctx, s, []string{s.key}, producers, workers, rate, dur, waitMS)
+}
+
+// runSustainedTenants is runSustained with producers and workers spread over
+// the organizations of keys: producer p and worker w act for keys[p%n] and
+// keys[w%n], each organization with its own queue.
+func runSustainedTenants(ctx context.Context, s *server, keys []string, producers, workers int, rate float64, dur time.Duration, waitMS int) sustainedResult {
+	apis := make([]*api, len(keys))
+	for i, k := range keys {
+		apis[i] = newAPI(s.base, k, (producers+workers)/len(keys)+1)
+		defer apis[i].close()
+	}
 	res := sustainedResult{Producers: producers, Workers: workers, TargetRate: rate, Window: dur, WaitMS: waitMS}
 	t0 := time.Now()
 	end := t0.Add(dur)
@@ -546,6 +556,7 @@ func runSustained(ctx context.Context, s *server, producers, workers int, rate f
 		go func() {
 			defer wwg.Done()
 			id := "sustained-worker-" + strconv.Itoa(w)
+			a := apis[w%len(apis)]
 			body := claimBody("sustained", id, 100, waitMS)
 			local := make([]time.Duration, 0, 1<<14)
 			defer func() { mu.Lock(); lats = append(lats, local...); mu.Unlock() }()
@@ -592,6 +603,7 @@ func runSustained(ctx context.Context, s *server, producers, workers int, rate f
 		pwg.Add(1)
 		go func() {
 			defer pwg.Done()
+			a := apis[p%len(apis)]
 			next := t0.Add(per * time.Duration(p) / time.Duration(producers))
 			local := make([]time.Duration, 0, 1<<12)
 			defer func() { mu.Lock(); enqLats = append(enqLats, local...); mu.Unlock() }()
