@@ -34,8 +34,9 @@ check-generated: generate ## fail if the committed generated code is stale
 	@git diff --exit-code -- queries/ || (echo "queries/: generated code is stale; run make generate and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- queries/)" || (echo "queries/: untracked generated files; run make generate and commit" >&2; git status --porcelain -- queries/; exit 1)
 
-vet:
+vet: ## go vet, of the bench module too (a change to a query's parameters must not break make bench unnoticed)
 	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
