@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -315,11 +316,14 @@ func TestGroupCommitCompletesAcrossTenants(t *testing.T) {
 		orgs = append(orgs, a.OrgID)
 		leased = append(leased, items)
 	}
-	// Tenant 1 names tenant 0's first job (with its worker and lease) ahead
-	// of tenant 0's own complete, and its second after it.
+	// Tenant 1 names tenant 0's first job (with its worker and lease, the
+	// id spelled in capitals) ahead of tenant 0's own complete, and its
+	// second after it.
+	shouted := leased[0][0]
+	shouted.Ref.JobID = strings.ToUpper(shouted.Ref.JobID)
 	errs := svc.FlushCompletes(ctx,
 		[]string{orgs[1], orgs[0], orgs[1], orgs[0], orgs[1], orgs[1]},
-		[]commands.CompleteItem{leased[0][0], leased[0][0], leased[1][0], leased[0][1], leased[0][1], leased[1][1]})
+		[]commands.CompleteItem{shouted, leased[0][0], leased[1][0], leased[0][1], leased[0][1], leased[1][1]})
 	for _, i := range []int{1, 2, 3, 5} {
 		if errs[i] != nil {
 			t.Fatalf("request %d, a tenant's own job: %v", i, errs[i])

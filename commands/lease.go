@@ -475,7 +475,13 @@ func (s *Service) flushCompletes(ctx context.Context, reqs []completeReq) []gcRe
 		var now, later []int
 		seen := map[string]bool{}
 		for _, i := range pending {
-			if id := reqs[i].item.Ref.JobID; seen[id] {
+			// One job may be spelled several ways (case, braces, urn:uuid:),
+			// so requests are told apart by the id they parse to.
+			id := reqs[i].item.Ref.JobID
+			if u, err := uuid.Parse(id); err == nil {
+				id = u.String()
+			}
+			if seen[id] {
 				later = append(later, i)
 			} else {
 				seen[id] = true
