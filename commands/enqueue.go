@@ -235,6 +235,7 @@ func (s *Service) insert(ctx context.Context, actors []Actor, jobs []NewJob) ([]
 		pending[i] = i
 	}
 	created := map[string]int{}
+	createdByOrg := map[string]int64{}
 	// hints counts each organization's queues' jobs ready now: a hint wakes
 	// that many waiting claims. A scheduled job makes it -1 instead (wake
 	// every waiter): each re-reads when the queue's next job falls due, and
@@ -262,6 +263,7 @@ func (s *Service) insert(ctx context.Context, actors []Actor, jobs []NewJob) ([]
 				results[i] = EnqueueResult{ID: p.Ids[i], Created: true}
 				org, q := p.OrganizationIds[i], p.QueueNames[i]
 				created[q]++
+				createdByOrg[org]++
 				h := hints[org]
 				if h == nil {
 					h = map[string]int{}
@@ -312,6 +314,9 @@ func (s *Service) insert(ctx context.Context, actors []Actor, jobs []NewJob) ([]
 	}
 	for org, h := range hints {
 		s.hintQueues(org, h)
+	}
+	for org, n := range createdByOrg {
+		s.quota.added(org, n)
 	}
 	for q, n := range created {
 		s.observer.JobsEnqueued(q, n)

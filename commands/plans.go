@@ -139,7 +139,8 @@ func (e *PlanPayloadError) Error() string {
 // enqueued. The counts are read just before the insert, so concurrent
 // creates can overshoot by their own size: the limits are quotas, not
 // locks. Jobs created today come from the queue_stats projection and trail
-// by its lag.
+// by its lag. A batch that fits the usage remembered in s.quota (see
+// quotaMemo) needs no read; any other is decided by a fresh one.
 func (s *Service) checkPlan(ctx context.Context, actor Actor, jobs []NewJob) error {
 	p := actor.Limits
 	if p == nil {
@@ -150,25 +151,40 @@ func (s *Service) checkPlan(ctx context.Context, actor Actor, jobs []NewJob) err
 			return &PlanPayloadError{Size: int64(len(j.Payload)), Limit: p.MaxPayloadSizeBytes, Plan: p.Tier, UpgradeTo: upgrades[p.Tier]}
 		}
 	}
+	if p.MaxActiveJobs == nil && p.MaxJobsPerDay == nil {
+		return nil
+	}
 	batch := int64(len(jobs))
+	now := s.Now()
+	today := now.UTC().Truncate(24 * time.Hour)
+	fits := func(u quotaUsage) bool {
+		return (p.MaxActiveJobs == nil || u.active+batch <= *p.MaxActiveJobs) &&
+			(p.MaxJobsPerDay == nil || u.today+batch <= *p.MaxJobsPerDay)
+	}
+	if u, ok := s.quota.get(actor.OrgID, now, today); ok && fits(u) {
+		return nil
+	}
+	u := quotaUsage{day: today, readAt: now}
 	if p.MaxActiveJobs != nil {
 		cur, err := s.q.OrgActiveJobs(ctx, s.pool, actor.OrgID)
 		if err != nil {
 			return fmt.Errorf("count active jobs: %w", err)
 		}
-		if cur+batch > *p.MaxActiveJobs {
-			return &PlanLimitError{Resource: "active_jobs", Current: cur, Limit: *p.MaxActiveJobs, Plan: p.Tier, UpgradeTo: upgrades[p.Tier]}
-		}
+		u.active = cur
 	}
 	if p.MaxJobsPerDay != nil {
-		today := s.Now().UTC().Truncate(24 * time.Hour)
 		w, err := s.q.StatsWindow(ctx, s.pool, queries.StatsWindowParams{OrganizationID: actor.OrgID, Since: today})
 		if err != nil {
 			return fmt.Errorf("count today's jobs: %w", err)
 		}
-		if w.Created+batch > *p.MaxJobsPerDay {
-			return &PlanLimitError{Resource: "jobs_per_day", Current: w.Created, Limit: *p.MaxJobsPerDay, Plan: p.Tier, UpgradeTo: upgrades[p.Tier]}
-		}
+		u.today = w.Created
+	}
+	s.quota.put(actor.OrgID, u)
+	if p.MaxActiveJobs != nil && u.active+batch > *p.MaxActiveJobs {
+		return &PlanLimitError{Resource: "active_jobs", Current: u.active, Limit: *p.MaxActiveJobs, Plan: p.Tier, UpgradeTo: upgrades[p.Tier]}
+	}
+	if p.MaxJobsPerDay != nil && u.today+batch > *p.MaxJobsPerDay {
+		return &PlanLimitError{Resource: "jobs_per_day", Current: u.today, Limit: *p.MaxJobsPerDay, Plan: p.Tier, UpgradeTo: upgrades[p.Tier]}
 	}
 	return nil
 }

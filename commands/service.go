@@ -101,6 +101,8 @@ type Service struct {
 	// Queues whose last claim here got its whole limit: their claims skip
 	// the probe.
 	busy busyQueues
+	// Plan usage read recently, so creates far below a quota skip the count.
+	quota *quotaMemo
 }
 
 // WithGroupCommit coalesces concurrent single enqueues and single completes
@@ -152,7 +154,7 @@ func New(pool *pgxpool.Pool, c clock.Clock, hints Hinter, d Defaults, opts ...Op
 	if hints == nil {
 		hints = NoHints{}
 	}
-	s := &Service{pool: pool, q: queries.New(), clock: c, hints: hints, defaults: d, observer: noObserver{}}
+	s := &Service{pool: pool, q: queries.New(), clock: c, hints: hints, defaults: d, observer: noObserver{}, quota: newQuotaMemo()}
 	for _, o := range opts {
 		o(s)
 	}
