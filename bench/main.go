@@ -40,6 +40,7 @@ type options struct {
 	riverOnly, e2eOnly          bool
 	sustainedOnly, singleOnly   bool
 	sustainedTenants            int
+	tenantsPlan                 string
 	statementsOnly              bool
 	statementCycles             int
 	e2eModes                    string
@@ -78,6 +79,7 @@ func main() {
 	flag.Float64Var(&o.moderateRate, "moderate-rate", 500, "sustained 3a: offered jobs/s of the moderate load")
 	flag.Float64Var(&o.sustainedRate, "sustained-rate", 0, "sustained 3b: offered jobs/s (0: a quarter of the lower of the single-enqueue and end-to-end work-off rates)")
 	flag.IntVar(&o.sustainedWaitMS, "sustained-wait-ms", 5000, "sustained: the workers' claim wait_ms")
+	flag.StringVar(&o.tenantsPlan, "tenants-plan", "enterprise", "plan of 1d's and -sustained-tenants' organizations (pro checks its max_active_jobs of 5,000 and max_jobs_per_day on every create: keep a run below them)")
 	flag.IntVar(&o.sustainedTenants, "sustained-tenants", 1, "with -sustained-only: organizations the producers and workers are spread over (each its own queue)")
 	flag.IntVar(&o.riverWorkers, "river-max-workers", 500, "River: MaxWorkers of the default queue")
 	flag.DurationVar(&o.riverCooldown, "river-fetch-cooldown", 5*time.Millisecond, "River: FetchCooldown")
@@ -205,7 +207,7 @@ func run(o options) error {
 		cpu0 = readCPU()
 		floor := runHTTPFloor(ctx, s, o.clients, o.warm, o.floorDur)
 		floorCPU := readCPU().sub(cpu0)
-		keys, err := s.tenantKeys(ctx, o.clients)
+		keys, err := s.tenantKeys(ctx, o.clients, o.tenantsPlan)
 		if err != nil {
 			s.close()
 			return err
@@ -250,7 +252,7 @@ func run(o options) error {
 		var res sustainedResult
 		keys := []string{s.key}
 		if o.sustainedTenants > 1 {
-			if keys, err = s.tenantKeys(ctx, o.sustainedTenants); err != nil {
+			if keys, err = s.tenantKeys(ctx, o.sustainedTenants, o.tenantsPlan); err != nil {
 				s.close()
 				return err
 			}
@@ -319,7 +321,7 @@ func run(o options) error {
 	r.httpFloorCPU = readCPU().sub(cpu0)
 	progress("  %s requests/s, p50 %s, %d errors %s", num(r.httpFloor.rate()), ms(r.httpFloor.Lat.P50), r.httpFloor.Errors, r.httpFloor.FirstErr)
 	progress("enqueue: single POST /api/v1/jobs, %d clients of %d organizations, %s", o.clients, o.clients, o.enqueueDur)
-	keys, err := s.tenantKeys(ctx, o.clients)
+	keys, err := s.tenantKeys(ctx, o.clients, o.tenantsPlan)
 	if err != nil {
 		s.close()
 		return fmt.Errorf("tenants: %w", err)

@@ -142,7 +142,7 @@ func startServer(ctx context.Context, dbURL, schema string) (*server, error) {
 // enterpriseOrg creates the benchmark's organization on the enterprise plan
 // and keeps its key in s.key.
 func (s *server) enterpriseOrg(ctx context.Context) error {
-	key, err := s.createOrg(ctx, "Benchmark", "bench-org")
+	key, err := s.createOrg(ctx, "Benchmark", "bench-org", "enterprise")
 	if err != nil {
 		return err
 	}
@@ -150,23 +150,24 @@ func (s *server) enterpriseOrg(ctx context.Context) error {
 	return nil
 }
 
-// tenantKeys creates n more organizations, as enterpriseOrg does, and
-// returns their keys: the tenants of scenario 1d.
-func (s *server) tenantKeys(ctx context.Context, n int) ([]string, error) {
+// tenantKeys creates n more organizations on plan (enterprise unless
+// -tenants-plan says otherwise), as enterpriseOrg does, and returns their
+// keys: the tenants of scenario 1d and of -sustained-tenants.
+func (s *server) tenantKeys(ctx context.Context, n int, plan string) ([]string, error) {
 	keys := make([]string, n)
 	for i := range keys {
 		var err error
-		if keys[i], err = s.createOrg(ctx, "Tenant "+strconv.Itoa(i), "bench-tenant-"+strconv.Itoa(i)); err != nil {
+		if keys[i], err = s.createOrg(ctx, "Tenant "+strconv.Itoa(i), "bench-tenant-"+strconv.Itoa(i), plan); err != nil {
 			return nil, fmt.Errorf("tenant %d: %w", i, err)
 		}
 	}
 	return keys, nil
 }
 
-// createOrg creates an organization on the enterprise plan through the
-// admin route and lifts its request rate in custom_limits before its key
-// is first used (keys are cached with their limits). It returns the key.
-func (s *server) createOrg(ctx context.Context, name, slug string) (string, error) {
+// createOrg creates an organization on plan through the admin route and
+// lifts its request rate in custom_limits before its key is first used
+// (keys are cached with their limits). It returns the key.
+func (s *server) createOrg(ctx context.Context, name, slug, plan string) (string, error) {
 	a := newAPI(s.base, "", 1)
 	defer a.close()
 	var out struct {
@@ -178,7 +179,7 @@ func (s *server) createOrg(ctx context.Context, name, slug string) (string, erro
 		} `json:"api_key"`
 	}
 	err := a.post(ctx, "/api/v1/admin/organizations",
-		map[string]string{"name": name, "slug": slug, "plan_tier": "enterprise"}, &out, "X-Admin-Key", adminKey)
+		map[string]string{"name": name, "slug": slug, "plan_tier": plan}, &out, "X-Admin-Key", adminKey)
 	if err != nil {
 		return "", err
 	}
