@@ -3,7 +3,6 @@ package commands
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -316,7 +315,7 @@ func (s *Service) insert(ctx context.Context, actors []Actor, jobs []NewJob) ([]
 		s.hintQueues(org, h)
 	}
 	for org, n := range createdByOrg {
-		s.quota.added(org, n)
+		s.quota.add(org, n, n)
 	}
 	for q, n := range created {
 		s.observer.JobsEnqueued(q, n)
@@ -444,39 +443,24 @@ type enqueueReq struct {
 // that one tenant's failure is not another's.
 func (s *Service) flushEnqueues(ctx context.Context, reqs []enqueueReq) []gcResult[EnqueueResult] {
 	out := make([]gcResult[EnqueueResult], len(reqs))
-	actors := make([]Actor, len(reqs))
-	jobs := make([]NewJob, len(reqs))
-	var orgs []string
-	byOrg := map[string][]int{}
-	for i, r := range reqs {
-		actors[i], jobs[i] = r.actor, r.job
-		if byOrg[r.actor.OrgID] == nil {
-			orgs = append(orgs, r.actor.OrgID)
-		}
-		byOrg[r.actor.OrgID] = append(byOrg[r.actor.OrgID], i)
+	all := make([]int, len(reqs))
+	for i := range all {
+		all[i] = i
 	}
-	res, err := s.insert(ctx, actors, jobs)
-	var unwritten *unwrittenError
-	if err == nil || len(orgs) == 1 || !errors.As(err, &unwritten) {
-		for i := range out {
-			if err != nil {
-				out[i].err = err
-			} else {
-				out[i].res = res[i]
-			}
+	sharedThenPerOrg(all, func(i int) string { return reqs[i].actor.OrgID }, func(idx []int) error {
+		actors, jobs := make([]Actor, len(idx)), make([]NewJob, len(idx))
+		for n, i := range idx {
+			actors[n], jobs[n] = reqs[i].actor, reqs[i].job
 		}
-		return out
-	}
-	for _, org := range orgs {
-		idx := byOrg[org]
-		res, err := s.insert(ctx, pick(actors, idx), pick(jobs, idx))
+		res, err := s.insert(ctx, actors, jobs)
 		for n, i := range idx {
 			if err != nil {
-				out[i].err = err
+				out[i] = gcResult[EnqueueResult]{err: err}
 			} else {
-				out[i].res = res[n]
+				out[i] = gcResult[EnqueueResult]{res: res[n]}
 			}
 		}
-	}
+		return err
+	})
 	return out
 }

@@ -131,3 +131,30 @@ func (g *groupCommit[Req, Res]) close() {
 	g.mu.Unlock()
 	g.wg.Wait()
 }
+
+// sharedThenPerOrg runs the coalesced requests idx of several organizations
+// in one statement; run records each request's outcome. If that statement
+// failed having written nothing (an *unwrittenError), each organization's
+// requests run again in a statement of their own, so that one tenant's
+// failure is not another's.
+func sharedThenPerOrg(idx []int, orgOf func(i int) string, run func(idx []int) error) {
+	var unwritten *unwrittenError
+	if err := run(idx); err == nil || !errors.As(err, &unwritten) {
+		return
+	}
+	var orgs []string
+	byOrg := map[string][]int{}
+	for _, i := range idx {
+		org := orgOf(i)
+		if byOrg[org] == nil {
+			orgs = append(orgs, org)
+		}
+		byOrg[org] = append(byOrg[org], i)
+	}
+	if len(orgs) == 1 {
+		return
+	}
+	for _, org := range orgs {
+		_ = run(byOrg[org]) // each request holds its own outcome
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/events"
@@ -185,18 +186,7 @@ func (*groupCommits) ClaimStatementRan(string, bool)     {}
 // are tried on their own, so only the failing tenant's are refused.
 func TestGroupCommitAcrossTenants(t *testing.T) {
 	ctx := context.Background()
-	pool := testdb.New(t)
-	svc := commands.New(pool, nil, nil, commands.Defaults{MaxRetries: 3, TimeoutSecs: 300, LeaseSecs: 30,
-		MaxPayload: 1 << 20, KeyPrefix: "sk_test_", Registration: "open"}, commands.WithGroupCommit(1))
-	defer svc.Close()
-	var actors []commands.Actor
-	for i := range 3 {
-		org, err := svc.CreateOrganization(ctx, commands.NewOrganization{Name: fmt.Sprintf("Tenant %d", i), Slug: fmt.Sprintf("tenant-%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		actors = append(actors, commands.Actor{OrgID: org.Organization.ID, Name: events.ActorAPIKey(org.Key.Key.ID)})
-	}
+	pool, svc, actors := tenantsSharingGroupCommit(t, 3)
 	job := func(i int, key string) commands.NewJob {
 		j := commands.NewJob{QueueName: "shared-name", Payload: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}
 		if key != "" {
@@ -288,18 +278,10 @@ func TestGroupCommitAcrossTenants(t *testing.T) {
 // succeeds.
 func TestGroupCommitCompletesAcrossTenants(t *testing.T) {
 	ctx := context.Background()
-	pool := testdb.New(t)
-	svc := commands.New(pool, nil, nil, commands.Defaults{MaxRetries: 3, TimeoutSecs: 300, LeaseSecs: 30,
-		MaxPayload: 1 << 20, KeyPrefix: "sk_test_", Registration: "open"}, commands.WithGroupCommit(1))
-	defer svc.Close()
+	pool, svc, actors := tenantsSharingGroupCommit(t, 2)
 	var orgs []string
 	var leased [][]commands.CompleteItem
-	for i := range 2 {
-		org, err := svc.CreateOrganization(ctx, commands.NewOrganization{Name: fmt.Sprintf("Tenant %d", i), Slug: fmt.Sprintf("tenant-%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := commands.Actor{OrgID: org.Organization.ID, Name: events.ActorAPIKey(org.Key.Key.ID)}
+	for _, a := range actors {
 		if _, err := svc.Enqueue(ctx, a, []commands.NewJob{{QueueName: "q", Payload: json.RawMessage(`{"a":1}`)},
 			{QueueName: "q", Payload: json.RawMessage(`{"b":2}`)}}); err != nil {
 			t.Fatal(err)
@@ -356,4 +338,23 @@ func TestGroupCommitCompletesAcrossTenants(t *testing.T) {
 	if foreign != 0 {
 		t.Fatalf("%d completions logged under another organization", foreign)
 	}
+}
+
+// tenantsSharingGroupCommit is a service with one group-commit flusher on a
+// database of its own, and actors of n organizations it made.
+func tenantsSharingGroupCommit(t *testing.T, n int) (*pgxpool.Pool, *commands.Service, []commands.Actor) {
+	t.Helper()
+	pool := testdb.New(t)
+	svc := commands.New(pool, nil, nil, testDefaults, commands.WithGroupCommit(1))
+	t.Cleanup(svc.Close)
+	actors := make([]commands.Actor, n)
+	for i := range actors {
+		org, err := svc.CreateOrganization(context.Background(),
+			commands.NewOrganization{Name: fmt.Sprintf("Tenant %d", i), Slug: fmt.Sprintf("tenant-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		actors[i] = commands.Actor{OrgID: org.Organization.ID, Name: events.ActorAPIKey(org.Key.Key.ID)}
+	}
+	return pool, svc, actors
 }

@@ -494,10 +494,10 @@ func (s *Service) flushCompletes(ctx context.Context, reqs []completeReq) []gcRe
 	return out
 }
 
-// completeCoalesced runs the requests idx (no job twice) in one statement,
-// or, if that fails, one statement per organization.
+// completeCoalesced runs the requests idx (no job twice) in one statement
+// (sharedThenPerOrg).
 func (s *Service) completeCoalesced(ctx context.Context, reqs []completeReq, idx []int, out []gcResult[error]) {
-	run := func(idx []int) error {
+	sharedThenPerOrg(idx, func(i int) string { return reqs[i].orgID }, func(idx []int) error {
 		orgIDs, items := make([]string, len(idx)), make([]CompleteItem, len(idx))
 		for n, i := range idx {
 			orgIDs[n], items[n] = reqs[i].orgID, reqs[i].item
@@ -511,20 +511,5 @@ func (s *Service) completeCoalesced(ctx context.Context, reqs []completeReq, idx
 			}
 		}
 		return err
-	}
-	var orgs []string
-	byOrg := map[string][]int{}
-	for _, i := range idx {
-		if byOrg[reqs[i].orgID] == nil {
-			orgs = append(orgs, reqs[i].orgID)
-		}
-		byOrg[reqs[i].orgID] = append(byOrg[reqs[i].orgID], i)
-	}
-	var unwritten *unwrittenError
-	if err := run(idx); err == nil || len(orgs) == 1 || !errors.As(err, &unwritten) {
-		return
-	}
-	for _, org := range orgs {
-		_ = run(byOrg[org]) // each request holds its own outcome
-	}
+	})
 }

@@ -108,7 +108,7 @@ func (s *Service) retry(ctx context.Context, actor Actor, ids []uuid.UUID, queue
 		queues[r.QueueName]++
 	}
 	s.hintQueues(actor.OrgID, queues)
-	s.quota.activated(actor.OrgID, int64(len(rows)))
+	s.quota.add(actor.OrgID, int64(len(rows)), 0)
 	return out, nil
 }
 

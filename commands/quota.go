@@ -50,24 +50,15 @@ func (m *quotaMemo) put(org string, u quotaUsage) {
 	m.byOrg[org] = u
 }
 
-// activated counts n jobs this server has just made active again (retried
-// out of the dead-letter queue): active, but not created today.
-func (m *quotaMemo) activated(org string, n int64) {
+// add counts jobs this server has just made active and created today for
+// the organization: a create adds to both, a retry out of the dead-letter
+// queue to active alone.
+func (m *quotaMemo) add(org string, active, today int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if u, ok := m.byOrg[org]; ok {
-		u.active += n
-		m.byOrg[org] = u
-	}
-}
-
-// added counts n jobs this server has just created for the organization.
-func (m *quotaMemo) added(org string, n int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if u, ok := m.byOrg[org]; ok {
-		u.active += n
-		u.today += n
+		u.active += active
+		u.today += today
 		m.byOrg[org] = u
 	}
 }

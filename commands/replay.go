@@ -125,6 +125,6 @@ func (s *Service) replay(ctx context.Context, actor Actor, ids []uuid.UUID) ([]R
 		s.observer.JobsEnqueued(j.QueueName, 1)
 	}
 	s.hintQueues(actor.OrgID, queues)
-	s.quota.added(actor.OrgID, int64(len(jobs)))
+	s.quota.add(actor.OrgID, int64(len(jobs)), int64(len(jobs)))
 	return out, nil
 }
