@@ -125,10 +125,7 @@ type report struct {
 	singleRequests     float64    // and the requests they served
 	httpFloor          loopResult // 1c
 	httpFloorCPU       cpuTimes
-	tenants            loopResult // 1d
-	tenantsCPU         cpuTimes
-	tenantsStatements  uint64  // group-commit statements of 1d
-	tenantsRequests    float64 // and the requests they served
+	tenants            tenantsRun // 1d
 	bulk               loopResult
 	probe              []probeRow
 	workers            int
@@ -207,16 +204,11 @@ func run(o options) error {
 		cpu0 = readCPU()
 		floor := runHTTPFloor(ctx, s, o.clients, o.warm, o.floorDur)
 		floorCPU := readCPU().sub(cpu0)
-		keys, err := s.tenantKeys(ctx, o.clients, o.tenantsPlan)
+		tenants, err := runTenants(ctx, s, o)
+		s.close()
 		if err != nil {
-			s.close()
 			return err
 		}
-		cpu0 = readCPU()
-		tenants := runSingleEnqueueTenants(ctx, s, keys, o.clients, o.warm, o.enqueueDur)
-		tenantsCPU := readCPU().sub(cpu0)
-		tStatements, tRequests := s.groupCommits("enqueue")
-		s.close()
 		fmt.Printf("ceiling %s commits/s (CPU per commit: %s); single enqueue %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU bench process %.1f s, postgres %.1f s (per job: %s)\n",
 			num(c.rate()), cpuPerOp(ceilingCPU, c), num(res.rate()), res.rate()/c.rate(), ms(res.Lat.P50), ms(res.Lat.P99), res.Errors, res.FirstErr, cpu.self, cpu.postgres, cpuPerOp(cpu, res))
 		fmt.Printf("single enqueues: %s\n", groupCommitLine(statements, requests))
@@ -224,7 +216,7 @@ func run(o options) error {
 			num(floor.rate()), floor.rate()/c.rate(), ms(floor.Lat.P50), floor.Errors, floor.FirstErr, cpuPerOp(floorCPU, floor))
 		fmt.Printf("single enqueues, each client its own organization (1d): %s jobs/s (ratio %.2f), p50 %s p99 %s, %d errors %s; CPU per job: %s; %s\n",
 			num(tenants.rate()), tenants.rate()/c.rate(), ms(tenants.Lat.P50), ms(tenants.Lat.P99), tenants.Errors, tenants.FirstErr,
-			cpuPerOp(tenantsCPU, tenants), groupCommitLine(tStatements-statements, tRequests-requests))
+			cpuPerOp(tenants.CPU, tenants.loopResult), groupCommitLine(tenants.Statements, tenants.Requests))
 		return nil
 	}
 	if o.statementsOnly {
@@ -321,18 +313,11 @@ func run(o options) error {
 	r.httpFloorCPU = readCPU().sub(cpu0)
 	progress("  %s requests/s, p50 %s, %d errors %s", num(r.httpFloor.rate()), ms(r.httpFloor.Lat.P50), r.httpFloor.Errors, r.httpFloor.FirstErr)
 	progress("enqueue: single POST /api/v1/jobs, %d clients of %d organizations, %s", o.clients, o.clients, o.enqueueDur)
-	keys, err := s.tenantKeys(ctx, o.clients, o.tenantsPlan)
-	if err != nil {
-		s.close()
-		return fmt.Errorf("tenants: %w", err)
-	}
-	st0, rq0 := s.groupCommits("enqueue")
-	cpu0 = readCPU()
-	r.tenants = runSingleEnqueueTenants(ctx, s, keys, o.clients, o.warm, o.enqueueDur)
-	r.tenantsCPU = readCPU().sub(cpu0)
-	st1, rq1 := s.groupCommits("enqueue")
-	r.tenantsStatements, r.tenantsRequests = st1-st0, rq1-rq0
+	r.tenants, err = runTenants(ctx, s, o)
 	s.close()
+	if err != nil {
+		return err
+	}
 	progress("  %s jobs/s, p50 %s p95 %s p99 %s, %d errors %s", num(r.tenants.rate()), ms(r.tenants.Lat.P50), ms(r.tenants.Lat.P95), ms(r.tenants.Lat.P99), r.tenants.Errors, r.tenants.FirstErr)
 
 	progress("enqueue: POST /api/v1/jobs/bulk of 100, %d clients, %s", o.bulkClients, o.bulkDur)
@@ -686,7 +671,7 @@ func (r *report) markdown() string {
 		cpuPerOp(r.ceilingCPU, r.ceiling), cpuPerOp(r.singleCPU, r.single), cpuPerOp(r.httpFloorCPU, r.httpFloor))
 	w("- Single enqueues (1a), whole run with the warm-up: %s (the server's `spooled_group_commit_requests`).", groupCommitLine(r.singleStatements, r.singleRequests))
 	w("- Single enqueues of %d organizations (1d), whole run with the warm-up: %s; CPU per job %s. A flush of many tenants' requests is one statement and one commit, as for one tenant.",
-		r.tenants.Clients, groupCommitLine(r.tenantsStatements, r.tenantsRequests), cpuPerOp(r.tenantsCPU, r.tenants))
+		r.tenants.Clients, groupCommitLine(r.tenants.Statements, r.tenants.Requests), cpuPerOp(r.tenants.CPU, r.tenants.loopResult))
 	w("- End to end: %s; %d claim calls (%.1f jobs per claim)%s.", r.e2eCheck, r.e2e.Claims, float64(r.e2e.Done)/max(float64(r.e2e.Claims), 1), errNote(r.e2e.FirstErr))
 	ncpu := float64(atoiOr(r.m.NProc, 1))
 	w("- CPU, spooled insert (%s wall, %.1f core-seconds available): bench process (server + HTTP clients) %.1f s, all postgres processes %.1f s.",

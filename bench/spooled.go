@@ -233,6 +233,29 @@ func runSingleEnqueueTenants(ctx context.Context, s *server, keys []string, clie
 	})
 }
 
+// tenantsRun is scenario 1d and what it cost.
+type tenantsRun struct {
+	loopResult
+	CPU        cpuTimes
+	Statements uint64  // group-commit statements of the run
+	Requests   float64 // and the requests they served
+}
+
+// runTenants creates 1d's organizations on s (on -tenants-plan) and runs 1d.
+func runTenants(ctx context.Context, s *server, o options) (tenantsRun, error) {
+	keys, err := s.tenantKeys(ctx, o.clients, o.tenantsPlan)
+	if err != nil {
+		return tenantsRun{}, fmt.Errorf("tenants: %w", err)
+	}
+	st0, rq0 := s.groupCommits("enqueue")
+	cpu0 := readCPU()
+	run := tenantsRun{loopResult: runSingleEnqueueTenants(ctx, s, keys, o.clients, o.warm, o.enqueueDur)}
+	run.CPU = readCPU().sub(cpu0)
+	st1, rq1 := s.groupCommits("enqueue")
+	run.Statements, run.Requests = st1-st0, rq1-rq0
+	return run, nil
+}
+
 func singleBody(g, i int) []byte {
 	return []byte(`{"queue_name":"bench-single","payload":{"g":` + strconv.Itoa(g) + `,"n":` + strconv.Itoa(i) + `}}`)
 }
