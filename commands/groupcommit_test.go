@@ -243,24 +243,14 @@ func TestGroupCommitAcrossTenants(t *testing.T) {
 	if errs[1] == nil {
 		t.Fatalf("the bad payload was accepted: %+v", res[1])
 	}
-	var orgs []string
-	rows, err := pool.Query(ctx, `SELECT organization_id FROM job_events WHERE event_type = 'job.enqueued'
-		AND data->'payload'->>'i' IN ('10', '12') ORDER BY organization_id`)
-	if err != nil {
+	var healthy int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM job_events WHERE event_type = 'job.enqueued'
+		AND (data->'payload'->>'i', organization_id) IN (('10', $1), ('12', $2))`,
+		actors[0].OrgID, actors[2].OrgID).Scan(&healthy); err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var o string
-		if err := rows.Scan(&o); err != nil {
-			t.Fatal(err)
-		}
-		orgs = append(orgs, o)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(orgs) != 2 {
-		t.Fatalf("after the fallback the log holds %d of the 2 healthy jobs", len(orgs))
+	if healthy != 2 {
+		t.Fatalf("after the fallback the log holds %d of the 2 healthy jobs under their organizations", healthy)
 	}
 	var badJobs int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE organization_id = $1`, actors[1].OrgID).Scan(&badJobs); err != nil {
