@@ -38,5 +38,9 @@ func (q *Queries) ClaimMultiPipelined(ctx context.Context, db Batcher, locks Cla
 	}
 	// Columns come in JobClaimMultiRow's field order (RETURNING j.*, req,
 	// claim_actor).
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[JobClaimMultiRow])
+	expect := 0
+	for _, n := range arg.Limits {
+		expect += int(n)
+	}
+	return collectRows[JobClaimMultiRow](rows, min(expect, maxExpectedRows))
 }
