@@ -1,57 +1,12 @@
 package commands_test
 
 import (
-	"context"
-	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/internal/testdb"
 )
-
-// statementCounter counts the statements a pool runs by their sqlc name,
-// pipelined ones included.
-type statementCounter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *statementCounter) count(sql string) {
-	name, ok := strings.CutPrefix(sql, "-- name: ")
-	if !ok {
-		return
-	}
-	name, _, _ = strings.Cut(name, " ")
-	c.mu.Lock()
-	c.n[name]++
-	c.mu.Unlock()
-}
-
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	c.count(d.SQL)
-	return ctx
-}
-func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
-}
-func (c *statementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
-	c.count(d.SQL)
-}
-func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-
-// take returns the counts so far and starts again.
-func (c *statementCounter) take() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := c.n
-	c.n = map[string]int{}
-	return n
-}
 
 // TestClaimsOfAnEmptyQueueRunNoClaimStatement: a claim first probes the
 // queue, and runs the (large) claim statement only when a job is ready:
@@ -65,7 +20,7 @@ func (c *statementCounter) take() map[string]int {
 // not.
 func TestClaimsOfAnEmptyQueueRunNoClaimStatement(t *testing.T) {
 	t.Parallel()
-	counter := &statementCounter{n: map[string]int{}}
+	counter := testdb.NewStatementCounter()
 	e := newEnvWith(t, testdb.Options{Tracer: counter})
 	w, err := e.svc.RegisterWorker(e.ctx, e.actor, commands.NewWorker{QueueName: "probe", Hostname: "h", MaxConcurrency: ptr(10)})
 	if err != nil {
@@ -83,12 +38,12 @@ func TestClaimsOfAnEmptyQueueRunNoClaimStatement(t *testing.T) {
 	claimNothing := func(what string) {
 		t.Helper()
 		xmax := workerXmax()
-		counter.take()
+		counter.Take()
 		jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, req)
 		if err != nil || len(jobs) != 0 {
 			t.Fatalf("%s: claimed %d jobs, %v; want none", what, len(jobs), err)
 		}
-		if n := counter.take(); n["JobClaimMulti"] != 0 || n["QueueClaimProbe"] != 1 {
+		if n := counter.Take(); n["JobClaimMulti"] != 0 || n["QueueClaimProbe"] != 1 {
 			t.Fatalf("%s: ran %v, want the probe and no claim statement", what, n)
 		}
 		if x := workerXmax(); x != xmax {
@@ -106,12 +61,12 @@ func TestClaimsOfAnEmptyQueueRunNoClaimStatement(t *testing.T) {
 	claimNothing("an expired job")
 
 	ready := e.enqueue(e.actor, commands.NewJob{QueueName: "probe"})
-	counter.take()
+	counter.Take()
 	jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, req)
 	if err != nil || len(jobs) != 1 || jobs[0].ID != ready {
 		t.Fatalf("ready job: claimed %v, %v; want %s", jobs, err, ready)
 	}
-	if n := counter.take(); n["JobClaimMulti"] != 1 {
+	if n := counter.Take(); n["JobClaimMulti"] != 1 {
 		t.Fatalf("ready job: ran %v, want one claim statement", n)
 	}
 
@@ -125,12 +80,12 @@ func TestClaimsOfAnEmptyQueueRunNoClaimStatement(t *testing.T) {
 	one.Limit = 1
 	e.enqueue(e.actor, commands.NewJob{QueueName: "probe", Payload: payload(1)})
 	e.enqueue(e.actor, commands.NewJob{QueueName: "probe", Payload: payload(2)})
-	counter.take()
+	counter.Take()
 	for i, c := range []struct {
 		jobs, probes int
 	}{{1, 1}, {1, 0}, {0, 0}} {
 		jobs, err := e.svc.Claim(e.ctx, e.actor.OrgID, one)
-		if n := counter.take(); err != nil || len(jobs) != c.jobs || n["QueueClaimProbe"] != c.probes || n["JobClaimMulti"] != 1 {
+		if n := counter.Take(); err != nil || len(jobs) != c.jobs || n["QueueClaimProbe"] != c.probes || n["JobClaimMulti"] != 1 {
 			t.Fatalf("claim %d of one job: %d jobs, %v, ran %v; want %d jobs, %d probes and one claim statement", i+1, len(jobs), err, n, c.jobs, c.probes)
 		}
 	}

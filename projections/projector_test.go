@@ -171,3 +171,121 @@ func BenchmarkQueueStatsCatchUp(b *testing.B) {
 		})
 	}
 }
+
+// TestProjectorSharesOneReadAtOneCheckpoint: projections at the same
+// checkpoint read each page of the log once between them, and each still
+// gets every event and moves its own checkpoint.
+func TestProjectorSharesOneReadAtOneCheckpoint(t *testing.T) {
+	counter := testdb.NewStatementCounter()
+	pool := testdb.NewWith(t, testdb.Options{Tracer: counter})
+	ctx := context.Background()
+	svc := newService(pool, clock.Database{})
+	actor := newOrg(t, svc, "sharers")
+	var jobs []commands.NewJob
+	for range 5 {
+		jobs = append(jobs, commands.NewJob{QueueName: "q", Payload: []byte(`{}`)})
+	}
+	if _, err := svc.Enqueue(ctx, actor, jobs); err != nil {
+		t.Fatal(err)
+	}
+	one, two := &recorder{name: "test_one"}, &blindRecorder{recorder{name: "test_two"}}
+	p := projections.NewProjector(pool, []projections.Projection{one, two}, projections.ProjectorOptions{BatchSize: 2})
+	count := func(r *recorder) int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		n := 0
+		for _, e := range r.seen {
+			if e.EventType == events.JobEnqueued {
+				n++
+			}
+		}
+		return n
+	}
+	counter.Take()
+	for deadline := time.Now().Add(10 * time.Second); count(one) < 5 || count(&two.recorder) < 5; {
+		if _, err := p.CatchUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the projections got %d and %d of the 5 jobs' events within 10s", count(one), count(&two.recorder))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	n := counter.Take()
+	if n["ProjectorCheckpointLock"] == 0 || n["EventsAfterCursor"]*2 != n["ProjectorCheckpointLock"] {
+		t.Errorf("%d log reads for %d checkpoint locks of two projections: want one read per pass", n["EventsAfterCursor"], n["ProjectorCheckpointLock"])
+	}
+	if got, want := len(two.seen), len(one.seen); got != want {
+		t.Errorf("the projections got %d and %d events", want, got)
+	}
+}
+
+// TestProjectorLaggardDoesNotHoldBackTheRest: a projection reset to the
+// start of the log reads its own pages, and the others, caught up, get a
+// new event at once, before it has caught up.
+func TestProjectorLaggardDoesNotHoldBackTheRest(t *testing.T) {
+	pool := testdb.New(t)
+	ctx := context.Background()
+	svc := newService(pool, clock.Database{})
+	actor := newOrg(t, svc, "laggards")
+	var jobs []commands.NewJob
+	for range 100 {
+		jobs = append(jobs, commands.NewJob{QueueName: "q", Payload: []byte(`{}`)})
+	}
+	for range 3 {
+		if _, err := svc.Enqueue(ctx, actor, jobs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	behind, ahead := &recorder{name: "test_behind"}, &recorder{name: "test_ahead"}
+	p := projections.NewProjector(pool, []projections.Projection{behind, ahead}, projections.ProjectorOptions{BatchSize: 1})
+	seen := func(r *recorder, stream string) (int, bool) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, e := range r.seen {
+			if e.StreamID == stream {
+				return len(r.seen), true
+			}
+		}
+		return len(r.seen), false
+	}
+	// Both catch up on the 300 jobs, one event a page.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if _, err := p.CatchUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := seen(behind, ""); n >= 300 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the projections did not catch up on 300 jobs within 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := p.Reset(ctx, behind.name); err != nil {
+		t.Fatal(err)
+	}
+	behind.mu.Lock()
+	before := len(behind.seen)
+	behind.mu.Unlock()
+	res, err := svc.Enqueue(ctx, actor, jobs[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := res[0].ID.String()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, _, err := p.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := seen(ahead, stream); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the caught-up projection did not get the new job's event within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n, ok := seen(behind, stream); ok || n-before >= 300 {
+		t.Errorf("the reset projection re-read %d events and the new one (%v) before the caught-up one got it", n-before, ok)
+	}
+}
