@@ -121,9 +121,9 @@ type member struct {
 
 // pass applies one page of the log to each projection this instance can
 // lock, in one transaction. Projections at the same checkpoint (all of
-// them, once caught up) share one read of the log: each page was read once
-// per projection before, and the fan-out's read of every event was a
-// twentieth of the Postgres CPU of the batch end-to-end work-off. A
+// them, once caught up) share one read of the log: a read of its own for
+// the fan-out, which needs only each event's organization, cost a
+// twentieth of Postgres's CPU in the batch end-to-end work-off. A
 // projection behind the others reads its own pages, so a rebuild does not
 // hold the rest back. pass returns the longest page read, the events
 // applied (summed over projections) and, in lags, how old the last event
