@@ -1,23 +1,11 @@
 package main_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,19 +24,19 @@ func TestCrossInstanceQueueLimits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := limBuild(t)
+	bin := buildServer(t)
 	pool, dbURL := testdb.NewWithURL(t, testdb.Options{})
 	// Each process runs its own embedded NATS: no claim here waits for a
 	// hint. The per-client limit is off: 16 claimers share one key.
 	env := []string{"DATABASE_URL=" + dbURL, "RATE_LIMIT_REQUESTS_PER_SECOND=0", "DATABASE_MAX_CONNECTIONS=20"}
-	procs := []*limProc{limStart(t, bin, "a", env...), limStart(t, bin, "b", env...)}
+	procs := []*serverProc{startServer(t, bin, "a", env...), startServer(t, bin, "b", env...)}
 
 	// An enterprise organization whose plan request rate (500/s per
 	// instance) is lifted before its key is first used: the claimers make
 	// thousands of requests a second and the plan's rate is not what this
 	// test is about.
-	st, out := limCall(procs[0].base, "", "POST", "/api/v1/admin/organizations",
-		map[string]any{"name": "Limits", "slug": "limits-" + limRandHex(4), "plan_tier": "enterprise"})
+	st, out := callAPI(procs[0].base, "", "POST", "/api/v1/admin/organizations",
+		map[string]any{"name": "Limits", "slug": "limits-" + randHex(4), "plan_tier": "enterprise"})
 	org, _ := out["organization"].(map[string]any)
 	apiKey, _ := out["api_key"].(map[string]any)
 	orgID, _ := org["id"].(string)
@@ -81,7 +69,7 @@ func TestCrossInstanceQueueLimits(t *testing.T) {
 // and falls before the complete is sent (before the server releases
 // them), so it never under-counts the server's. A sampler reads the
 // queue's leases from the database meanwhile.
-func limConcurrencyCap(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID, key string) {
+func limConcurrencyCap(t *testing.T, pool *pgxpool.Pool, procs []*serverProc, orgID, key string) {
 	const (
 		maxConc   = 5
 		total     = 300
@@ -89,8 +77,8 @@ func limConcurrencyCap(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID
 		hold      = 3 * time.Millisecond
 		maxRounds = 20000 // per claimer; the deadline ends a stuck run first
 	)
-	queue := "cap." + limRandHex(4)
-	st, out := limCall(procs[0].base, key, "PUT", "/api/v1/queues/"+queue+"/config", map[string]any{"max_concurrent_jobs": maxConc})
+	queue := "cap." + randHex(4)
+	st, out := callAPI(procs[0].base, key, "PUT", "/api/v1/queues/"+queue+"/config", map[string]any{"max_concurrent_jobs": maxConc})
 	if st != 200 || out["max_concurrent_jobs"] != float64(maxConc) {
 		t.Fatalf("configure queue: %d %v", st, out)
 	}
@@ -143,7 +131,7 @@ func limConcurrencyCap(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID
 					errs.add("%s: deadline with %d of %d jobs completed", worker, completed.Load(), total)
 					return
 				}
-				st, out := limCall(p.base, key, "POST", "/api/v1/jobs/claim",
+				st, out := callAPI(p.base, key, "POST", "/api/v1/jobs/claim",
 					map[string]any{"queue_name": queue, "worker_id": worker, "limit": limit})
 				if st != 200 {
 					errs.add("%s: claim: %d %v", worker, st, out)
@@ -173,7 +161,7 @@ func limConcurrencyCap(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID
 						errs.add("%s: job %s claimed twice", worker, id)
 					}
 					held.Add(-1) // before the complete: the server's count falls after it
-					st, out := limCall(p.base, key, "POST", "/api/v1/jobs/"+id+"/complete",
+					st, out := callAPI(p.base, key, "POST", "/api/v1/jobs/"+id+"/complete",
 						map[string]any{"worker_id": worker, "lease_id": m["lease_id"]})
 					if st != 200 {
 						errs.add("%s: complete %s: %d %v", worker, id, st, out)
@@ -223,7 +211,7 @@ func limConcurrencyCap(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID
 // holds max(1, ceil(50/10)) = 5 tokens, so at most 5 + 250 jobs can be
 // claimed in the window; the run must claim at most 1.1 × 250 and at least
 // 0.8 × 250 (the limiter must not starve the queue either).
-func limRateLimit(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID, key string) {
+func limRateLimit(t *testing.T, pool *pgxpool.Pool, procs []*serverProc, orgID, key string) {
 	const (
 		rate      = 50
 		window    = 5 * time.Second
@@ -231,8 +219,8 @@ func limRateLimit(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID, key
 		claimers  = 16
 		maxRounds = 100000 // per claimer; the window ends the run first
 	)
-	queue := "rate." + limRandHex(4)
-	st, out := limCall(procs[1].base, key, "PUT", "/api/v1/queues/"+queue+"/config", map[string]any{"rate_limit": rate})
+	queue := "rate." + randHex(4)
+	st, out := callAPI(procs[1].base, key, "PUT", "/api/v1/queues/"+queue+"/config", map[string]any{"rate_limit": rate})
 	if st != 200 || out["rate_limit"] != float64(rate) {
 		t.Fatalf("configure queue: %d %v", st, out)
 	}
@@ -255,7 +243,7 @@ func limRateLimit(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID, key
 			p := procs[i%len(procs)]
 			worker := fmt.Sprintf("rate-%s-%d", p.name, i)
 			for round := 0; round < maxRounds && time.Now().Before(end); round++ {
-				st, out := limCall(p.base, key, "POST", "/api/v1/jobs/claim",
+				st, out := callAPI(p.base, key, "POST", "/api/v1/jobs/claim",
 					map[string]any{"queue_name": queue, "worker_id": worker, "limit": 10})
 				answered := time.Now()
 				if st != 200 {
@@ -332,14 +320,14 @@ func limRateLimit(t *testing.T, pool *pgxpool.Pool, procs []*limProc, orgID, key
 
 // limEnqueue creates n jobs in queue with bulk requests of 100, alternating
 // the processes.
-func limEnqueue(t *testing.T, procs []*limProc, key, queue string, n int) {
+func limEnqueue(t *testing.T, procs []*serverProc, key, queue string, n int) {
 	t.Helper()
 	for i := 0; i < n; i += 100 {
 		batch := make([]map[string]any, min(100, n-i))
 		for j := range batch {
 			batch[j] = map[string]any{"payload": map[string]any{"n": i + j}}
 		}
-		st, out := limCall(procs[(i/100)%len(procs)].base, key, "POST", "/api/v1/jobs/bulk",
+		st, out := callAPI(procs[(i/100)%len(procs)].base, key, "POST", "/api/v1/jobs/bulk",
 			map[string]any{"queue_name": queue, "jobs": batch})
 		if st != 200 || out["success_count"] != float64(len(batch)) {
 			t.Fatalf("bulk enqueue: %d %v", st, out)
@@ -361,7 +349,7 @@ func (e *limErrors) add(format string, args ...any) {
 }
 
 // check fails t with the first failures and the servers' error logs.
-func (e *limErrors) check(t *testing.T, procs []*limProc) {
+func (e *limErrors) check(t *testing.T, procs []*serverProc) {
 	t.Helper()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -377,167 +365,4 @@ func (e *limErrors) check(t *testing.T, procs []*limProc) {
 		}
 	}
 	t.Fatalf("%d failures, first: %s\nserver errors:\n%s", len(e.msgs), strings.Join(e.msgs[:min(5, len(e.msgs))], "; "), strings.Join(logs, "\n"))
-}
-
-// limBuild builds the server binary into the test's temporary directory.
-func limBuild(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "spooled")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// limProc is one server process.
-type limProc struct {
-	name   string
-	cmd    *exec.Cmd
-	base   string
-	exited chan error
-	mu     sync.Mutex
-	stderr bytes.Buffer // guarded by mu
-}
-
-func (p *limProc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-var limListeningRE = regexp.MustCompile(`msg="spooled listening" addr=(\S+)`)
-
-// limEnv is the environment of a server process: the test's, without
-// variables that would change what is tested, plus the defaults every
-// process here gets, plus extra (later entries win).
-func limEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case "SPOOLED_ENV", "RUST_ENV", "JWT_SECRET", "NATS_URL", "GITHUB_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET",
-			"CORS_ALLOWED_ORIGINS", "SPOOLED_DEV_BOOTSTRAP", "JSON_LOGS", "RATE_LIMIT_REQUESTS_PER_SECOND",
-			"RATE_LIMIT_BURST_SIZE", "DATABASE_URL", "ADMIN_API_KEY":
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "PORT=0", "METRICS_PORT=0", "HOST=127.0.0.1", "JSON_LOGS=false", "ADMIN_API_KEY="+limAdminKey)
-	return append(env, extra...)
-}
-
-// limStart runs the binary with limEnv(env...) and waits until it listens.
-func limStart(t *testing.T, bin, name string, env ...string) *limProc {
-	t.Helper()
-	p := &limProc{name: name, exited: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "serve")
-	p.cmd.Env = limEnv(env...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	listening := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.stderr.WriteString(line + "\n")
-			p.mu.Unlock()
-			if m := limListeningRE.FindStringSubmatch(line); m != nil {
-				select {
-				case listening <- m[1]:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		p.exited <- p.cmd.Wait() // after stderr is drained (StderrPipe's rule)
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-	select {
-	case addr := <-listening:
-		p.base = "http://" + addr
-	case err := <-p.exited:
-		t.Fatalf("%s exited before listening: %v\n%s", name, err, p.logs())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s not listening within 60s\n%s", name, p.logs())
-	}
-	return p
-}
-
-func (p *limProc) term(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM %s: %v", p.name, err)
-	}
-}
-
-// waitExit waits for a clean exit after SIGTERM.
-func (p *limProc) waitExit(t *testing.T, limit time.Duration) {
-	t.Helper()
-	select {
-	case err, ok := <-p.exited:
-		if ok && err != nil {
-			t.Fatalf("%s exited with %v after SIGTERM\n%s", p.name, err, p.logs())
-		}
-	case <-time.After(limit):
-		t.Fatalf("%s did not exit within %s of SIGTERM\n%s", p.name, limit, p.logs())
-	}
-}
-
-// limAdminKey is the servers' ADMIN_API_KEY.
-var limAdminKey = "lim-admin-" + limRandHex(16)
-
-func limRandHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// limClient keeps connections open for the many concurrent claimers (the
-// default keeps two idle per host, so each request would dial anew).
-var limClient = &http.Client{
-	Timeout:   30 * time.Second,
-	Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute},
-}
-
-// limCall sends a JSON request; a transport error is status 0. It is safe
-// from any goroutine.
-func limCall(base, key, method, path string, body any) (int, map[string]any) {
-	raw, _ := json.Marshal(body)
-	req, err := http.NewRequest(method, base+path, bytes.NewReader(raw))
-	if err != nil {
-		return 0, map[string]any{"error": err.Error()}
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if strings.HasPrefix(path, "/api/v1/admin/") {
-		req.Header.Set("X-Admin-Key", limAdminKey)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := limClient.Do(req)
-	if err != nil {
-		return 0, map[string]any{"error": err.Error()}
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if err := json.Unmarshal(data, &out); err != nil && len(bytes.TrimSpace(data)) > 0 {
-		out = map[string]any{"raw": string(data)}
-	}
-	return resp.StatusCode, out
 }

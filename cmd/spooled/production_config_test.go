@@ -21,7 +21,7 @@ func TestServeRefusesWeakSecrets(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	t.Parallel()
-	bin := limBuild(t)
+	bin := buildServer(t)
 	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
 	strong := strings.Repeat("s", 32)
 
@@ -39,7 +39,7 @@ func TestServeRefusesWeakSecrets(t *testing.T) {
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		cmd := exec.CommandContext(ctx, bin, "serve")
-		cmd.Env = limEnv(append([]string{"DATABASE_URL=" + dbURL}, c.env...)...)
+		cmd.Env = serverEnv(append([]string{"DATABASE_URL=" + dbURL}, c.env...)...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
@@ -62,12 +62,12 @@ func TestServeRefusesWeakSecrets(t *testing.T) {
 
 	// The control: production with a 32-character secret serves, and stops
 	// cleanly on SIGTERM.
-	p := limStart(t, bin, "production", "DATABASE_URL="+dbURL, "SPOOLED_ENV=production", "JWT_SECRET="+strong,
+	p := startServer(t, bin, "production", "DATABASE_URL="+dbURL, "SPOOLED_ENV=production", "JWT_SECRET="+strong,
 		"GITHUB_WEBHOOK_SECRET="+strings.Repeat("g", 16), "STRIPE_WEBHOOK_SECRET="+strings.Repeat("w", 16))
 	if !strings.Contains(p.logs(), "environment=production") {
 		t.Fatalf("not serving in production:\n%s", p.logs())
 	}
-	if st, _ := limCall(p.base, "", "GET", "/health", nil); st != 200 {
+	if st, _ := callAPI(p.base, "", "GET", "/health", nil); st != 200 {
 		t.Fatalf("GET /health: %d", st)
 	}
 	p.term(t)
