@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,48 +46,33 @@ type AfterCommitter interface {
 // Projector runs asynchronous projections: each follows the log from its
 // checkpoint in batches. Several server instances may run projectors on one
 // database: a projection's checkpoint row is locked while a batch is
-// applied, so one instance applies each batch.
+// applied, so one instance applies each batch. The projector has no loop of
+// its own: its owner calls CatchUp (the app from a workers.Loop).
 type Projector struct {
-	pool     *pgxpool.Pool
-	q        *queries.Queries
-	projs    []Projection
-	batch    int
-	interval time.Duration
-	log      *slog.Logger
-	onLag    func(name string, lag time.Duration)
-
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
-	kick   chan struct{}
+	pool  *pgxpool.Pool
+	q     *queries.Queries
+	projs []Projection
+	batch int
+	onLag func(name string, lag time.Duration)
 }
 
 // ProjectorOptions tune a Projector.
 type ProjectorOptions struct {
-	BatchSize int           // events per transaction (default 1000)
-	Interval  time.Duration // idle poll interval (default 250ms)
-	Logger    *slog.Logger
+	BatchSize int // events per transaction (default 1000)
 	// OnLag reports, after each pass, how far behind the newest readable
 	// event a projection is (0 when caught up).
 	OnLag func(name string, lag time.Duration)
 }
 
-// NewProjector returns a stopped projector over projs.
+// NewProjector returns a projector over projs.
 func NewProjector(pool *pgxpool.Pool, projs []Projection, o ProjectorOptions) *Projector {
 	if o.BatchSize == 0 {
 		o.BatchSize = 1000
 	}
-	if o.Interval == 0 {
-		o.Interval = 250 * time.Millisecond
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
 	if o.OnLag == nil {
 		o.OnLag = func(string, time.Duration) {}
 	}
-	return &Projector{pool: pool, q: queries.New(), projs: projs, batch: o.BatchSize, interval: o.Interval,
-		log: o.Logger.With("component", "projector"), onLag: o.OnLag, kick: make(chan struct{}, 1)}
+	return &Projector{pool: pool, q: queries.New(), projs: projs, batch: o.BatchSize, onLag: o.OnLag}
 }
 
 // CatchUp applies every readable event to every projection and returns how
@@ -299,57 +282,4 @@ func (p *Projector) Reset(ctx context.Context, name string) error {
 		})
 	}
 	return fmt.Errorf("no projection named %q", name)
-}
-
-// Kick asks a running projector for a pass now (after a local commit).
-func (p *Projector) Kick() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
-
-// Start runs passes every interval, or sooner when kicked, until Stop.
-func (p *Projector) Start(ctx context.Context) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cancel != nil {
-		return
-	}
-	ctx, p.cancel = context.WithCancel(ctx)
-	p.done = make(chan struct{})
-	go func(done chan struct{}) {
-		defer close(done)
-		t := time.NewTicker(p.interval)
-		defer t.Stop()
-		for {
-			if _, err := p.CatchUp(ctx); err != nil && ctx.Err() == nil {
-				p.log.Error("projector pass failed", "err", err)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			case <-p.kick:
-			}
-		}
-	}(p.done)
-}
-
-// Stop ends the loop and waits for the pass in flight, or for ctx.
-func (p *Projector) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	cancel, done := p.cancel, p.done
-	p.cancel, p.done = nil, nil
-	p.mu.Unlock()
-	if cancel == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

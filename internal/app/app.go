@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	presence := workers.NewPresence(bus, time.Second, log)
 	proj := projections.NewProjector(pool,
 		[]projections.Projection{projections.NewQueueStats(), projections.NewFanout(wakeups)},
-		projections.ProjectorOptions{Logger: log, OnLag: m.ProjectionLag, Interval: 100 * time.Millisecond})
+		projections.ProjectorOptions{OnLag: m.ProjectionLag})
 	a := &App{
 		cfg: cfg, log: log, pool: pool, bus: bus, wakeups: wakeups, metrics: m, cmd: cmd, proj: proj,
 		presence: presence,
@@ -104,6 +104,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 			workers.NewLeaseReaper(cmd, cfg.LeaseReaperInterval, log),
 			workers.NewPartitionUpkeep(cmd, 24*time.Hour, log),
 			workers.NewWorkerHealth(cmd, heartbeat, cfg.WorkerHealthCheckInterval, log),
+			workers.NewLoop("projector", 100*time.Millisecond, log, func(ctx context.Context) error {
+				_, err := proj.CatchUp(ctx)
+				return err
+			}),
 		},
 	}
 	if cfg.HotTableVacuumInterval > 0 {
@@ -188,7 +192,6 @@ func (a *App) Start(ctx context.Context) error {
 	for _, l := range a.loops {
 		l.Start(ctx)
 	}
-	a.proj.Start(ctx)
 	a.log.Info("spooled listening", "addr", ln.Addr().String(), "environment", a.cfg.Environment)
 	return nil
 }
@@ -232,9 +235,6 @@ func (a *App) Stop(ctx context.Context, closePool bool) error {
 	}
 	if err := a.presence.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop presence: %w", err))
-	}
-	if err := a.proj.Stop(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("stop projector: %w", err))
 	}
 	a.bus.Close()
 	if closePool {
