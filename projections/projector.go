@@ -23,16 +23,19 @@ type LogEvent = queries.EventsAfterCursorRow
 type Projection interface {
 	// Name keys the checkpoint; it never changes.
 	Name() string
-	// Apply folds a batch (in cursor order) inside tx.
+	// Apply folds a batch (in cursor order) inside tx. Projections that
+	// share a read of the log are given the same batch: Apply must not
+	// change it.
 	Apply(ctx context.Context, tx pgx.Tx, batch []LogEvent) error
 	// Reset empties the projection's tables, for a rebuild from the start.
 	Reset(ctx context.Context, tx pgx.Tx) error
 }
 
 // DataReader is a projection that reads the data of a few event types
-// only: every other event reaches Apply with Data "", and the log read
-// renders and sends no more than the projections sharing it need. A
-// projection that is not a DataReader gets every event's data.
+// only: the log read renders and sends the data of no other types, unless
+// another projection sharing the read asks for them, so other events may
+// reach Apply with Data "". A projection that is not a DataReader gets
+// every event's data.
 type DataReader interface {
 	DataTypes() []string
 }
@@ -166,9 +169,8 @@ func (p *Projector) pass(ctx context.Context, lags map[string]time.Duration) (re
 }
 
 // applyPage reads the page of the log after (afterTx, afterPos) once, with
-// the data any of the members needs, applies it to each member (a
-// DataReader sees Data only for the types it names) and moves their
-// checkpoints past it. It returns the events read.
+// the data any of the members needs, applies it to each member and moves
+// their checkpoints past it. It returns the events read.
 func (p *Projector) applyPage(ctx context.Context, tx pgx.Tx, afterTx, afterPos int64, members []*member) (int, error) {
 	read := queries.EventsAfterCursorParams{AfterTxID: afterTx, AfterPosition: afterPos, MaxRows: int32(p.batch)}
 	for _, m := range members {
@@ -195,11 +197,7 @@ func (p *Projector) applyPage(ctx context.Context, tx pgx.Tx, afterTx, afterPos 
 	}
 	last := evs[len(evs)-1]
 	for _, m := range members {
-		batch := evs
-		if dr, ok := m.proj.(DataReader); ok {
-			batch = withDataOf(evs, read, dr.DataTypes())
-		}
-		if err := m.proj.Apply(ctx, tx, batch); err != nil {
+		if err := m.proj.Apply(ctx, tx, evs); err != nil {
 			return 0, fmt.Errorf("projection %s: %w", m.proj.Name(), err)
 		}
 		if err := p.q.ProjectorCheckpointSave(ctx, tx, queries.ProjectorCheckpointSaveParams{
@@ -207,27 +205,9 @@ func (p *Projector) applyPage(ctx context.Context, tx pgx.Tx, afterTx, afterPos 
 		}); err != nil {
 			return 0, fmt.Errorf("projection %s: save checkpoint: %w", m.proj.Name(), err)
 		}
-		m.applied = batch
+		m.applied = evs
 	}
 	return len(evs), nil
-}
-
-// withDataOf is evs as a DataReader of types sees them: the data of other
-// types, read for another projection of the page, is left out. evs itself
-// is returned when the read fetched no data beyond types.
-func withDataOf(evs []LogEvent, read queries.EventsAfterCursorParams, types []string) []LogEvent {
-	extra := func(t string) bool { return !slices.Contains(types, t) }
-	if !read.AllData && !slices.ContainsFunc(read.DataTypes, extra) {
-		return evs
-	}
-	out := make([]LogEvent, len(evs))
-	copy(out, evs)
-	for i := range out {
-		if !slices.Contains(types, out[i].EventType) {
-			out[i].Data = ""
-		}
-	}
-	return out
 }
 
 // Sync catches every projection up with every event committed before it
