@@ -149,8 +149,7 @@ func (s *Service) EnqueueBulk(ctx context.Context, actor Actor, jobs []NewJob) (
 		return nil, invalid("jobs", "length", "must hold 1 to %d jobs", MaxBulkJobs)
 	}
 	results := make([]EnqueueResult, len(jobs))
-	var ok []NewJob
-	var okIdx []int
+	ok, okIdx := make([]NewJob, 0, len(jobs)), make([]int, 0, len(jobs))
 	for i, j := range jobs {
 		if err := s.ValidateJob(fmt.Sprintf("jobs[%d].", i), j); err != nil {
 			if isDefaultField(err) {
