@@ -44,6 +44,7 @@ type options struct {
 	statementsOnly              bool
 	statementCycles             int
 	e2eModes                    string
+	rounds                      int
 	deadline                    int64
 	quick                       bool
 	probeWindow                 time.Duration
@@ -92,6 +93,7 @@ func main() {
 	flag.BoolVar(&o.statementsOnly, "statements-only", false, "run only the statement costs (Postgres backend CPU per job of each statement of a job's life, one job and a hundred per statement) and print them")
 	flag.IntVar(&o.statementCycles, "statement-cycles", 3000, "statement costs: cycles of one job (a tenth as many of a hundred)")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the batch end to end (2d-2f) and River (4), alternated, for the median ratio; the first round is the one the table shows")
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
 	flag.Parse()
 	for _, p := range strings.Split(probe, ",") {
@@ -144,6 +146,7 @@ type report struct {
 	statements         []statementCosts // 7: Postgres CPU per statement
 	batch              batchRun
 	riv                riverResult
+	rounds             []round // every round of 2f and 4c, the first included
 	pprofAll           string
 	pprofSrv           string
 	pgActivity         string
@@ -364,6 +367,9 @@ func run(o options) error {
 	if err := runE2EBatch(ctx, r); err != nil {
 		return err
 	}
+	if err := runRounds(ctx, r, st); err != nil {
+		return err
+	}
 
 	// 3. Sustained: a moderate load, then a quarter of capacity.
 	high := o.sustainedRate
@@ -513,23 +519,29 @@ func (b batchRun) overall() float64 {
 
 // runE2EBatch is the end-to-end run with workers that complete each claimed
 // batch with one POST /api/v1/jobs/complete: the same jobs, workers and
-// claims as runE2E, on a fresh schema.
+// claims as runE2E, on a fresh schema, with a CPU profile next to the
+// end-to-end one.
 func runE2EBatch(ctx context.Context, r *report) error {
-	o := r.o
-	progress("end to end, batch completes: %d jobs by bulk of 100 (%d clients), then %d workers claiming 100 and completing them in one call", o.jobs, o.inserters, r.workers)
+	return batchEndToEnd(ctx, r.o, r.workers, strings.TrimSuffix(r.o.profile, ".pprof")+"-batch.pprof", &r.batch)
+}
+
+// batchEndToEnd runs the batch-complete end to end into b, under a CPU
+// profile written to profile unless it is "".
+func batchEndToEnd(ctx context.Context, o options, workers int, profile string, b *batchRun) error {
+	progress("end to end, batch completes: %d jobs by bulk of 100 (%d clients), then %d workers claiming 100 and completing them in one call", o.jobs, o.inserters, workers)
 	s, err := startServer(ctx, o.db, "bench_e2e_batch")
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	a := newAPI(s.base, s.key, r.workers+o.inserters)
+	a := newAPI(s.base, s.key, workers+o.inserters)
 	defer a.close()
-	b := &r.batch
-	// A CPU profile of this run too, next to the end-to-end one.
-	if pf, err := os.Create(strings.TrimSuffix(o.profile, ".pprof") + "-batch.pprof"); err == nil {
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err == nil {
-			defer pprof.StopCPUProfile()
+	if profile != "" {
+		if pf, err := os.Create(profile); err == nil {
+			defer pf.Close()
+			if err := pprof.StartCPUProfile(pf); err == nil {
+				defer pprof.StopCPUProfile()
+			}
 		}
 	}
 	cpu0 := readCPU()
@@ -539,7 +551,7 @@ func runE2EBatch(ctx context.Context, r *report) error {
 	wal1, _ := readWAL(ctx, s.sql)
 	cpu1 := readCPU()
 	act := startActivitySampler(s.sql, 100*time.Millisecond)
-	b.Work = workOff(ctx, a, "e2e", int64(o.jobs), r.workers, 250, min(4*time.Minute, max(remainingRaw(ctx)-time.Minute, 20*time.Second)), true)
+	b.Work = workOff(ctx, a, "e2e", int64(o.jobs), workers, 250, min(4*time.Minute, max(remainingRaw(ctx)-time.Minute, 20*time.Second)), true)
 	b.Activity = act.finish(8)
 	cpu2 := readCPU()
 	wal2, _ := readWAL(ctx, s.sql)
@@ -629,6 +641,9 @@ func (r *report) markdown() string {
 	w("| ours ÷ River, end to end overall, a complete call per job (2c ÷ 4c) | **%.2f×** |", e2eOverall/r.riv.overallRate())
 	w("| ours ÷ River, work-off, a complete call per job (2b ÷ 4b) | %.2f× |", r.e2e.rate()/r.riv.workRate())
 	w("| ours ÷ River, end to end overall, batch completes (2f ÷ 4c) | **%.2f×** |", r.batch.overall()/r.riv.overallRate())
+	if len(r.rounds) > 1 {
+		w("| ours ÷ River, end to end overall, batch completes: the median of %d alternated rounds (below) | **%.2f×** |", len(r.rounds), medianRatio(r.rounds))
+	}
 	w("| ours ÷ River, work-off, batch completes (2e ÷ 4b) | %.2f× |", r.batch.Work.rate()/r.riv.workRate())
 	w("| ours ÷ River, insert (2a ÷ 4a) | %.2f× |", e2eInsert/r.riv.insertRate())
 	w("| single enqueues ÷ Postgres commit ceiling (1a ÷ 5) | **%.2f** |", r.single.rate()/r.ceiling.rate())
@@ -655,6 +670,15 @@ func (r *report) markdown() string {
 	w("")
 	w("### Details")
 	w("")
+	if len(r.rounds) > 1 {
+		var parts []string
+		for i, rd := range r.rounds {
+			parts = append(parts, fmt.Sprintf("%d: %s ÷ %s = %.2f×", i+1, num(rd.ours), num(rd.river), rd.ours/rd.river))
+		}
+		w("Rounds of the batch end to end and River's (jobs/s overall; the first is 2f and 4c above, the others ran back to back, River first, on fresh schemas): %s. "+
+			"The two systems' figures drift together and apart with the machine within minutes, so the median ratio is the steadier one.", strings.Join(parts, "; "))
+		w("")
+	}
 	if len(r.probe) > 0 {
 		w("Worker-count probe (each count gets a fresh backlog of %s jobs bulk-inserted on a queue of its own and works it off for %s, so each meets a deep backlog): ", num(float64(o.probeJobs)), o.probeWindow)
 		var parts []string

@@ -745,3 +745,47 @@ func (s *server) claimCounts() claimCounts {
 	}
 	return c
 }
+
+// round is one alternated pair of end-to-end runs: our batch-complete
+// run's and River's overall jobs per second.
+type round struct{ ours, river float64 }
+
+// runRounds adds o.rounds-1 rounds to the first (2f and 4c), each River's
+// run and then ours on fresh schemas, while the budget leaves time for
+// them and the scenarios after.
+func runRounds(ctx context.Context, r *report, st riverSettings) error {
+	o := r.o
+	r.rounds = []round{{ours: r.batch.overall(), river: r.riv.overallRate()}}
+	for i := 2; i <= o.rounds; i++ {
+		if remainingRaw(ctx) < 3*time.Minute {
+			progress("rounds: %d of %d run, the rest left out for the time budget", i-1, o.rounds)
+			break
+		}
+		progress("round %d of %d: River, then our batch end to end", i, o.rounds)
+		riv, err := runRiver(ctx, o.db, "bench_river", o.jobs, st, remaining(ctx, 3*time.Minute))
+		if err != nil {
+			return fmt.Errorf("river, round %d: %w", i, err)
+		}
+		var ours batchRun
+		if err := batchEndToEnd(ctx, o, r.workers, "", &ours); err != nil {
+			return fmt.Errorf("round %d: %w", i, err)
+		}
+		r.rounds = append(r.rounds, round{ours: ours.overall(), river: riv.overallRate()})
+		progress("  River %s jobs/s, ours %s jobs/s: %.2f×", num(riv.overallRate()), num(ours.overall()), ours.overall()/riv.overallRate())
+	}
+	return nil
+}
+
+// medianRatio is the median of the rounds' ratios (ours ÷ River).
+func medianRatio(rs []round) float64 {
+	ratios := make([]float64, len(rs))
+	for i, rd := range rs {
+		ratios[i] = rd.ours / rd.river
+	}
+	slices.Sort(ratios)
+	n := len(ratios)
+	if n%2 == 1 {
+		return ratios[n/2]
+	}
+	return (ratios[n/2-1] + ratios[n/2]) / 2
+}
