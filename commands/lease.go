@@ -139,8 +139,8 @@ func (s *Service) claimRequests(ctx context.Context, orgID, queue string, reqs [
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
 	s.observer.ClaimStatementRan(queue, len(rows) > 0)
-	// Each request's slice is made at its size: grown row by row, the jobs
-	// (some 350 bytes each) were copied over and over.
+	// Each request's slice is made at its size: grown row by row, it would
+	// copy the jobs (some 350 bytes each) over and over.
 	counts := make([]int, len(reqs))
 	for _, row := range rows {
 		counts[row.Req-1]++
