@@ -5,7 +5,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -80,22 +79,17 @@ func TestProjectorReadsOnlyTheDataAProjectionUses(t *testing.T) {
 		}
 		return out
 	}
-	// The projector reads only what every open transaction can see: other
-	// tests' transactions on this server can hold the job's events back for
-	// a moment, so it catches up until all three have arrived.
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		for _, p := range []*projections.Projector{pAll, pReaders} {
-			if _, err := p.CatchUp(ctx); err != nil {
-				t.Fatal(err)
-			}
+	// The projector reads only what every open transaction can see (other
+	// tests' among them): once the job's events are readable, one catch-up
+	// of each projector delivers them.
+	waitReadable(t, pool, actor.OrgID)
+	for _, p := range []*projections.Projector{pAll, pReaders} {
+		if _, err := p.CatchUp(ctx); err != nil {
+			t.Fatal(err)
 		}
-		if len(byType(all)) == 3 && len(byType(&typed.recorder)) == 3 && len(byType(&blind.recorder)) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the projector did not deliver the job's three events within 10s: %q", byType(all))
-		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	if len(byType(all)) != 3 || len(byType(&typed.recorder)) != 3 || len(byType(&blind.recorder)) != 3 {
+		t.Fatalf("one catch-up did not deliver the job's three events to every projection: %q", byType(all))
 	}
 	a, b := byType(all), byType(&typed.recorder)
 	for _, typ := range []string{events.JobEnqueued, events.JobClaimed, events.JobCompleted} {
@@ -205,17 +199,15 @@ func TestProjectorSharesOneReadAtOneCheckpoint(t *testing.T) {
 		}
 		return n
 	}
+	waitReadable(t, pool, actor.OrgID)
 	counter.Take()
-	for deadline := time.Now().Add(10 * time.Second); count(one) < 5 || count(&two.recorder) < 5; {
-		if _, err := p.CatchUp(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the projections got %d and %d of the 5 jobs' events within 10s", count(one), count(&two.recorder))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if _, err := p.CatchUp(ctx); err != nil {
+		t.Fatal(err)
 	}
 	n := counter.Take()
+	if count(one) != 5 || count(&two.recorder) != 5 {
+		t.Fatalf("one catch-up gave the projections %d and %d of the 5 jobs' events", count(one), count(&two.recorder))
+	}
 	if n["ProjectorCheckpointLock"] == 0 || n["EventsAfterCursor"]*2 != n["ProjectorCheckpointLock"] {
 		t.Errorf("%d log reads for %d checkpoint locks of two projections: want one read per pass", n["EventsAfterCursor"], n["ProjectorCheckpointLock"])
 	}
@@ -254,17 +246,12 @@ func TestProjectorLaggardDoesNotHoldBackTheRest(t *testing.T) {
 		return len(r.seen), false
 	}
 	// Both catch up on the 300 jobs, one event a page.
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if _, err := p.CatchUp(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if n, _ := seen(behind, ""); n >= 300 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the projections did not catch up on 300 jobs within 30s")
-		}
-		time.Sleep(10 * time.Millisecond)
+	waitReadable(t, pool, actor.OrgID)
+	if _, err := p.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := seen(behind, ""); n < 300 {
+		t.Fatalf("one catch-up applied %d events, want the 300 jobs' and more", n)
 	}
 	if err := p.Reset(ctx, behind.name); err != nil {
 		t.Fatal(err)
@@ -280,20 +267,7 @@ func TestProjectorLaggardDoesNotHoldBackTheRest(t *testing.T) {
 	// The projector reads an event only once every transaction older than
 	// it has ended (other tests' among them): wait for that, then one pass
 	// must bring it to the caught-up projection.
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		var readable bool
-		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM job_events WHERE stream_id = $1
-			AND tx_id < pg_snapshot_xmin(pg_current_snapshot()))`, stream).Scan(&readable); err != nil {
-			t.Fatal(err)
-		}
-		if readable {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the new job's event was not readable within 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitReadable(t, pool, actor.OrgID)
 	if _, _, err := p.Pass(ctx); err != nil {
 		t.Fatal(err)
 	}
