@@ -93,7 +93,7 @@ func main() {
 	flag.BoolVar(&o.statementsOnly, "statements-only", false, "run only the statement costs (Postgres backend CPU per job of each statement of a job's life, one job and a hundred per statement) and print them")
 	flag.IntVar(&o.statementCycles, "statement-cycles", 3000, "statement costs: cycles of one job (a tenth as many of a hundred)")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the batch end to end (2d-2f) and River (4), alternated, for the median ratio; the first round is the one the table shows")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the batch end to end (2d-2f) and River (4), and of the commit ceiling (5) and single enqueues (1a), alternated, for the median ratios, and runs of the moderate load (3a), for the median p50; the first round is the one the table shows")
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
 	flag.Parse()
 	for _, p := range strings.Split(probe, ",") {
@@ -146,7 +146,9 @@ type report struct {
 	statements         []statementCosts // 7: Postgres CPU per statement
 	batch              batchRun
 	riv                riverResult
-	rounds             []round // every round of 2f and 4c, the first included
+	rounds             []round         // every round of 2f and 4c, the first included
+	singleRounds       []round         // every round of 1a and 5, the first included
+	moderateP50s       []time.Duration // 3a's p50 of every run, the first included
 	pprofAll           string
 	pprofSrv           string
 	pgActivity         string
@@ -322,6 +324,9 @@ func run(o options) error {
 		return err
 	}
 	progress("  %s jobs/s, p50 %s p95 %s p99 %s, %d errors %s", num(r.tenants.rate()), ms(r.tenants.Lat.P50), ms(r.tenants.Lat.P95), ms(r.tenants.Lat.P99), r.tenants.Errors, r.tenants.FirstErr)
+	if err := runSingleRounds(ctx, r); err != nil {
+		return err
+	}
 
 	progress("enqueue: POST /api/v1/jobs/bulk of 100, %d clients, %s", o.bulkClients, o.bulkDur)
 	if s, err = startServer(ctx, o.db, "bench_bulk"); err != nil {
@@ -390,6 +395,9 @@ func run(o options) error {
 		progress("  %s jobs/s completed, enqueue-to-start p50 %s p95 %s p99 %s, backlog %d, %d errors %s",
 			num(float64(res.Completed)/o.sustainedDur.Seconds()), ms(res.Lat.P50), ms(res.Lat.P95), ms(res.Lat.P99),
 			res.Backlog, res.Errors, res.FirstErr)
+		if run.out == &r.sustained {
+			runModerateRounds(ctx, r)
+		}
 	}
 
 	// 7. Statement costs, on a server of their own.
@@ -621,9 +629,13 @@ func (r *report) markdown() string {
 	w("| 2e | end to end, batch completes: work-off | spooled | %d workers; claim `limit 100`, then one `POST /api/v1/jobs/complete` for the batch | **%s jobs/s** | | | | %d%s |",
 		r.workers, num(r.batch.Work.rate()), r.batch.Work.Errors, timedOut(r.batch.Work.TimedOut))
 	w("| 2f | end to end, batch completes: overall | spooled | insert + work-off, %s | **%s jobs/s** | | | | |", (r.batch.Insert + r.batch.Work.Elapsed).Round(10*time.Millisecond), num(r.batch.overall()))
-	w("| 3a | sustained, moderate load: enqueue-to-start | spooled | %d producers offering %s jobs/s, %d workers long-polling (`wait_ms` %d, limit 100), %s | **%s jobs/s** completed | **%s** | %s | %s | %d |",
+	moderateP50 := "**" + ms(r.sustained.Lat.P50) + "**"
+	if len(r.moderateP50s) > 1 {
+		moderateP50 += fmt.Sprintf(" (median of %d runs: **%s**)", len(r.moderateP50s), ms(medianDuration(r.moderateP50s)))
+	}
+	w("| 3a | sustained, moderate load: enqueue-to-start | spooled | %d producers offering %s jobs/s, %d workers long-polling (`wait_ms` %d, limit 100), %s | **%s jobs/s** completed | %s | %s | %s | %d |",
 		r.sustained.Producers, num(r.sustained.TargetRate), r.sustained.Workers, r.sustained.WaitMS, r.sustained.Window, num(sustRate),
-		ms(r.sustained.Lat.P50), ms(r.sustained.Lat.P95), ms(r.sustained.Lat.P99), r.sustained.Errors)
+		moderateP50, ms(r.sustained.Lat.P95), ms(r.sustained.Lat.P99), r.sustained.Errors)
 	hi := r.sustainedHigh
 	w("| 3b | sustained, a quarter of capacity: enqueue-to-start | spooled | %d producers offering %s jobs/s, %d workers long-polling (`wait_ms` %d, limit 100), %s | **%s jobs/s** completed | %s | %s | %s | %d |",
 		hi.Producers, num(hi.TargetRate), hi.Workers, hi.WaitMS, hi.Window, num(float64(hi.Completed)/hi.Window.Seconds()),
@@ -647,6 +659,9 @@ func (r *report) markdown() string {
 	w("| ours ÷ River, work-off, batch completes (2e ÷ 4b) | %.2f× |", r.batch.Work.rate()/r.riv.workRate())
 	w("| ours ÷ River, insert (2a ÷ 4a) | %.2f× |", e2eInsert/r.riv.insertRate())
 	w("| single enqueues ÷ Postgres commit ceiling (1a ÷ 5) | **%.2f** |", r.single.rate()/r.ceiling.rate())
+	if len(r.singleRounds) > 1 {
+		w("| single enqueues ÷ Postgres commit ceiling: the median of %d alternated rounds (below) | **%.2f** |", len(r.singleRounds), medianRatio(r.singleRounds))
+	}
 	w("| HTTP floor ÷ Postgres commit ceiling (1c ÷ 5; 1a ÷ 5 stays below it) | %.2f |", r.httpFloor.rate()/r.ceiling.rate())
 	w("| single enqueues ÷ HTTP floor (1a ÷ 1c) | %.2f |", r.single.rate()/r.httpFloor.rate())
 	w("| many tenants ÷ one tenant, single enqueues (1d ÷ 1a) | %.2f |", r.tenants.rate()/r.single.rate())
@@ -673,10 +688,27 @@ func (r *report) markdown() string {
 	if len(r.rounds) > 1 {
 		var parts []string
 		for i, rd := range r.rounds {
-			parts = append(parts, fmt.Sprintf("%d: %s ÷ %s = %.2f×", i+1, num(rd.ours), num(rd.river), rd.ours/rd.river))
+			parts = append(parts, fmt.Sprintf("%d: %s ÷ %s = %.2f×", i+1, num(rd.ours), num(rd.peer), rd.ours/rd.peer))
 		}
 		w("Rounds of the batch end to end and River's (jobs/s overall; the first is 2f and 4c above, the others ran back to back, River first, on fresh schemas): %s. "+
 			"The two systems' figures drift together and apart with the machine within minutes, so the median ratio is the steadier one.", strings.Join(parts, "; "))
+		w("")
+	}
+	if len(r.singleRounds) > 1 {
+		var parts []string
+		for i, rd := range r.singleRounds {
+			parts = append(parts, fmt.Sprintf("%d: %s ÷ %s = %.2f", i+1, num(rd.ours), num(rd.peer), rd.ours/rd.peer))
+		}
+		w("Rounds of single enqueues and the commit ceiling (jobs/s ÷ commits/s; the first is 1a and 5 above, the others ran back to back, the ceiling first, on fresh schemas): %s.", strings.Join(parts, "; "))
+		w("")
+	}
+	if len(r.moderateP50s) > 1 {
+		var parts []string
+		for _, d := range r.moderateP50s {
+			parts = append(parts, ms(d))
+		}
+		w("Runs of the moderate load (3a; enqueue-to-start p50 of each, the first is the table's, each on a fresh schema): %s; the median **%s**.",
+			strings.Join(parts, ", "), ms(medianDuration(r.moderateP50s)))
 		w("")
 	}
 	if len(r.probe) > 0 {

@@ -746,16 +746,17 @@ func (s *server) claimCounts() claimCounts {
 	return c
 }
 
-// round is one alternated pair of end-to-end runs: our batch-complete
-// run's and River's overall jobs per second.
-type round struct{ ours, river float64 }
+// round is one alternated pair of runs: ours, and the figure it is held
+// against (River's overall jobs per second against our batch end to end,
+// the commit ceiling's commits per second against single enqueues).
+type round struct{ ours, peer float64 }
 
 // runRounds adds o.rounds-1 rounds to the first (2f and 4c), each River's
 // run and then ours on fresh schemas, while the budget leaves time for
 // them and the scenarios after.
 func runRounds(ctx context.Context, r *report, st riverSettings) error {
 	o := r.o
-	r.rounds = []round{{ours: r.batch.overall(), river: r.riv.overallRate()}}
+	r.rounds = []round{{ours: r.batch.overall(), peer: r.riv.overallRate()}}
 	for i := 2; i <= o.rounds; i++ {
 		if remainingRaw(ctx) < 3*time.Minute {
 			progress("rounds: %d of %d run, the rest left out for the time budget", i-1, o.rounds)
@@ -770,17 +771,17 @@ func runRounds(ctx context.Context, r *report, st riverSettings) error {
 		if err := batchEndToEnd(ctx, o, r.workers, "", &ours); err != nil {
 			return fmt.Errorf("round %d: %w", i, err)
 		}
-		r.rounds = append(r.rounds, round{ours: ours.overall(), river: riv.overallRate()})
+		r.rounds = append(r.rounds, round{ours: ours.overall(), peer: riv.overallRate()})
 		progress("  River %s jobs/s, ours %s jobs/s: %.2f×", num(riv.overallRate()), num(ours.overall()), ours.overall()/riv.overallRate())
 	}
 	return nil
 }
 
-// medianRatio is the median of the rounds' ratios (ours ÷ River).
+// medianRatio is the median of the rounds' ratios (ours ÷ peer).
 func medianRatio(rs []round) float64 {
 	ratios := make([]float64, len(rs))
 	for i, rd := range rs {
-		ratios[i] = rd.ours / rd.river
+		ratios[i] = rd.ours / rd.peer
 	}
 	slices.Sort(ratios)
 	n := len(ratios)
@@ -788,4 +789,76 @@ func medianRatio(rs []round) float64 {
 		return ratios[n/2]
 	}
 	return (ratios[n/2-1] + ratios[n/2]) / 2
+}
+
+// runSingleRounds adds o.rounds-1 rounds to the first commit ceiling (5)
+// and single enqueues (1a), each the ceiling and then single enqueues on a
+// fresh schema, while the budget leaves time for the scenarios after
+// (about five minutes here).
+func runSingleRounds(ctx context.Context, r *report) error {
+	o := r.o
+	r.singleRounds = []round{{ours: r.single.rate(), peer: r.ceiling.rate()}}
+	for i := 2; i <= o.rounds; i++ {
+		if remainingRaw(ctx) < 7*time.Minute {
+			progress("ceiling and single-enqueue rounds: %d of %d run, the rest left out for the time budget", i-1, o.rounds)
+			break
+		}
+		progress("round %d of %d: the commit ceiling, then single enqueues", i, o.rounds)
+		c, err := runCeiling(ctx, o.db, "bench_ceiling", o.clients, o.warm, o.ceilingDur)
+		if err != nil {
+			return fmt.Errorf("ceiling, round %d: %w", i, err)
+		}
+		s, err := startServer(ctx, o.db, "bench_single")
+		if err != nil {
+			return err
+		}
+		single := runSingleEnqueue(ctx, s, o.clients, o.warm, o.enqueueDur)
+		s.close()
+		if single.Errors > 0 {
+			r.notes = append(r.notes, fmt.Sprintf("single-enqueue round %d left out: %d errors, the first: %s", i, single.Errors, single.FirstErr))
+			continue
+		}
+		r.singleRounds = append(r.singleRounds, round{ours: single.rate(), peer: c.rate()})
+		progress("  ceiling %s commits/s, single enqueues %s jobs/s: %.2f", num(c.rate()), num(single.rate()), single.rate()/c.rate())
+	}
+	return nil
+}
+
+// runModerateRounds adds o.rounds-1 runs of the moderate load (3a) to the
+// first, each on a fresh schema, while the budget leaves time for the
+// scenarios after (3b and the statement costs, about a minute here).
+func runModerateRounds(ctx context.Context, r *report) {
+	o := r.o
+	r.moderateP50s = []time.Duration{r.sustained.Lat.P50}
+	for i := 2; i <= o.rounds; i++ {
+		if remainingRaw(ctx) < o.sustainedDur+2*time.Minute {
+			progress("moderate-load rounds: %d of %d run, the rest left out for the time budget", i-1, o.rounds)
+			return
+		}
+		progress("round %d of %d: sustained at %s jobs/s, %s", i, o.rounds, num(o.moderateRate), o.sustainedDur)
+		s, err := startServer(ctx, o.db, "bench_sustained")
+		if err != nil {
+			r.notes = append(r.notes, fmt.Sprintf("moderate-load round %d did not start: %v", i, err))
+			return
+		}
+		res := runSustained(ctx, s, o.producers, r.workers, o.moderateRate, o.sustainedDur, o.sustainedWaitMS)
+		s.close()
+		if res.Errors > 0 || res.Lat.N == 0 {
+			r.notes = append(r.notes, fmt.Sprintf("moderate-load round %d left out: %d errors (%s), %d jobs started", i, res.Errors, res.FirstErr, res.Lat.N))
+			continue
+		}
+		r.moderateP50s = append(r.moderateP50s, res.Lat.P50)
+		progress("  enqueue-to-start p50 %s p95 %s p99 %s", ms(res.Lat.P50), ms(res.Lat.P95), ms(res.Lat.P99))
+	}
+}
+
+// medianDuration is the median of ds.
+func medianDuration(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
