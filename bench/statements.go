@@ -113,10 +113,11 @@ func runStatementCosts(ctx context.Context, s *server, jobs, cycles int) (statem
 		if err != nil || !pr.Ready {
 			return fmt.Errorf("probe: ready %v, %v", pr.Ready, err)
 		}
-		rows, err := q.ClaimMultiPipelined(ctx, conns["claim"],
+		// One worker's claim: the server runs JobClaimOne for it.
+		rows, err := q.ClaimOnePipelined(ctx, conns["claim"],
 			queries.ClaimLocksMultiParams{OrganizationID: org, QueueName: queue, WorkerIds: []string{worker}},
-			queries.JobClaimMultiParams{WorkerIds: []string{worker}, Limits: []int32{int32(jobs)}, LeaseSecs: []int32{300},
-				Actors: []string{"worker:" + worker}, OrganizationID: org, QueueName: queue})
+			queries.JobClaimOneParams{WorkerID: worker, Lim: int32(jobs), LeaseSecs: 300,
+				Actor: "worker:" + worker, OrganizationID: org, QueueName: queue})
 		if err != nil || len(rows) != jobs {
 			return fmt.Errorf("claim: %d of %d jobs, %v", len(rows), jobs, err)
 		}

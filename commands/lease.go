@@ -126,15 +126,7 @@ func (s *Service) claimAlone(ctx context.Context, orgID, queue, worker string, l
 // implicit transaction, so the claim's snapshot includes every concurrent
 // claim of the same queue or workers (across instances).
 func (s *Service) claimRequests(ctx context.Context, orgID, queue string, reqs []*claimCall) ([][]queries.Job, error) {
-	p := queries.JobClaimMultiParams{Now: s.clock.Now(), OrganizationID: orgID, QueueName: queue}
-	for _, c := range reqs {
-		p.WorkerIds = append(p.WorkerIds, c.worker)
-		p.Limits = append(p.Limits, int32(c.limit))
-		p.LeaseSecs = append(p.LeaseSecs, int32(c.secs))
-		p.Actors = append(p.Actors, events.ActorWorker(c.worker))
-	}
-	rows, err := s.q.ClaimMultiPipelined(ctx, s.pool,
-		queries.ClaimLocksMultiParams{OrganizationID: orgID, QueueName: queue, WorkerIds: p.WorkerIds}, p)
+	rows, err := s.claimStatement(ctx, orgID, queue, reqs)
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
@@ -167,6 +159,30 @@ func (s *Service) claimRequests(ctx context.Context, orgID, queue string, reqs [
 		dealt[i] = append(dealt[i], job)
 	}
 	return dealt, nil
+}
+
+// claimStatement runs the claim statement for reqs: JobClaimOne for a
+// single request (a claim on a queue with no other claim in flight here,
+// most claims at a moderate load), JobClaimMulti to deal one pick out to
+// several.
+func (s *Service) claimStatement(ctx context.Context, orgID, queue string, reqs []*claimCall) ([]queries.JobClaimMultiRow, error) {
+	now := s.clock.Now()
+	if len(reqs) == 1 {
+		c := reqs[0]
+		return s.q.ClaimOnePipelined(ctx, s.pool,
+			queries.ClaimLocksMultiParams{OrganizationID: orgID, QueueName: queue, WorkerIds: []string{c.worker}},
+			queries.JobClaimOneParams{Now: now, OrganizationID: orgID, QueueName: queue, Lim: int32(c.limit),
+				WorkerID: c.worker, LeaseSecs: int32(c.secs), Actor: events.ActorWorker(c.worker)})
+	}
+	p := queries.JobClaimMultiParams{Now: now, OrganizationID: orgID, QueueName: queue}
+	for _, c := range reqs {
+		p.WorkerIds = append(p.WorkerIds, c.worker)
+		p.Limits = append(p.Limits, int32(c.limit))
+		p.LeaseSecs = append(p.LeaseSecs, int32(c.secs))
+		p.Actors = append(p.Actors, events.ActorWorker(c.worker))
+	}
+	return s.q.ClaimMultiPipelined(ctx, s.pool,
+		queries.ClaimLocksMultiParams{OrganizationID: orgID, QueueName: queue, WorkerIds: p.WorkerIds}, p)
 }
 
 // observeClaim reports a claimed job's wait since it fell due.

@@ -20,10 +20,35 @@ type Batcher interface {
 // claim of the same queue or workers. (Hand-written: it pipelines
 // generated statements, which sqlc cannot express.)
 func (q *Queries) ClaimMultiPipelined(ctx context.Context, db Batcher, locks ClaimLocksMultiParams, arg JobClaimMultiParams) ([]JobClaimMultiRow, error) {
+	expect := 0
+	for _, n := range arg.Limits {
+		expect += int(n)
+	}
+	return claimPipelined(ctx, db, locks, expect,
+		jobClaimMulti, arg.Now, arg.WorkerIds, arg.Limits, arg.LeaseSecs, arg.Actors, arg.OrganizationID, arg.QueueName)
+}
+
+// ClaimOnePipelined is ClaimMultiPipelined for a single request: it runs
+// JobClaimOne, whose rows are JobClaimMultiRow's (Req is 1). locks names
+// the request's worker.
+func (q *Queries) ClaimOnePipelined(ctx context.Context, db Batcher, locks ClaimLocksMultiParams, arg JobClaimOneParams) ([]JobClaimMultiRow, error) {
+	return claimPipelined(ctx, db, locks, int(arg.Lim),
+		jobClaimOne, arg.Now, arg.OrganizationID, arg.QueueName, arg.Lim, arg.WorkerID, arg.LeaseSecs, arg.Actor)
+}
+
+// The two claim statements return the same columns: a conversion between
+// their row types compiles only while both have the same fields in the
+// same order, so JobClaimOne's rows can be read as JobClaimMultiRow.
+var _ = JobClaimMultiRow(JobClaimOneRow{})
+
+// claimPipelined pipelines PlanPin, ClaimLocksMulti and the claim statement
+// sql with its arguments, and reads the claimed rows (expect of them at
+// most).
+func claimPipelined(ctx context.Context, db Batcher, locks ClaimLocksMultiParams, expect int, sql string, args ...any) ([]JobClaimMultiRow, error) {
 	b := &pgx.Batch{}
 	b.Queue(planPin)
 	b.Queue(claimLocksMulti, locks.OrganizationID, locks.QueueName, locks.WorkerIds)
-	b.Queue(jobClaimMulti, arg.Now, arg.WorkerIds, arg.Limits, arg.LeaseSecs, arg.Actors, arg.OrganizationID, arg.QueueName)
+	b.Queue(sql, args...)
 	br := db.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
@@ -38,9 +63,5 @@ func (q *Queries) ClaimMultiPipelined(ctx context.Context, db Batcher, locks Cla
 	}
 	// Columns come in JobClaimMultiRow's field order (RETURNING j.*, req,
 	// claim_actor).
-	expect := 0
-	for _, n := range arg.Limits {
-		expect += int(n)
-	}
 	return collectRows[JobClaimMultiRow](rows, min(expect, maxExpectedRows))
 }

@@ -204,6 +204,93 @@ WITH clock AS (
 SELECT * FROM claimed
 ORDER BY req, priority DESC, created_at, id;
 
+-- name: JobClaimOne :many
+-- JobClaimMulti for a single request, the claim of a queue nobody else is
+-- claiming on this instance (most claims at a moderate load). Same
+-- conditions, same writes, same rows (RETURNING j.*, req, claim_actor,
+-- req always 1), so its rows are read as JobClaimMultiRow; what it leaves
+-- out is the dealing between requests (window functions, sorts and a join
+-- into the UPDATE), which cost a claim of one job about a sixth of its
+-- Postgres CPU. Run after ClaimLocksMulti in the same transaction, as
+-- JobClaimMulti is.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
+), queue AS (
+    SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
+           least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
+                 q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
+                                 * q.rate_limit_per_second)::float8 AS tokens
+    FROM queue_config q, clock c
+    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+), total AS (
+    SELECT least(
+        sqlc.arg('lim')::int,
+        -- A registered worker's max_concurrency minus the leases it holds.
+        coalesce((SELECT greatest(w.max_concurrency - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0)
+                  FROM workers w
+                  WHERE w.id = sqlc.arg('worker_id')::text AND w.organization_id = sqlc.arg('organization_id')),
+                 2147483647),
+        coalesce((SELECT CASE WHEN NOT q.enabled THEN 0 END FROM queue q), 2147483647),
+        coalesce((SELECT greatest(q.max_concurrent_jobs - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = sqlc.arg('organization_id')
+                        AND h.queue_name = sqlc.arg('queue_name')), 0)
+                  FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
+        coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
+                 2147483647)
+    )::int AS n
+), picked AS (
+    SELECT p.job_id
+    FROM pending_jobs p
+    WHERE p.organization_id = sqlc.arg('organization_id')
+      AND p.queue_name = sqlc.arg('queue_name')
+      AND p.run_at <= (SELECT ts FROM clock)
+      AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
+    ORDER BY p.priority DESC, p.created_at, p.job_id
+    LIMIT (SELECT n FROM total)
+    FOR UPDATE SKIP LOCKED
+), moved AS (
+    DELETE FROM pending_jobs p
+    WHERE p.job_id = ANY(ARRAY(SELECT picked.job_id FROM picked))
+    RETURNING p.job_id
+), claimed AS (
+    UPDATE jobs j
+    SET status = 'processing',
+        assigned_worker_id = sqlc.arg('worker_id')::text,
+        lease_id = gen_random_uuid(),
+        lease_expires_at = c.ts + make_interval(secs => sqlc.arg('lease_secs')::int),
+        started_at = c.ts,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM clock c
+    WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved))
+    RETURNING j.*, 1::int AS req, sqlc.arg('actor')::text AS claim_actor
+), leased AS (
+    INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
+                                 lease_expires_at, claimed_at)
+    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
+    FROM claimed
+), spent AS (
+    UPDATE queue_config q
+    SET rate_tokens = (SELECT tokens FROM queue) - (SELECT count(*) FROM claimed),
+        rate_refilled_at = (SELECT ts FROM clock)
+    WHERE q.organization_id = sqlc.arg('organization_id') AND q.queue_name = sqlc.arg('queue_name')
+      AND q.rate_limit_per_second IS NOT NULL
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
+           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
+           updated_at
+    FROM claimed
+)
+SELECT * FROM claimed
+ORDER BY priority DESC, created_at, id;
+
 -- name: JobComplete :one
 -- Completes a leased job. Matches only the current, unexpired lease held by
 -- worker_id (and lease_id when given); no row means the caller is stale.

@@ -283,6 +283,198 @@ func (q *Queries) JobClaimMulti(ctx context.Context, db DBTX, arg JobClaimMultiP
 	return items, nil
 }
 
+const jobClaimOne = `-- name: JobClaimOne :many
+WITH clock AS (
+    SELECT coalesce($1::timestamptz, now()) AS ts
+), queue AS (
+    SELECT q.enabled, q.max_concurrent_jobs, q.rate_limit_per_second,
+           least(greatest(1, ceil(q.rate_limit_per_second / 10.0)),
+                 q.rate_tokens + extract(epoch FROM c.ts - coalesce(q.rate_refilled_at, c.ts - interval '1 hour'))
+                                 * q.rate_limit_per_second)::float8 AS tokens
+    FROM queue_config q, clock c
+    WHERE q.organization_id = $2 AND q.queue_name = $3
+), total AS (
+    SELECT least(
+        $4::int,
+        -- A registered worker's max_concurrency minus the leases it holds.
+        coalesce((SELECT greatest(w.max_concurrency - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = w.organization_id AND h.worker_id = w.id), 0)
+                  FROM workers w
+                  WHERE w.id = $5::text AND w.organization_id = $2),
+                 2147483647),
+        coalesce((SELECT CASE WHEN NOT q.enabled THEN 0 END FROM queue q), 2147483647),
+        coalesce((SELECT greatest(q.max_concurrent_jobs - (
+                      SELECT count(*) FROM processing_jobs h
+                      WHERE h.organization_id = $2
+                        AND h.queue_name = $3), 0)
+                  FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
+        coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
+                 2147483647)
+    )::int AS n
+), picked AS (
+    SELECT p.job_id
+    FROM pending_jobs p
+    WHERE p.organization_id = $2
+      AND p.queue_name = $3
+      AND p.run_at <= (SELECT ts FROM clock)
+      AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
+    ORDER BY p.priority DESC, p.created_at, p.job_id
+    LIMIT (SELECT n FROM total)
+    FOR UPDATE SKIP LOCKED
+), moved AS (
+    DELETE FROM pending_jobs p
+    WHERE p.job_id = ANY(ARRAY(SELECT picked.job_id FROM picked))
+    RETURNING p.job_id
+), claimed AS (
+    UPDATE jobs j
+    SET status = 'processing',
+        assigned_worker_id = $5::text,
+        lease_id = gen_random_uuid(),
+        lease_expires_at = c.ts + make_interval(secs => $6::int),
+        started_at = c.ts,
+        updated_at = c.ts,
+        version = j.version + 1
+    FROM clock c
+    WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved))
+    RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status, 1::int AS req, $7::text AS claim_actor
+), leased AS (
+    INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
+                                 lease_expires_at, claimed_at)
+    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
+    FROM claimed
+), spent AS (
+    UPDATE queue_config q
+    SET rate_tokens = (SELECT tokens FROM queue) - (SELECT count(*) FROM claimed),
+        rate_refilled_at = (SELECT ts FROM clock)
+    WHERE q.organization_id = $2 AND q.queue_name = $3
+      AND q.rate_limit_per_second IS NOT NULL
+), logged AS (
+    INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
+                            queue_name, actor, data, occurred_at)
+    SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
+           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
+           updated_at
+    FROM claimed
+)
+SELECT id, organization_id, queue_name, status, payload, result, retry_count, max_retries, last_error, created_at, scheduled_at, started_at, completed_at, expires_at, priority, tags, timeout_seconds, parent_job_id, completion_webhook, assigned_worker_id, lease_id, lease_expires_at, idempotency_key, updated_at, workflow_id, dependency_mode, dependencies_met, version, dead_status, req, claim_actor FROM claimed
+ORDER BY priority DESC, created_at, id
+`
+
+type JobClaimOneParams struct {
+	Now            *time.Time
+	OrganizationID string
+	QueueName      string
+	Lim            int32
+	WorkerID       string
+	LeaseSecs      int32
+	Actor          string
+}
+
+type JobClaimOneRow struct {
+	ID                uuid.UUID
+	OrganizationID    string
+	QueueName         string
+	Status            string
+	Payload           json.RawMessage
+	Result            json.RawMessage
+	RetryCount        int32
+	MaxRetries        int32
+	LastError         *string
+	CreatedAt         time.Time
+	ScheduledAt       *time.Time
+	StartedAt         *time.Time
+	CompletedAt       *time.Time
+	ExpiresAt         *time.Time
+	Priority          int32
+	Tags              json.RawMessage
+	TimeoutSeconds    int32
+	ParentJobID       *uuid.UUID
+	CompletionWebhook *string
+	AssignedWorkerID  *string
+	LeaseID           *uuid.UUID
+	LeaseExpiresAt    *time.Time
+	IdempotencyKey    *string
+	UpdatedAt         time.Time
+	WorkflowID        *string
+	DependencyMode    *string
+	DependenciesMet   *bool
+	Version           int32
+	DeadStatus        *string
+	Req               int32
+	ClaimActor        string
+}
+
+// JobClaimMulti for a single request, the claim of a queue nobody else is
+// claiming on this instance (most claims at a moderate load). Same
+// conditions, same writes, same rows (RETURNING j.*, req, claim_actor,
+// req always 1), so its rows are read as JobClaimMultiRow; what it leaves
+// out is the dealing between requests (window functions, sorts and a join
+// into the UPDATE), which cost a claim of one job about a sixth of its
+// Postgres CPU. Run after ClaimLocksMulti in the same transaction, as
+// JobClaimMulti is.
+func (q *Queries) JobClaimOne(ctx context.Context, db DBTX, arg JobClaimOneParams) ([]JobClaimOneRow, error) {
+	rows, err := db.Query(ctx, jobClaimOne,
+		arg.Now,
+		arg.OrganizationID,
+		arg.QueueName,
+		arg.Lim,
+		arg.WorkerID,
+		arg.LeaseSecs,
+		arg.Actor,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []JobClaimOneRow
+	for rows.Next() {
+		var i JobClaimOneRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrganizationID,
+			&i.QueueName,
+			&i.Status,
+			&i.Payload,
+			&i.Result,
+			&i.RetryCount,
+			&i.MaxRetries,
+			&i.LastError,
+			&i.CreatedAt,
+			&i.ScheduledAt,
+			&i.StartedAt,
+			&i.CompletedAt,
+			&i.ExpiresAt,
+			&i.Priority,
+			&i.Tags,
+			&i.TimeoutSeconds,
+			&i.ParentJobID,
+			&i.CompletionWebhook,
+			&i.AssignedWorkerID,
+			&i.LeaseID,
+			&i.LeaseExpiresAt,
+			&i.IdempotencyKey,
+			&i.UpdatedAt,
+			&i.WorkflowID,
+			&i.DependencyMode,
+			&i.DependenciesMet,
+			&i.Version,
+			&i.DeadStatus,
+			&i.Req,
+			&i.ClaimActor,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const jobComplete = `-- name: JobComplete :one
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS ts
