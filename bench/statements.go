@@ -58,7 +58,7 @@ func backendCPU(c *pgx.Conn) (total, kernel time.Duration, err error) {
 
 // runStatementCosts runs cycles of enqueue (JobEnqueueBatch), probe
 // (QueueClaimProbe), claim (the pipelined PlanPin, ClaimLocksMulti and
-// JobClaimMulti) and complete (JobCompleteBatch) of jobs jobs each, on s's
+// JobClaimOne, as one worker's claim runs) and complete (JobCompleteBatch) of jobs jobs each, on s's
 // schema, and returns each kind's backend CPU per job.
 func runStatementCosts(ctx context.Context, s *server, jobs, cycles int) (statementCosts, error) {
 	res := statementCosts{Jobs: jobs, Cycles: cycles, PerJob: map[string]float64{}, Kernel: map[string]float64{}}

@@ -21,7 +21,8 @@ const claimsInFlight = 2
 // claimsInFlight statements of a queue run, the next requests for that
 // queue wait, and the next statement serves all of them at once
 // (JobClaimMulti), dealing the picked jobs out in arrival order. A request
-// that finds a free slot runs at once, alone, through the same statement. Claims of one queue
+// that finds a free slot runs at once, alone (JobClaimOne, the same claim
+// for a single request). Claims of one queue
 // from many workers thus become fewer, larger statements: less planning,
 // fewer commits, and no claimer walking past the rows another has just
 // locked.
