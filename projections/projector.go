@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,6 +58,9 @@ type Projector struct {
 	projs []Projection
 	batch int
 	onLag func(name string, lag time.Duration)
+	// ensured is set once every projection's checkpoint row exists; the
+	// rows are never deleted, so later passes need not write them again.
+	ensured atomic.Bool
 }
 
 // ProjectorOptions tune a Projector.
@@ -115,10 +119,8 @@ type member struct {
 // applied (summed over projections) and, in lags, how old the last event
 // each projection applied is.
 func (p *Projector) pass(ctx context.Context, lags map[string]time.Duration) (read, applied int, err error) {
-	for _, proj := range p.projs {
-		if err := p.q.ProjectorCheckpointEnsure(ctx, p.pool, proj.Name()); err != nil {
-			return 0, 0, fmt.Errorf("projection %s: ensure checkpoint: %w", proj.Name(), err)
-		}
+	if err := p.ensureCheckpoints(ctx); err != nil {
+		return 0, 0, err
 	}
 	var locked []*member
 	err = pgdb.WithTx(ctx, p.pool, func(tx pgx.Tx) error {
@@ -166,6 +168,21 @@ func (p *Projector) pass(ctx context.Context, lags map[string]time.Duration) (re
 		}
 	}
 	return read, applied, nil
+}
+
+// ensureCheckpoints creates the checkpoint rows missing on the first pass;
+// two callers racing both write them, which is harmless.
+func (p *Projector) ensureCheckpoints(ctx context.Context) error {
+	if p.ensured.Load() {
+		return nil
+	}
+	for _, proj := range p.projs {
+		if err := p.q.ProjectorCheckpointEnsure(ctx, p.pool, proj.Name()); err != nil {
+			return fmt.Errorf("projection %s: ensure checkpoint: %w", proj.Name(), err)
+		}
+	}
+	p.ensured.Store(true)
+	return nil
 }
 
 // applyPage reads the page of the log after (afterTx, afterPos) once, with

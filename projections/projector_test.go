@@ -214,6 +214,17 @@ func TestProjectorSharesOneReadAtOneCheckpoint(t *testing.T) {
 	if got, want := len(two.seen), len(one.seen); got != want {
 		t.Errorf("the projections got %d and %d events", want, got)
 	}
+	// The checkpoint rows are written once, on the first pass, not on every
+	// pass of every catch-up.
+	if n["ProjectorCheckpointEnsure"] != 2 {
+		t.Errorf("%d checkpoint ensures in a catch-up of several passes over two projections, want 2", n["ProjectorCheckpointEnsure"])
+	}
+	if _, err := p.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := counter.Take(); n["ProjectorCheckpointEnsure"] != 0 || n["ProjectorCheckpointLock"] == 0 {
+		t.Errorf("a second catch-up ran %v, want checkpoint locks and no ensures", n)
+	}
 }
 
 // TestProjectorLaggardDoesNotHoldBackTheRest: a projection reset to the
