@@ -372,6 +372,10 @@ func (c cpuTimes) sub(o cpuTimes) cpuTimes {
 	return cpuTimes{self: c.self - o.self, postgres: c.postgres - o.postgres}
 }
 
+func (c cpuTimes) add(o cpuTimes) cpuTimes {
+	return cpuTimes{self: c.self + o.self, postgres: c.postgres + o.postgres}
+}
+
 // ---- formatting ------------------------------------------------------------
 
 func ms(d time.Duration) string {

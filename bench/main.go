@@ -183,8 +183,9 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("River %s, %d jobs, %s: insert %s jobs/s, work-off %s jobs/s, overall %s jobs/s%s; work-off CPU: self %.1f s, postgres %.1f s\n",
-			r.river, o.jobs, st, num(rr.insertRate()), num(rr.workRate()), num(rr.overallRate()), timedOut(rr.TimedOut), rr.CPUWork.self, rr.CPUWork.postgres)
+		fmt.Printf("River %s, %d jobs, %s: insert %s jobs/s, work-off %s jobs/s, overall %s jobs/s%s; CPU insert: self %.1f s, postgres %.1f s; work-off: self %.1f s, postgres %.1f s\n",
+			r.river, o.jobs, st, num(rr.insertRate()), num(rr.workRate()), num(rr.overallRate()), timedOut(rr.TimedOut),
+			rr.CPUInsert.self, rr.CPUInsert.postgres, rr.CPUWork.self, rr.CPUWork.postgres)
 		return nil
 	}
 
@@ -286,8 +287,9 @@ func run(o options) error {
 			if err := runE2EBatch(ctx, r); err != nil {
 				return err
 			}
-			fmt.Printf("batch: %s; %d claim calls\nCPU work-off: bench process %.1f s, postgres %.1f s; WAL %s\n%s\n",
-				r.batch.Check, r.batch.Work.Claims, r.batch.CPU.self, r.batch.CPU.postgres, r.batch.WAL.perJob(o.jobs), r.batch.Activity)
+			fmt.Printf("batch: %s; %d claim calls\nCPU insert: bench process %.1f s, postgres %.1f s\nCPU work-off: bench process %.1f s, postgres %.1f s; WAL %s\n%s\n",
+				r.batch.Check, r.batch.Work.Claims, r.batch.CPUInsert.self, r.batch.CPUInsert.postgres,
+				r.batch.CPU.self, r.batch.CPU.postgres, r.batch.WAL.perJob(o.jobs), r.batch.Activity)
 		}
 		return nil
 	}
@@ -585,6 +587,7 @@ func (r *report) markdown() string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	e2eOverall := float64(r.e2e.Done) / (r.e2eInsert + r.e2e.Elapsed).Seconds()
 	e2eInsert := float64(o.jobs) / r.e2eInsert.Seconds()
+	ncpu := float64(atoiOr(r.m.NProc, 1))
 	sustRate := float64(r.sustained.Completed) / r.sustained.Window.Seconds()
 
 	w("# Benchmarks")
@@ -683,6 +686,38 @@ func (r *report) markdown() string {
 		w("%s **%.0f** |", row, c.total())
 	}
 	w("")
+	w("### 8. CPU per job")
+	w("")
+	w("The CPU of each phase of the first round per job, in µs, read from `/proc`: the bench process (this server and its HTTP clients, or River and its workers) and every Postgres process. "+
+		"All of them share the machine's %.0f cores, so a phase cannot run faster than the cores divided by its CPU per job (the last column), whatever it waits on. Our end-to-end phases ran under the CPU profile shown below, which adds a few per cent to the bench process.", ncpu)
+	w("")
+	w("| phase | system | throughput | bench process | Postgres | total | the cores ÷ total |")
+	w("|---|---|---:|---:|---:|---:|---:|")
+	cpuRow := func(phase, system string, rate float64, c cpuTimes, jobs int) float64 {
+		n := float64(max(jobs, 1))
+		total := (c.self + c.postgres) / n * 1e6
+		w("| %s | %s | %s jobs/s | %.0f | %.0f | **%.0f** | %s jobs/s |", phase, system, num(rate), c.self/n*1e6, c.postgres/n*1e6, total, num(ncpu/total*1e6))
+		return total
+	}
+	cpuRow("insert (2a)", "spooled, bulk × 100 over HTTP", e2eInsert, r.e2eCPUInsert, o.jobs)
+	cpuRow("insert (2d)", "spooled, the batch-complete run", float64(o.jobs)/r.batch.Insert.Seconds(), r.batch.CPUInsert, o.jobs)
+	cpuRow("insert (4a)", "River, InsertMany", r.riv.insertRate(), r.riv.CPUInsert, r.riv.Jobs)
+	cpuRow("work-off (2b)", "spooled, a complete call per job", r.e2e.rate(), r.e2eCPU, int(r.e2e.Done))
+	cpuRow("work-off (2e)", "spooled, batch completes", r.batch.Work.rate(), r.batch.CPU, int(r.batch.Work.Done))
+	cpuRow("work-off (4b)", "River", r.riv.workRate(), r.riv.CPUWork, r.riv.Done)
+	ours := cpuRow("whole run (2d + 2e)", "spooled, batch completes", r.batch.overall(), r.batch.CPUInsert.add(r.batch.CPU), int(r.batch.Work.Done))
+	peer := cpuRow("whole run (4a + 4b)", "River", r.riv.overallRate(), r.riv.CPUInsert.add(r.riv.CPUWork), r.riv.Done)
+	w("")
+	floor := ""
+	for _, c := range r.statements {
+		if c.Jobs == 100 {
+			floor = fmt.Sprintf(" Section 7's statements alone, at a hundred jobs per statement and one at a time, cost Postgres %.0f µs per job, against %.0f µs for River's whole run.",
+				c.total(), r.riv.CPUInsert.add(r.riv.CPUWork).postgres/float64(max(r.riv.Done, 1))*1e6)
+		}
+	}
+	w("A job of the batch end to end costs **%.2f×** River's CPU here; the ratio of throughputs (2f ÷ 4c) is %.2f×.%s",
+		ours/peer, r.batch.overall()/r.riv.overallRate(), floor)
+	w("")
 	w("### Details")
 	w("")
 	if len(r.rounds) > 1 {
@@ -729,7 +764,6 @@ func (r *report) markdown() string {
 	w("- Single enqueues of %d organizations (1d), whole run with the warm-up: %s; CPU per job %s. A flush of many tenants' requests is one statement and one commit, as for one tenant.",
 		r.tenants.Clients, groupCommitLine(r.tenants.Statements, r.tenants.Requests), cpuPerOp(r.tenants.CPU, r.tenants.loopResult))
 	w("- End to end: %s; %d claim calls (%.1f jobs per claim)%s.", r.e2eCheck, r.e2e.Claims, float64(r.e2e.Done)/max(float64(r.e2e.Claims), 1), errNote(r.e2e.FirstErr))
-	ncpu := float64(atoiOr(r.m.NProc, 1))
 	w("- CPU, spooled insert (%s wall, %.1f core-seconds available): bench process (server + HTTP clients) %.1f s, all postgres processes %.1f s.",
 		r.e2eInsert.Round(100*time.Millisecond), r.e2eInsert.Seconds()*ncpu, r.e2eCPUInsert.self, r.e2eCPUInsert.postgres)
 	w("- CPU, spooled work-off (%s wall, %.1f core-seconds available): bench process %.1f s, postgres %.1f s.",

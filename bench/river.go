@@ -61,7 +61,7 @@ type riverResult struct {
 	Work               time.Duration
 	Done               int
 	TimedOut           bool
-	CPUWork            cpuTimes
+	CPUInsert, CPUWork cpuTimes
 	WALInsert, WALWork walStats
 }
 
@@ -126,6 +126,7 @@ func runRiver(ctx context.Context, dbURL, schema string, jobs int, st riverSetti
 	ictx, icancel := context.WithTimeout(ctx, limit)
 	defer icancel()
 	wal0, _ := readWAL(ctx, pool)
+	cpu0 := readCPU()
 	t0 := time.Now()
 	for range st.Inserters {
 		wg.Add(1)
@@ -173,7 +174,7 @@ func runRiver(ctx context.Context, dbURL, schema string, jobs int, st riverSetti
 		break
 	}
 	res.Work = time.Since(t1)
-	res.CPUWork = readCPU().sub(cpu1)
+	res.CPUInsert, res.CPUWork = cpu1.sub(cpu0), readCPU().sub(cpu1)
 	wal2, _ := readWAL(ctx, pool)
 	res.WALInsert, res.WALWork = wal1.sub(wal0), wal2.sub(wal1)
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
