@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -29,6 +30,8 @@ type Wakeups struct {
 
 	mu      sync.Mutex
 	waiters map[queueKey]*waitList
+	// byCh finds a waiter by the channel Wait handed out (Witness).
+	byCh    map[<-chan struct{}]*waiter
 	unsub   func()
 	stopped bool
 }
@@ -45,11 +48,17 @@ type waiter struct {
 	ch         chan struct{}
 	prev, next *waiter
 	key        queueKey
+	// witness: the claim waiting here last read its queue empty, and has
+	// not been signalled since (see Covered); nextDue is when that read
+	// said the queue's next waiting job falls due (zero: none waits).
+	witness bool
+	nextDue time.Time
 }
 
 // NewWakeups returns a hub; bus may be nil.
 func NewWakeups(bus *natsbus.Bus) *Wakeups {
-	return &Wakeups{bus: bus, origin: uuid.NewString(), waiters: map[queueKey]*waitList{}}
+	return &Wakeups{bus: bus, origin: uuid.NewString(), waiters: map[queueKey]*waitList{},
+		byCh: map[<-chan struct{}]*waiter{}}
 }
 
 // hintPayload carries a hint's origin and job count over NATS: "origin n".
@@ -131,6 +140,7 @@ func (w *Wakeups) Stop(context.Context) error {
 		}
 		delete(w.waiters, k)
 	}
+	clear(w.byCh)
 	w.mu.Unlock()
 	if unsub != nil {
 		unsub()
@@ -185,6 +195,7 @@ func (w *Wakeups) Wait(org, queue string) (<-chan struct{}, func()) {
 		w.waiters[k] = l
 	}
 	l.push(wt)
+	w.byCh[wt.ch] = wt
 	w.mu.Unlock()
 	var once sync.Once
 	return wt.ch, func() { once.Do(func() { w.leave(wt) }) }
@@ -200,6 +211,7 @@ func (w *Wakeups) leave(wt *waiter) {
 	}
 	l := w.waiters[wt.key]
 	l.remove(wt)
+	delete(w.byCh, wt.ch)
 	select {
 	case <-wt.ch:
 		l.wake(1)
@@ -208,6 +220,46 @@ func (w *Wakeups) leave(wt *waiter) {
 	if l.n == 0 {
 		delete(w.waiters, wt.key)
 	}
+}
+
+// Witness records whether the claim waiting on wake (a channel from Wait)
+// found its queue without a ready job in the read it made before going to
+// sleep, and when that read said the next waiting job falls due. A signal
+// to that claim clears it.
+func (w *Wakeups) Witness(wake <-chan struct{}, empty bool, nextDue time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if wt := w.byCh[wake]; wt != nil {
+		wt.witness, wt.nextDue = empty && len(wt.ch) == 0, nextDue
+	}
+}
+
+// Covered reports whether a claim of the queue arriving now may go to
+// sleep without reading the database, and until when at most: a claim
+// waits here that read the queue empty and has not been signalled since,
+// and hints reach this instance (no bus, or a connected one). Every hint
+// since that read then woke a claim of its own for each of its jobs,
+// longest waiting first (or it would have woken that one), and that claim
+// reads after the commit the hint follows; a job made to wait for a time
+// comes with a hint that wakes every claim. The new claim would only race
+// a woken one for its job. nextDue is when that read said the next
+// waiting job falls due (zero: none waits), for the new claim's timer.
+func (w *Wakeups) Covered(org, queue string) (nextDue time.Time, ok bool) {
+	if w.bus != nil && !w.bus.Connected() {
+		return time.Time{}, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l := w.waiters[queueKey{org, queue}]
+	if l == nil {
+		return time.Time{}, false
+	}
+	for wt := l.first; wt != nil; wt = wt.next {
+		if wt.witness && len(wt.ch) == 0 {
+			return wt.nextDue, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // Waiting is how many claims wait right now (tests, metrics).
@@ -279,6 +331,7 @@ func (l *waitList) wake(n int) {
 	for wt := l.first; wt != nil && len(woken) < n; wt = wt.next {
 		select {
 		case wt.ch <- struct{}{}:
+			wt.witness = false
 			woken = append(woken, wt)
 		default:
 		}

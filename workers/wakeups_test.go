@@ -250,3 +250,71 @@ func TestWakeupsStayInTheirNamespace(t *testing.T) {
 	default:
 	}
 }
+
+// TestWakeupsCovered: a queue is covered while one of its waiters last
+// read it empty and has not been signalled since; the signal of a hint,
+// a waiter's own later read and its leaving each end that, and an
+// instance whose bus is down covers nothing (hints from the others would
+// not reach its waiters).
+func TestWakeupsCovered(t *testing.T) {
+	t.Parallel()
+	w, bus := openHub(t)
+	org := "org_" + uuid.NewString()
+	covered := func() bool { _, ok := w.Covered(org, "q"); return ok }
+	if covered() {
+		t.Fatal("covered with no waiter")
+	}
+	ws := waitN(w, org, "q", 2)
+	defer ws[1].cancel()
+	if covered() {
+		t.Fatal("covered by waiters that have read nothing")
+	}
+	w.Witness(ws[1].ch, false, time.Time{})
+	if covered() {
+		t.Fatal("covered by a waiter that found a ready job")
+	}
+	due := time.Now().Add(time.Hour).Truncate(time.Second)
+	w.Witness(ws[0].ch, true, due)
+	if got, ok := w.Covered(org, "q"); !ok || !got.Equal(due) {
+		t.Fatalf("Covered = %v, %v; want the witness's next due time %v", got, ok, due)
+	}
+	if _, ok := w.Covered(org, "other"); ok {
+		t.Fatal("another queue is covered")
+	}
+
+	// The hint signals the witness, the longest waiting: its read no
+	// longer covers the job the hint announced.
+	w.JobsAvailable(org, "q", 1)
+	if n, which := signalled(ws); n != 1 || which[0] != 0 {
+		t.Fatalf("hint woke %v, want the witness", which)
+	}
+	if covered() {
+		t.Fatal("still covered by a signalled waiter")
+	}
+	w.Witness(ws[0].ch, true, time.Time{})
+	if !covered() {
+		t.Fatal("not covered by a waiter that read the queue empty again")
+	}
+	w.Witness(ws[0].ch, false, time.Time{})
+	if covered() {
+		t.Fatal("covered by a waiter awake to read again")
+	}
+	w.Witness(ws[0].ch, true, time.Time{})
+	ws[0].cancel()
+	if covered() {
+		t.Fatal("covered by a waiter that left")
+	}
+
+	ws = waitN(w, org, "q", 1)
+	defer ws[0].cancel()
+	w.Witness(ws[0].ch, true, time.Time{})
+	if !covered() {
+		t.Fatal("not covered by a new witness")
+	}
+	bus.Close()
+	for deadline := time.Now().Add(5 * time.Second); covered(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("still covered with the bus down")
+		}
+	}
+}
