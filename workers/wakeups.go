@@ -254,13 +254,20 @@ func (w *Wakeups) Covered(org, queue string) (nextDue time.Time, ok bool) {
 	if l == nil {
 		return time.Time{}, false
 	}
-	for wt := l.first; wt != nil; wt = wt.next {
+	// Witnesses gather at the front of the line (the longest waiting); the
+	// scan stops early so that a queue with thousands of waiters and none
+	// of them a witness does not cost every arriving claim a walk of all.
+	n := 0
+	for wt := l.first; wt != nil && n < maxCoverScan; wt, n = wt.next, n+1 {
 		if wt.witness && len(wt.ch) == 0 {
 			return wt.nextDue, true
 		}
 	}
 	return time.Time{}, false
 }
+
+// maxCoverScan is how many of a queue's waiters Covered looks at.
+const maxCoverScan = 64
 
 // Waiting is how many claims wait right now (tests, metrics).
 func (w *Wakeups) Waiting() int {
