@@ -6,39 +6,19 @@ import (
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/internal/testdb"
-	"github.com/spooled-go/spooled/queries"
-	"github.com/spooled-go/spooled/workers"
 )
 
 // TestCoveredClaimsWaitWithoutReading: a long-polling claim that arrives
 // while another waits having read the queue empty goes to sleep without a
 // probe or a claim statement (it reads once more when its wait runs out),
-// and still gets the next job a hint wakes it for. A waiter that found a ready job it could not take (its worker was
-// at its max_concurrency) covers nothing: the next claim reads, and takes
-// the job at once.
+// and still gets the next job a hint wakes it for. A waiter that found a
+// ready job it could not take (its worker was at its max_concurrency)
+// covers nothing: the next claim reads, and takes the job at once.
 func TestCoveredClaimsWaitWithoutReading(t *testing.T) {
 	t.Parallel()
 	counter := testdb.NewStatementCounter()
-	pool := testdb.NewWith(t, testdb.Options{Tracer: counter})
-	hub := workers.NewWakeups(nil)
-	// The fallback poll is a minute: a claim that slept through a job
-	// would not get it within these waits.
-	svc := commands.New(pool, nil, hub, testDefaults, commands.WithWaiter(hub, time.Minute))
-	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
-	e.actor = e.newOrg("covered")
-
-	type answer struct {
-		jobs []queries.Job
-		err  error
-	}
-	wait := func(queue, worker string, d time.Duration) <-chan answer {
-		out := make(chan answer, 1)
-		go func() {
-			jobs, err := svc.ClaimWait(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: queue, WorkerID: worker}, d)
-			out <- answer{jobs, err}
-		}()
-		return out
-	}
+	e, hub := newWaitingEnv(t, "covered", testdb.Options{Tracer: counter})
+	svc, wait := e.svc, e.claimWait
 	covered := func(queue string) bool { _, ok := hub.Covered(e.actor.OrgID, queue); return ok }
 	reads := func(n map[string]int) int { return n["QueueClaimProbe"] + claimStatements(n) }
 
@@ -65,7 +45,7 @@ func TestCoveredClaimsWaitWithoutReading(t *testing.T) {
 		t.Fatalf("%d claims waiting, want 2", hub.Waiting())
 	}
 	// One job wakes the longest waiting claim, the next job the covered one.
-	for i, ch := range []<-chan answer{first, second} {
+	for i, ch := range []<-chan claimAnswer{first, second} {
 		id := e.enqueue(e.actor, commands.NewJob{QueueName: "q", Payload: payload(i)})
 		select {
 		case a := <-ch:

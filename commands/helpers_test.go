@@ -18,6 +18,7 @@ import (
 	"github.com/spooled-go/spooled/internal/clock"
 	"github.com/spooled-go/spooled/internal/testdb"
 	"github.com/spooled-go/spooled/queries"
+	"github.com/spooled-go/spooled/workers"
 )
 
 // env is one test's database, a service on a pinned clock, and a tenant.
@@ -36,6 +37,36 @@ var testDefaults = commands.Defaults{
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, testdb.Options{}) }
+
+// newWaitingEnv is an env on the real clock whose claims can wait on a
+// wake-up hub, with a fallback poll of a minute: a waiting claim that
+// slept through a job would not get it within a test's waits.
+func newWaitingEnv(t *testing.T, slug string, o testdb.Options) (*env, *workers.Wakeups) {
+	t.Helper()
+	pool := testdb.NewWith(t, o)
+	hub := workers.NewWakeups(nil)
+	svc := commands.New(pool, nil, hub, testDefaults, commands.WithWaiter(hub, time.Minute))
+	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
+	e.actor = e.newOrg(slug)
+	return e, hub
+}
+
+// claimAnswer is what a waiting claim returned.
+type claimAnswer struct {
+	jobs []queries.Job
+	err  error
+}
+
+// claimWait starts a long-polling claim of the env's tenant and returns
+// where its answer will arrive.
+func (e *env) claimWait(queue, worker string, d time.Duration) <-chan claimAnswer {
+	out := make(chan claimAnswer, 1)
+	go func() {
+		jobs, err := e.svc.ClaimWait(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: queue, WorkerID: worker}, d)
+		out <- claimAnswer{jobs, err}
+	}()
+	return out
+}
 
 func newEnvWith(t testing.TB, o testdb.Options) *env {
 	t.Helper()

@@ -6,8 +6,6 @@ import (
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/internal/testdb"
-	"github.com/spooled-go/spooled/queries"
-	"github.com/spooled-go/spooled/workers"
 )
 
 // TestScheduledJobWakesEveryWaiter: a hint for a scheduled job wakes every
@@ -16,24 +14,8 @@ import (
 // and the others would sleep until the fallback poll (here a minute).
 func TestScheduledJobWakesEveryWaiter(t *testing.T) {
 	t.Parallel()
-	pool := testdb.New(t)
-	hub := workers.NewWakeups(nil)
-	svc := commands.New(pool, nil, hub, testDefaults, commands.WithWaiter(hub, time.Minute))
-	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
-	e.actor = e.newOrg("sched")
-
-	type answer struct {
-		jobs []queries.Job
-		err  error
-	}
-	wait := func(worker string, d time.Duration) <-chan answer {
-		out := make(chan answer, 1)
-		go func() {
-			jobs, err := svc.ClaimWait(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: "later", WorkerID: worker}, d)
-			out <- answer{jobs, err}
-		}()
-		return out
-	}
+	e, hub := newWaitingEnv(t, "sched", testdb.Options{})
+	wait := func(worker string, d time.Duration) <-chan claimAnswer { return e.claimWait("later", worker, d) }
 	waitFor := func(n int) {
 		if !eventually(5*time.Second, func() bool { return hub.Waiting() == n }) {
 			t.Fatalf("%d claims waiting, want %d", hub.Waiting(), n)
