@@ -676,18 +676,19 @@ func runSustainedTenants(ctx context.Context, s *server, keys []string, producer
 	return res
 }
 
-// claimCounts are the server's claim counters (spooled_claim_statements_total
-// and spooled_claim_probes_total, all queues): how many claim statements and
-// probes the jobs cost, and how many found nothing.
+// claimCounts are the server's claim counters (spooled_claim_statements_total,
+// spooled_claim_probes_total and spooled_claim_waits_covered_total, all
+// queues): how many claim statements and probes the jobs cost, how many
+// found nothing, and how many waiting claims read nothing at all.
 type claimCounts struct {
-	Leased, EmptyStatements, Ready, EmptyProbes float64
+	Leased, EmptyStatements, Ready, EmptyProbes, Covered float64
 }
 
 // perJob gives the counts per job started.
 func (c claimCounts) perJob(jobs int64) string {
 	n := max(float64(jobs), 1)
-	return fmt.Sprintf("%.2f claim statements per job (%.2f of them leasing nothing), %.2f probes per job (%.2f finding the queue empty)",
-		(c.Leased+c.EmptyStatements)/n, c.EmptyStatements/n, (c.Ready+c.EmptyProbes)/n, c.EmptyProbes/n)
+	return fmt.Sprintf("%.2f claim statements per job (%.2f of them leasing nothing), %.2f probes per job (%.2f finding the queue empty), %.2f waiting claims per job covered (no read)",
+		(c.Leased+c.EmptyStatements)/n, c.EmptyStatements/n, (c.Ready+c.EmptyProbes)/n, c.EmptyProbes/n, c.Covered/n)
 }
 
 // groupCommits reads the server's spooled_group_commit_requests histogram
@@ -740,6 +741,8 @@ func (s *server) claimCounts() claimCounts {
 				c.Ready += v
 			case "spooled_claim_probes_total/empty":
 				c.EmptyProbes += v
+			case "spooled_claim_waits_covered_total/":
+				c.Covered += v
 			}
 		}
 	}

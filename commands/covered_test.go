@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/internal/metrics"
 	"github.com/spooled-go/spooled/internal/testdb"
 )
 
@@ -17,8 +18,26 @@ import (
 func TestCoveredClaimsWaitWithoutReading(t *testing.T) {
 	t.Parallel()
 	counter := testdb.NewStatementCounter()
-	e, hub := newWaitingEnv(t, "covered", testdb.Options{Tracer: counter})
+	m := metrics.New(nil, nil)
+	e, hub := newWaitingEnv(t, "covered", testdb.Options{Tracer: counter}, commands.WithObserver(m))
 	svc, wait := e.svc, e.claimWait
+	// spooled_claim_waits_covered_total of queue q.
+	coveredWaits := func() float64 {
+		mfs, err := m.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "spooled_claim_waits_covered_total" {
+				for _, c := range mf.GetMetric() {
+					if c.GetLabel()[0].GetValue() == "q" {
+						return c.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
 	covered := func(queue string) bool { _, ok := hub.Covered(e.actor.OrgID, queue); return ok }
 	reads := func(n map[string]int) int { return n["QueueClaimProbe"] + claimStatements(n) }
 
@@ -39,6 +58,9 @@ func TestCoveredClaimsWaitWithoutReading(t *testing.T) {
 	if n := counter.Take(); reads(n) != 1 || n["QueueClaimProbe"] != 1 {
 		t.Fatalf("a covered claim ran %v, want its last probe alone", n)
 	}
+	if n := coveredWaits(); n != 1 {
+		t.Fatalf("spooled_claim_waits_covered_total %v, want 1", n)
+	}
 
 	second := wait("q", "second", 20*time.Second)
 	if !eventually(5*time.Second, func() bool { return hub.Waiting() == 2 }) {
@@ -58,6 +80,9 @@ func TestCoveredClaimsWaitWithoutReading(t *testing.T) {
 	}
 	if n := counter.Take(); reads(n) != 2 || claimStatements(n) != 2 {
 		t.Fatalf("the two woken claims ran %v, want a claim statement each", n)
+	}
+	if n := coveredWaits(); n != 2 {
+		t.Fatalf("spooled_claim_waits_covered_total %v, want 2", n)
 	}
 
 	// A worker at its max_concurrency waits beside a job it may not take.

@@ -178,6 +178,7 @@ func (*groupCommits) JobFailed(string)                   {}
 func (*groupCommits) JobsDeadLettered(string, int)       {}
 func (*groupCommits) ClaimProbed(string, bool)           {}
 func (*groupCommits) ClaimStatementRan(string, bool)     {}
+func (*groupCommits) ClaimCovered(string)                {}
 
 // TestGroupCommitAcrossTenants: single enqueues of several organizations
 // gathered by one flush go into one statement and one transaction, each job

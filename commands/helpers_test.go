@@ -41,11 +41,11 @@ func newEnv(t testing.TB) *env { return newEnvWith(t, testdb.Options{}) }
 // newWaitingEnv is an env on the real clock whose claims can wait on a
 // wake-up hub, with a fallback poll of a minute: a waiting claim that
 // slept through a job would not get it within a test's waits.
-func newWaitingEnv(t *testing.T, slug string, o testdb.Options) (*env, *workers.Wakeups) {
+func newWaitingEnv(t *testing.T, slug string, o testdb.Options, opts ...commands.Option) (*env, *workers.Wakeups) {
 	t.Helper()
 	pool := testdb.NewWith(t, o)
 	hub := workers.NewWakeups(nil)
-	svc := commands.New(pool, nil, hub, testDefaults, commands.WithWaiter(hub, time.Minute))
+	svc := commands.New(pool, nil, hub, testDefaults, append([]commands.Option{commands.WithWaiter(hub, time.Minute)}, opts...)...)
 	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
 	e.actor = e.newOrg(slug)
 	return e, hub

@@ -39,6 +39,9 @@ type Observer interface {
 	// coalesced requests) and whether it leased any job: statements that
 	// lease nothing are claims that lost a race or found a queue drained.
 	ClaimStatementRan(queue string, leased bool)
+	// ClaimCovered reports a waiting claim that went to sleep without
+	// reading its queue, covered by another that had read it empty.
+	ClaimCovered(queue string)
 	// GroupCommitted reports one group-commit flush of a kind (enqueue,
 	// complete) and how many requests it gathered: one statement and one
 	// commit, whichever organizations they come from (one per organization
@@ -56,6 +59,7 @@ func (noObserver) JobFailed(string)                     {}
 func (noObserver) JobsDeadLettered(queue string, n int) {}
 func (noObserver) ClaimProbed(string, bool)             {}
 func (noObserver) ClaimStatementRan(string, bool)       {}
+func (noObserver) ClaimCovered(string)                  {}
 func (noObserver) GroupCommitted(string, int)           {}
 
 // MaxClaimWait is the longest a claim may wait for work.
@@ -100,6 +104,7 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 		var due time.Time
 		if due, covered = s.waiter.Covered(orgID, r.QueueName); covered {
 			probed = &queries.QueueClaimProbeRow{NextDue: due}
+			s.observer.ClaimCovered(r.QueueName)
 		}
 	}
 	for {

@@ -29,6 +29,7 @@ type Metrics struct {
 	runSeconds   *prometheus.HistogramVec
 	requests     *prometheus.HistogramVec
 	claimProbes  *prometheus.CounterVec
+	claimCovered *prometheus.CounterVec
 	claimStmts   *prometheus.CounterVec
 	groupCommits *prometheus.HistogramVec
 	natsUp       prometheus.Gauge
@@ -74,6 +75,10 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 			Name: "spooled_claim_probes_total",
 			Help: "Reads of whether a queue holds a job a claim could take now, by answer (ready, empty).",
 		}, []string{"queue", "outcome"}),
+		claimCovered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spooled_claim_waits_covered_total",
+			Help: "Waiting claims that went to sleep without reading their queue: another claim waiting there had read it empty, and every job made ready since woke a claim of its own.",
+		}, byQueue),
 		claimStmts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spooled_claim_statements_total",
 			Help: "Claim statements run, by outcome: leased (some job) or empty (lost the race for the jobs, or the queue was drained).",
@@ -92,7 +97,7 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 		}, []string{"projection"}),
 	}
 	reg.MustRegister(m.enqueued, m.claimed, m.completed, m.failed, m.deadlettered, m.waitSeconds,
-		m.runSeconds, m.requests, m.claimProbes, m.claimStmts, m.groupCommits, m.natsUp, m.projLag,
+		m.runSeconds, m.requests, m.claimProbes, m.claimCovered, m.claimStmts, m.groupCommits, m.natsUp, m.projLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
 		reg.MustRegister(&dbCollector{pool: pool, q: queries.New(), log: log})
@@ -133,6 +138,9 @@ func (m *Metrics) ClaimProbed(queue string, ready bool) {
 	}
 	m.claimProbes.WithLabelValues(queue, outcome).Inc()
 }
+
+// ClaimCovered counts a waiting claim that read nothing before it slept.
+func (m *Metrics) ClaimCovered(queue string) { m.claimCovered.WithLabelValues(queue).Inc() }
 
 // ClaimStatementRan counts a claim statement.
 func (m *Metrics) ClaimStatementRan(queue string, leased bool) {
