@@ -634,7 +634,7 @@ func (r *report) markdown() string {
 	w("| 2f | end to end, batch completes: overall | spooled | insert + work-off, %s | **%s jobs/s** | | | | |", (r.batch.Insert + r.batch.Work.Elapsed).Round(10*time.Millisecond), num(r.batch.overall()))
 	moderateP50 := "**" + ms(r.sustained.Lat.P50) + "**"
 	if len(r.moderateP50s) > 1 {
-		moderateP50 += fmt.Sprintf(" (median of %d runs: **%s**)", len(r.moderateP50s), ms(medianDuration(r.moderateP50s)))
+		moderateP50 += fmt.Sprintf(" (median of %d runs: **%s**)", len(r.moderateP50s), ms(median(r.moderateP50s)))
 	}
 	w("| 3a | sustained, moderate load: enqueue-to-start | spooled | %d producers offering %s jobs/s, %d workers long-polling (`wait_ms` %d, limit 100), %s | **%s jobs/s** completed | %s | %s | %s | %d |",
 		r.sustained.Producers, num(r.sustained.TargetRate), r.sustained.Workers, r.sustained.WaitMS, r.sustained.Window, num(sustRate),
@@ -743,7 +743,7 @@ func (r *report) markdown() string {
 			parts = append(parts, ms(d))
 		}
 		w("Runs of the moderate load (3a; enqueue-to-start p50 of each, the first is the table's, each on a fresh schema): %s; the median **%s**.",
-			strings.Join(parts, ", "), ms(medianDuration(r.moderateP50s)))
+			strings.Join(parts, ", "), ms(median(r.moderateP50s)))
 		w("")
 	}
 	if len(r.probe) > 0 {

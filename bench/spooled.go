@@ -760,11 +760,7 @@ type round struct{ ours, peer float64 }
 func runRounds(ctx context.Context, r *report, st riverSettings) error {
 	o := r.o
 	r.rounds = []round{{ours: r.batch.overall(), peer: r.riv.overallRate()}}
-	for i := 2; i <= o.rounds; i++ {
-		if remainingRaw(ctx) < 3*time.Minute {
-			progress("rounds: %d of %d run, the rest left out for the time budget", i-1, o.rounds)
-			break
-		}
+	return extraRounds(ctx, o, "rounds", 3*time.Minute, func(i int) error {
 		progress("round %d of %d: River, then our batch end to end", i, o.rounds)
 		riv, err := runRiver(ctx, o.db, "bench_river", o.jobs, st, remaining(ctx, 3*time.Minute))
 		if err != nil {
@@ -776,6 +772,22 @@ func runRounds(ctx context.Context, r *report, st riverSettings) error {
 		}
 		r.rounds = append(r.rounds, round{ours: ours.overall(), peer: riv.overallRate()})
 		progress("  River %s jobs/s, ours %s jobs/s: %.2f×", num(riv.overallRate()), num(ours.overall()), ours.overall()/riv.overallRate())
+		return nil
+	})
+}
+
+// extraRounds runs rounds 2 to o.rounds of what, each while at least need
+// of the time budget is left before it (saying how many ran when it stops
+// for the budget); an error from run ends them.
+func extraRounds(ctx context.Context, o options, what string, need time.Duration, run func(i int) error) error {
+	for i := 2; i <= o.rounds; i++ {
+		if remainingRaw(ctx) < need {
+			progress("%s: %d of %d run, the rest left out for the time budget", what, i-1, o.rounds)
+			return nil
+		}
+		if err := run(i); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -786,12 +798,7 @@ func medianRatio(rs []round) float64 {
 	for i, rd := range rs {
 		ratios[i] = rd.ours / rd.peer
 	}
-	slices.Sort(ratios)
-	n := len(ratios)
-	if n%2 == 1 {
-		return ratios[n/2]
-	}
-	return (ratios[n/2-1] + ratios[n/2]) / 2
+	return median(ratios)
 }
 
 // runSingleRounds adds o.rounds-1 rounds to the first commit ceiling (5)
@@ -801,11 +808,7 @@ func medianRatio(rs []round) float64 {
 func runSingleRounds(ctx context.Context, r *report) error {
 	o := r.o
 	r.singleRounds = []round{{ours: r.single.rate(), peer: r.ceiling.rate()}}
-	for i := 2; i <= o.rounds; i++ {
-		if remainingRaw(ctx) < 7*time.Minute {
-			progress("ceiling and single-enqueue rounds: %d of %d run, the rest left out for the time budget", i-1, o.rounds)
-			break
-		}
+	return extraRounds(ctx, o, "ceiling and single-enqueue rounds", 7*time.Minute, func(i int) error {
 		progress("round %d of %d: the commit ceiling, then single enqueues", i, o.rounds)
 		c, err := runCeiling(ctx, o.db, "bench_ceiling", o.clients, o.warm, o.ceilingDur)
 		if err != nil {
@@ -819,12 +822,12 @@ func runSingleRounds(ctx context.Context, r *report) error {
 		s.close()
 		if single.Errors > 0 {
 			r.notes = append(r.notes, fmt.Sprintf("single-enqueue round %d left out: %d errors, the first: %s", i, single.Errors, single.FirstErr))
-			continue
+			return nil
 		}
 		r.singleRounds = append(r.singleRounds, round{ours: single.rate(), peer: c.rate()})
 		progress("  ceiling %s commits/s, single enqueues %s jobs/s: %.2f", num(c.rate()), num(single.rate()), single.rate()/c.rate())
-	}
-	return nil
+		return nil
+	})
 }
 
 // runModerateRounds adds o.rounds-1 runs of the moderate load (3a) to the
@@ -833,31 +836,30 @@ func runSingleRounds(ctx context.Context, r *report) error {
 func runModerateRounds(ctx context.Context, r *report) {
 	o := r.o
 	r.moderateP50s = []time.Duration{r.sustained.Lat.P50}
-	for i := 2; i <= o.rounds; i++ {
-		if remainingRaw(ctx) < o.sustainedDur+2*time.Minute {
-			progress("moderate-load rounds: %d of %d run, the rest left out for the time budget", i-1, o.rounds)
-			return
-		}
+	err := extraRounds(ctx, o, "moderate-load rounds", o.sustainedDur+2*time.Minute, func(i int) error {
 		progress("round %d of %d: sustained at %s jobs/s, %s", i, o.rounds, num(o.moderateRate), o.sustainedDur)
 		s, err := startServer(ctx, o.db, "bench_sustained")
 		if err != nil {
-			r.notes = append(r.notes, fmt.Sprintf("moderate-load round %d did not start: %v", i, err))
-			return
+			return fmt.Errorf("moderate-load round %d did not start: %w", i, err)
 		}
 		res := runSustained(ctx, s, o.producers, r.workers, o.moderateRate, o.sustainedDur, o.sustainedWaitMS)
 		s.close()
 		if res.Errors > 0 || res.Lat.N == 0 {
 			r.notes = append(r.notes, fmt.Sprintf("moderate-load round %d left out: %d errors (%s), %d jobs started", i, res.Errors, res.FirstErr, res.Lat.N))
-			continue
+			return nil
 		}
 		r.moderateP50s = append(r.moderateP50s, res.Lat.P50)
 		progress("  enqueue-to-start p50 %s p95 %s p99 %s", ms(res.Lat.P50), ms(res.Lat.P95), ms(res.Lat.P99))
+		return nil
+	})
+	if err != nil {
+		r.notes = append(r.notes, err.Error())
 	}
 }
 
-// medianDuration is the median of ds.
-func medianDuration(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
+// median is the median of xs (which it leaves unsorted).
+func median[T float64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
 	slices.Sort(s)
 	n := len(s)
 	if n%2 == 1 {
