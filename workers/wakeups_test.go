@@ -31,13 +31,7 @@ func openHubIn(t *testing.T, namespace string) (*workers.Wakeups, *natsbus.Bus) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !bus.Connected() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no connection to %s", sharedNATS)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, "a connection to "+sharedNATS, bus.Connected)
 	w := workers.NewWakeups(bus)
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -312,9 +306,15 @@ func TestWakeupsCovered(t *testing.T) {
 		t.Fatal("not covered by a new witness")
 	}
 	bus.Close()
-	for deadline := time.Now().Add(5 * time.Second); covered(); time.Sleep(10 * time.Millisecond) {
+	waitUntil(t, "the queue to be uncovered with the bus down", func() bool { return !covered() })
+}
+
+// waitUntil polls cond until it holds, failing the test after five seconds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("still covered with the bus down")
+			t.Fatalf("waited 5s for %s", what)
 		}
 	}
 }
