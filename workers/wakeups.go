@@ -257,9 +257,10 @@ func (w *Wakeups) Covered(org, queue string) (nextDue time.Time, ok bool) {
 	// Witnesses gather at the front of the line (the longest waiting); the
 	// scan stops early so that a queue with thousands of waiters and none
 	// of them a witness does not cost every arriving claim a walk of all.
+	// A signalled waiter is no witness: wake clears the flag as it sends.
 	n := 0
 	for wt := l.first; wt != nil && n < maxCoverScan; wt, n = wt.next, n+1 {
-		if wt.witness && len(wt.ch) == 0 {
+		if wt.witness {
 			return wt.nextDue, true
 		}
 	}
