@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spooled-go/spooled/internal/config"
 )
 
 type options struct {
@@ -37,6 +39,7 @@ type options struct {
 	riverWorkers                int
 	riverCooldown, riverPoll    time.Duration
 	riverPool                   int
+	jobConns                    int
 	riverOnly, e2eOnly          bool
 	sustainedOnly, singleOnly   bool
 	sustainedTenants            int
@@ -48,6 +51,14 @@ type options struct {
 	deadline                    int64
 	quick                       bool
 	probeWindow                 time.Duration
+}
+
+// serverJobConns is the job pool size the server runs with, for the report.
+func (o options) serverJobConns() string {
+	if o.jobConns >= 0 {
+		return strconv.Itoa(o.jobConns)
+	}
+	return strconv.Itoa(int(config.Default().DatabaseJobConnections)) + " (its default)"
 }
 
 func progress(format string, args ...any) {
@@ -85,6 +96,7 @@ func main() {
 	flag.IntVar(&o.riverWorkers, "river-max-workers", 500, "River: MaxWorkers of the default queue")
 	flag.DurationVar(&o.riverCooldown, "river-fetch-cooldown", 5*time.Millisecond, "River: FetchCooldown")
 	flag.DurationVar(&o.riverPoll, "river-fetch-poll", 100*time.Millisecond, "River: FetchPollInterval")
+	flag.IntVar(&o.jobConns, "job-connections", -1, "the server's DATABASE_JOB_CONNECTIONS (-1: its default, the number of CPUs and at least 4; 0: the job path shares the main pool)")
 	flag.IntVar(&o.riverPool, "river-pool", 20, "River: pgx pool size (the server's DATABASE_MAX_CONNECTIONS default is 20)")
 	flag.BoolVar(&o.e2eOnly, "e2e-only", false, "run only our end-to-end scenario (with -workers, default 64) and print its figures and Postgres activity (for tuning the server; writes no results file)")
 	flag.StringVar(&o.e2eModes, "e2e-modes", "each,batch", "with -e2e-only: which work-offs to run (each: a complete call per job; batch: POST /jobs/complete per claimed batch)")
@@ -196,7 +208,7 @@ func run(o options) error {
 			return err
 		}
 		ceilingCPU := readCPU().sub(cpu0)
-		s, err := startServer(ctx, o.db, "bench_single")
+		s, err := startServer(ctx, o, "bench_single")
 		if err != nil {
 			return err
 		}
@@ -243,7 +255,7 @@ func run(o options) error {
 		if rate <= 0 {
 			rate = 300
 		}
-		s, err := startServer(ctx, o.db, "bench_sustained")
+		s, err := startServer(ctx, o, "bench_sustained")
 		if err != nil {
 			return err
 		}
@@ -305,7 +317,7 @@ func run(o options) error {
 
 	// 1. Enqueue: single, then bulk, each on a fresh schema.
 	progress("enqueue: single POST /api/v1/jobs, %d clients, %s", o.clients, o.enqueueDur)
-	s, err := startServer(ctx, o.db, "bench_single")
+	s, err := startServer(ctx, o, "bench_single")
 	if err != nil {
 		return err
 	}
@@ -331,7 +343,7 @@ func run(o options) error {
 	}
 
 	progress("enqueue: POST /api/v1/jobs/bulk of 100, %d clients, %s", o.bulkClients, o.bulkDur)
-	if s, err = startServer(ctx, o.db, "bench_bulk"); err != nil {
+	if s, err = startServer(ctx, o, "bench_bulk"); err != nil {
 		return err
 	}
 	r.bulk = runBulkEnqueue(ctx, s, o.bulkClients, o.warm, o.bulkDur)
@@ -352,7 +364,7 @@ func run(o options) error {
 	r.workers = o.workers
 	if r.workers == 0 {
 		progress("end to end: worker-count probe on a backlog of %d jobs, %s each: %v", o.probeJobs, o.probeWindow, o.probeCounts)
-		if s, err = startServer(ctx, o.db, "bench_probe"); err != nil {
+		if s, err = startServer(ctx, o, "bench_probe"); err != nil {
 			return err
 		}
 		r.probe, err = probeWorkers(ctx, s, o.probeCounts, o.probeJobs, o.inserters, o.probeWindow)
@@ -388,7 +400,7 @@ func run(o options) error {
 		out  *sustainedResult
 	}{{o.moderateRate, &r.sustained}, {high, &r.sustainedHigh}} {
 		progress("sustained: %d producers at %s jobs/s, %d workers (wait_ms %d), %s", o.producers, num(run.rate), r.workers, o.sustainedWaitMS, o.sustainedDur)
-		if s, err = startServer(ctx, o.db, "bench_sustained"); err != nil {
+		if s, err = startServer(ctx, o, "bench_sustained"); err != nil {
 			return err
 		}
 		*run.out = runSustained(ctx, s, o.producers, r.workers, run.rate, o.sustainedDur, o.sustainedWaitMS)
@@ -445,7 +457,7 @@ func timedOut(b bool) string {
 func runE2E(ctx context.Context, r *report) error {
 	o := r.o
 	progress("end to end: %d jobs by bulk of 100 (%d clients), then %d workers claiming 100 and completing each", o.jobs, o.inserters, r.workers)
-	s, err := startServer(ctx, o.db, "bench_e2e")
+	s, err := startServer(ctx, o, "bench_e2e")
 	if err != nil {
 		return err
 	}
@@ -539,7 +551,7 @@ func runE2EBatch(ctx context.Context, r *report) error {
 // profile written to profile unless it is "".
 func batchEndToEnd(ctx context.Context, o options, workers int, profile string, b *batchRun) error {
 	progress("end to end, batch completes: %d jobs by bulk of 100 (%d clients), then %d workers claiming 100 and completing them in one call", o.jobs, o.inserters, workers)
-	s, err := startServer(ctx, o.db, "bench_e2e_batch")
+	s, err := startServer(ctx, o, "bench_e2e_batch")
 	if err != nil {
 		return err
 	}
@@ -605,7 +617,7 @@ func (r *report) markdown() string {
 		r.pg.Version, r.pg.SharedBuffers, r.pg.SynchronousCommit, r.pg.Fsync, r.pg.MaxConnections)
 	w("- **Server**: ran **in-process** (app.New/Start from github.com/spooled-go/spooled via `replace => ../`), " +
 		"default config but `PORT=0`, `METRICS_PORT=0`, `ADMIN_API_KEY` set, `RATE_LIMIT_REQUESTS_PER_SECOND=0`; " +
-		"DATABASE_MAX_CONNECTIONS 20, embedded NATS. Clients are real HTTP clients (net/http, keep-alive, JSON) on 127.0.0.1 in the same process, " +
+		"DATABASE_MAX_CONNECTIONS 20, DATABASE_JOB_CONNECTIONS " + r.o.serverJobConns() + ", embedded NATS. Clients are real HTTP clients (net/http, keep-alive, JSON) on 127.0.0.1 in the same process, " +
 		"so server and clients share the 2 cores (as do Postgres and River)")
 	w("- **Tenant**: an enterprise organization made with `POST /api/v1/admin/organizations`, `custom_limits` " +
 		"`{\"rate_limit_requests_per_second\": 1000000, \"rate_limit_burst\": 1000000}` set in SQL before its key was first used")

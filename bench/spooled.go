@@ -92,7 +92,8 @@ func (h quietHandler) WithGroup(n string) slog.Handler {
 	return quietHandler{h.Handler.WithGroup(n), h.off}
 }
 
-func startServer(ctx context.Context, dbURL, schema string) (*server, error) {
+func startServer(ctx context.Context, o options, schema string) (*server, error) {
+	dbURL := o.db
 	if err := freshSchema(ctx, dbURL, schema); err != nil {
 		return nil, fmt.Errorf("schema %s: %w", schema, err)
 	}
@@ -105,6 +106,9 @@ func startServer(ctx context.Context, dbURL, schema string) (*server, error) {
 	cfg.Host, cfg.Port, cfg.MetricsPort = "127.0.0.1", 0, 0
 	cfg.AdminAPIKey = adminKey
 	cfg.RateLimitRequestsPerSecond = 0 // no per-client limit
+	if o.jobConns >= 0 {
+		cfg.DatabaseJobConnections = int32(o.jobConns)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -814,7 +818,7 @@ func runSingleRounds(ctx context.Context, r *report) error {
 		if err != nil {
 			return fmt.Errorf("ceiling, round %d: %w", i, err)
 		}
-		s, err := startServer(ctx, o.db, "bench_single")
+		s, err := startServer(ctx, o, "bench_single")
 		if err != nil {
 			return err
 		}
@@ -838,7 +842,7 @@ func runModerateRounds(ctx context.Context, r *report) {
 	r.moderateP50s = []time.Duration{r.sustained.Lat.P50}
 	err := extraRounds(ctx, o, "moderate-load rounds", o.sustainedDur+2*time.Minute, func(i int) error {
 		progress("round %d of %d: sustained at %s jobs/s, %s", i, o.rounds, num(o.moderateRate), o.sustainedDur)
-		s, err := startServer(ctx, o.db, "bench_sustained")
+		s, err := startServer(ctx, o, "bench_sustained")
 		if err != nil {
 			return fmt.Errorf("moderate-load round %d did not start: %w", i, err)
 		}

@@ -167,7 +167,7 @@ func runStatementCosts(ctx context.Context, s *server, jobs, cycles int) (statem
 // statementCostRuns measures statements of one job and of a hundred, on a
 // server of its own.
 func statementCostRuns(ctx context.Context, o options) ([]statementCosts, error) {
-	s, err := startServer(ctx, o.db, "bench_statements")
+	s, err := startServer(ctx, o, "bench_statements")
 	if err != nil {
 		return nil, err
 	}

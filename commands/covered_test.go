@@ -18,7 +18,7 @@ import (
 func TestCoveredClaimsWaitWithoutReading(t *testing.T) {
 	t.Parallel()
 	counter := testdb.NewStatementCounter()
-	m := metrics.New(nil, nil)
+	m := metrics.New(nil, nil, nil)
 	e, hub := newWaitingEnv(t, "covered", testdb.Options{Tracer: counter}, commands.WithObserver(m))
 	svc, wait := e.svc, e.claimWait
 	// spooled_claim_waits_covered_total of queue q.

@@ -241,7 +241,7 @@ func (s *Service) insert(ctx context.Context, actors []Actor, jobs []NewJob) ([]
 	hints := map[string]map[string]int{}
 	for attempt := 0; attempt < 3 && len(pending) > 0; attempt++ {
 		batch := subset(p, pending)
-		rows, err := s.q.JobEnqueueBatch(ctx, s.pool, batch)
+		rows, err := s.q.JobEnqueueBatch(ctx, s.jobs, batch)
 		if err != nil {
 			err = fmt.Errorf("enqueue jobs: %w", err)
 			if attempt == 0 {
@@ -288,7 +288,7 @@ func (s *Service) insert(ctx context.Context, actors []Actor, jobs []NewJob) ([]
 			for k, i := range idx {
 				keys[k] = p.IdempotencyKeys[i]
 			}
-			existing, err := s.q.JobIDsByIdempotencyKeys(ctx, s.pool, queries.JobIDsByIdempotencyKeysParams{
+			existing, err := s.q.JobIDsByIdempotencyKeys(ctx, s.jobs, queries.JobIDsByIdempotencyKeysParams{
 				OrganizationID: org, Keys: keys,
 			})
 			if err != nil {

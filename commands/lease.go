@@ -100,7 +100,7 @@ func (s *Service) claim(ctx context.Context, orgID string, r ClaimRequest, secs 
 // probe reads whether a queue holds a job a claim could take now, and when
 // its next waiting job falls due (QueueClaimProbe), and reports the read.
 func (s *Service) probe(ctx context.Context, orgID, queue string) (*queries.QueueClaimProbeRow, error) {
-	p, err := s.q.QueueClaimProbe(ctx, s.pool, queries.QueueClaimProbeParams{
+	p, err := s.q.QueueClaimProbe(ctx, s.jobs, queries.QueueClaimProbeParams{
 		OrganizationID: orgID, QueueName: queue, Now: s.clock.Now(),
 	})
 	if err != nil {
@@ -169,7 +169,7 @@ func (s *Service) claimStatement(ctx context.Context, orgID, queue string, reqs 
 	now := s.clock.Now()
 	if len(reqs) == 1 {
 		c := reqs[0]
-		return s.q.ClaimOnePipelined(ctx, s.pool,
+		return s.q.ClaimOnePipelined(ctx, s.jobs,
 			queries.ClaimLocksMultiParams{OrganizationID: orgID, QueueName: queue, WorkerIds: []string{c.worker}},
 			queries.JobClaimOneParams{Now: now, OrganizationID: orgID, QueueName: queue, Lim: int32(c.limit),
 				WorkerID: c.worker, LeaseSecs: int32(c.secs), Actor: events.ActorWorker(c.worker)})
@@ -181,7 +181,7 @@ func (s *Service) claimStatement(ctx context.Context, orgID, queue string, reqs 
 		p.LeaseSecs = append(p.LeaseSecs, int32(c.secs))
 		p.Actors = append(p.Actors, events.ActorWorker(c.worker))
 	}
-	return s.q.ClaimMultiPipelined(ctx, s.pool,
+	return s.q.ClaimMultiPipelined(ctx, s.jobs,
 		queries.ClaimLocksMultiParams{OrganizationID: orgID, QueueName: queue, WorkerIds: p.WorkerIds}, p)
 }
 
@@ -218,7 +218,7 @@ func (s *Service) Complete(ctx context.Context, orgID string, ref LeaseRef, resu
 		}
 		return refused
 	}
-	row, err := s.q.JobComplete(ctx, s.pool, queries.JobCompleteParams{
+	row, err := s.q.JobComplete(ctx, s.jobs, queries.JobCompleteParams{
 		Now: s.clock.Now(), JobID: id, OrganizationID: orgID, WorkerID: ref.WorkerID,
 		LeaseID: ref.LeaseID, Result: nullJSON(result), Actor: events.ActorWorker(ref.WorkerID),
 	})
@@ -251,7 +251,7 @@ func (s *Service) Fail(ctx context.Context, orgID string, ref LeaseRef, message 
 	if message == "" || len(message) > 2048 {
 		return FailOutcome{}, invalid("error", "length", "must be 1 to 2048 characters")
 	}
-	row, err := s.q.JobFail(ctx, s.pool, queries.JobFailParams{
+	row, err := s.q.JobFail(ctx, s.jobs, queries.JobFailParams{
 		Now: s.clock.Now(), JobID: id, OrganizationID: orgID, WorkerID: ref.WorkerID,
 		LeaseID: ref.LeaseID, AllowRetry: allowRetry, Error: message, Actor: events.ActorWorker(ref.WorkerID),
 	})
@@ -284,7 +284,7 @@ func (s *Service) RenewLease(ctx context.Context, orgID string, ref LeaseRef, le
 	if err != nil {
 		return time.Time{}, err
 	}
-	row, err := s.q.JobRenewLease(ctx, s.pool, queries.JobRenewLeaseParams{
+	row, err := s.q.JobRenewLease(ctx, s.jobs, queries.JobRenewLeaseParams{
 		Now: s.clock.Now(), JobID: id, OrganizationID: orgID, WorkerID: ref.WorkerID,
 		LeaseID: ref.LeaseID, LeaseSecs: int32(secs), Actor: events.ActorWorker(ref.WorkerID),
 	})
@@ -457,7 +457,7 @@ func (s *Service) completeBatch(ctx context.Context, orgIDs []string, items []Co
 	if len(p.JobIds) == 0 {
 		return out, nil
 	}
-	rows, err := s.q.JobCompleteBatch(ctx, s.pool, p)
+	rows, err := s.q.JobCompleteBatch(ctx, s.jobs, p)
 	if err != nil {
 		return nil, &unwrittenError{fmt.Errorf("complete jobs: %w", err)}
 	}

@@ -84,7 +84,10 @@ type Actor struct {
 
 // Service runs commands against one database.
 type Service struct {
-	pool     *pgxpool.Pool
+	pool *pgxpool.Pool
+	// jobs runs the job path's statements (enqueue, claim, complete, fail,
+	// renew); it is pool unless WithJobPool gives a smaller one.
+	jobs     *pgxpool.Pool
 	q        *queries.Queries
 	clock    clock.Clock
 	hints    Hinter
@@ -140,6 +143,20 @@ func WithWaiter(w Waiter, poll time.Duration) Option {
 	return func(s *Service) { s.waiter, s.poll = w, poll }
 }
 
+// WithJobPool runs the job path's statements on p: enqueues, claims,
+// completes, fails and lease renewals. A pool of a few connections bounds
+// how many of them are in flight, which on a busy database costs less CPU
+// per job than letting each request take a connection of its own, and
+// keeps them from waiting behind reads and admin calls on the main pool.
+// The caller closes p after Close.
+func WithJobPool(p *pgxpool.Pool) Option {
+	return func(s *Service) {
+		if p != nil {
+			s.jobs = p
+		}
+	}
+}
+
 // WithObserver reports transitions to o (metrics) after their commit.
 func WithObserver(o Observer) Option {
 	return func(s *Service) { s.observer = o }
@@ -154,7 +171,7 @@ func New(pool *pgxpool.Pool, c clock.Clock, hints Hinter, d Defaults, opts ...Op
 	if hints == nil {
 		hints = NoHints{}
 	}
-	s := &Service{pool: pool, q: queries.New(), clock: c, hints: hints, defaults: d, observer: noObserver{}, quota: newQuotaMemo()}
+	s := &Service{pool: pool, jobs: pool, q: queries.New(), clock: c, hints: hints, defaults: d, observer: noObserver{}, quota: newQuotaMemo()}
 	for _, o := range opts {
 		o(s)
 	}

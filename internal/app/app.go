@@ -33,16 +33,20 @@ import (
 
 // App is one running server instance.
 type App struct {
-	cfg     config.Config
-	log     *slog.Logger
-	pool    *pgxpool.Pool
-	bus     *natsbus.Bus
-	wakeups *workers.Wakeups
-	metrics *metrics.Metrics
-	cmd     *commands.Service
-	api     *httpapi.Server
-	loops   []*workers.Loop
-	proj    *projections.Projector
+	cfg  config.Config
+	log  *slog.Logger
+	pool *pgxpool.Pool
+	// jobPool runs the job path (nil: pool does); ownJobPool says Stop
+	// closes it.
+	jobPool    *pgxpool.Pool
+	ownJobPool bool
+	bus        *natsbus.Bus
+	wakeups    *workers.Wakeups
+	metrics    *metrics.Metrics
+	cmd        *commands.Service
+	api        *httpapi.Server
+	loops      []*workers.Loop
+	proj       *projections.Projector
 	// presence counts the instances sharing NATS, to split rate limits.
 	presence *workers.Presence
 	ln       net.Listener
@@ -51,36 +55,49 @@ type App struct {
 	mln      net.Listener
 }
 
-// Options are for tests: a pinned clock, or a pool the caller owns.
+// Options are for tests: a pinned clock, or pools the caller owns. With
+// Pool set and JobPool not, the job path runs on Pool.
 type Options struct {
-	Clock clock.Clock
-	Pool  *pgxpool.Pool
+	Clock   clock.Clock
+	Pool    *pgxpool.Pool
+	JobPool *pgxpool.Pool
 }
 
 // New connects, migrates and builds every part, but starts nothing.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*App, error) {
-	pool := o.Pool
+	pool, jobPool := o.Pool, o.JobPool
+	// closePools closes what New opened, when it fails part-way.
+	closePools := func() {
+		if jobPool != nil && o.JobPool == nil {
+			jobPool.Close()
+		}
+		if o.Pool == nil {
+			pool.Close()
+		}
+	}
 	if pool == nil {
 		var err error
 		pool, err = pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConnections)
 		if err != nil {
 			return nil, err
 		}
+		if jobPool == nil && cfg.DatabaseJobConnections > 0 {
+			if jobPool, err = pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseJobConnections); err != nil {
+				pool.Close()
+				return nil, fmt.Errorf("job pool: %w", err)
+			}
+		}
 	}
 	if _, err := migrate.Up(ctx, pool, log); err != nil {
-		if o.Pool == nil {
-			pool.Close()
-		}
+		closePools()
 		return nil, err
 	}
 	bus, err := natsbus.Open(natsbus.Config{URL: cfg.NATSURL, EmbeddedPort: cfg.NATSEmbeddedPort, Namespace: cfg.NATSSubjectPrefix, Logger: log})
 	if err != nil {
-		if o.Pool == nil {
-			pool.Close()
-		}
+		closePools()
 		return nil, err
 	}
-	m := metrics.New(pool, log)
+	m := metrics.New(pool, jobPool, log)
 	m.NATSConnected(bus.Connected())
 	bus.OnConnectionChange(m.NATSConnected)
 	wakeups := workers.NewWakeups(bus)
@@ -89,14 +106,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		LeaseSecs: cfg.WorkerLeaseDurationSecs, MaxPayload: cfg.MaxPayloadSize,
 		KeyPrefix: cfg.KeyPrefix(), Registration: cfg.RegistrationMode, RetentionMonths: cfg.LogRetentionMonths,
 	}, commands.WithWaiter(wakeups, cfg.WorkerFallbackPollInterval), commands.WithObserver(m),
-		commands.WithGroupCommit(groupCommitFlushers))
+		commands.WithGroupCommit(groupCommitFlushers), commands.WithJobPool(jobPool))
 	heartbeat := time.Duration(cfg.WorkerHeartbeatIntervalSecs) * time.Second
 	presence := workers.NewPresence(bus, time.Second, log)
 	proj := projections.NewProjector(pool,
 		[]projections.Projection{projections.NewQueueStats(), projections.NewFanout(wakeups)},
 		projections.ProjectorOptions{OnLag: m.ProjectionLag})
 	a := &App{
-		cfg: cfg, log: log, pool: pool, bus: bus, wakeups: wakeups, metrics: m, cmd: cmd, proj: proj,
+		cfg: cfg, log: log, pool: pool, jobPool: jobPool, ownJobPool: jobPool != nil && o.JobPool == nil, bus: bus, wakeups: wakeups, metrics: m, cmd: cmd, proj: proj,
 		presence: presence,
 		api: httpapi.New(cfg, cmd, httpapi.Options{Logger: log, BusHealthy: bus.Connected, Metrics: m, LogWaiter: wakeups,
 			Instances: presence.Instances}),
@@ -237,6 +254,9 @@ func (a *App) Stop(ctx context.Context, closePool bool) error {
 		errs = append(errs, fmt.Errorf("stop presence: %w", err))
 	}
 	a.bus.Close()
+	if a.ownJobPool {
+		a.jobPool.Close()
+	}
 	if closePool {
 		a.pool.Close()
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spooled-go/spooled/internal/app"
 	"github.com/spooled-go/spooled/internal/config"
+	"github.com/spooled-go/spooled/internal/pgdb"
 	"github.com/spooled-go/spooled/internal/testdb"
 )
 
@@ -235,13 +236,18 @@ var mxUUIDRE = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-
 // queue, gauges read from the database, request timings labelled by
 // declared route, and no unbounded label values.
 func TestMetrics(t *testing.T) {
-	pool := testdb.New(t)
+	pool, url := testdb.NewWithURL(t, testdb.Options{})
 	cfg := config.Default()
 	cfg.Host, cfg.Port = "127.0.0.1", 0
 	cfg.MetricsPort = mxFreePort(t)
 	cfg.MetricsToken = "scrape-secret"
 	ctx := context.Background()
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), app.Options{Pool: pool})
+	jobPool, err := pgdb.Open(ctx, url, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(jobPool.Close)
+	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), app.Options{Pool: pool, JobPool: jobPool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,6 +411,21 @@ func TestMetrics(t *testing.T) {
 			}
 			if active := sc.value(t, "spooled_database_connections_active", nil); active < 0 {
 				t.Errorf("connections active %v", active)
+			}
+			// The job path ran on its own pool: its connections are
+			// counted, and in the totals.
+			if active := sc.value(t, "spooled_database_job_connections_active", nil); active < 0 || active > 2 {
+				t.Errorf("job connections active %v, want 0 to 2", active)
+			}
+			jobOpen := jobPool.Stat().TotalConns()
+			if jobOpen == 0 {
+				t.Error("the job pool opened no connection: the job path did not use it")
+			}
+			if open := sc.value(t, "spooled_database_connections_total", nil); open < float64(jobOpen)+1 {
+				t.Errorf("connections open %v, want the job pool's %d and the main pool's", open, jobOpen)
+			}
+			if waits := sc.value(t, "spooled_database_job_connection_waits_total", nil); waits < 1 {
+				t.Errorf("job connection waits %v: the job pool's first connects count", waits)
 			}
 			sc.expect(t, "spooled_nats_connected", nil, 1)
 

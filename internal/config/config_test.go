@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.KeyPrefix() != "sk_test_" {
 		t.Fatalf("development key prefix %q", c.KeyPrefix())
+	}
+	if want := int32(max(4, runtime.NumCPU())); c.DatabaseMaxConnections != 20 || c.DatabaseJobConnections != want {
+		t.Fatalf("defaults: pool %d, job pool %d (want 20 and %d)", c.DatabaseMaxConnections, c.DatabaseJobConnections, want)
 	}
 	if d := config.Default(); d.Environment != c.Environment || d.JWTSecret != c.JWTSecret || d.Port != c.Port {
 		t.Fatalf("Default() differs from Load with nothing set")
@@ -155,7 +159,7 @@ func TestEnvironmentVariable(t *testing.T) {
 // boolean) or is out of range is refused with the variable's name.
 func TestBadValuesNameTheirVariable(t *testing.T) {
 	for _, name := range []string{
-		"PORT", "DATABASE_MAX_CONNECTIONS", "QUEUE_DEFAULT_MAX_RETRIES", "QUEUE_DEFAULT_TIMEOUT_SECS",
+		"PORT", "DATABASE_MAX_CONNECTIONS", "DATABASE_JOB_CONNECTIONS", "QUEUE_DEFAULT_MAX_RETRIES", "QUEUE_DEFAULT_TIMEOUT_SECS",
 		"WORKER_LEASE_DURATION_SECS", "WORKER_HEARTBEAT_INTERVAL_SECS", "LEASE_REAPER_INTERVAL_SECS",
 		"API_KEY_CACHE_TTL_SECS", "MAX_CONTENT_LENGTH", "MAX_PAYLOAD_SIZE", "NATS_EMBEDDED_PORT",
 		"WORKER_FALLBACK_POLL_INTERVAL_SECS", "WORKER_HEALTH_CHECK_INTERVAL_SECS", "METRICS_PORT",
@@ -169,12 +173,15 @@ func TestBadValuesNameTheirVariable(t *testing.T) {
 		refuses(t, map[string]string{name: "maybe"}, name, "maybe")
 	}
 	for name, bad := range map[string]string{
-		"PORT": "70000", "WORKER_LEASE_DURATION_SECS": "4", "QUEUE_DEFAULT_MAX_RETRIES": "101",
+		"PORT": "70000", "DATABASE_JOB_CONNECTIONS": "-1", "WORKER_LEASE_DURATION_SECS": "4", "QUEUE_DEFAULT_MAX_RETRIES": "101",
 		"RATE_LIMIT_REQUESTS_PER_SECOND": "-1", "MAX_CONTENT_LENGTH": "100", "REGISTRATION_MODE": "sometimes",
 	} {
 		refuses(t, map[string]string{name: bad}, name)
 	}
 	refuses(t, map[string]string{"RATE_LIMIT_BURST_SIZE": "0"}, "RATE_LIMIT_BURST_SIZE")
+	if c := accepts(t, map[string]string{"DATABASE_JOB_CONNECTIONS": "0"}); c.DatabaseJobConnections != 0 {
+		t.Fatalf("DATABASE_JOB_CONNECTIONS=0 parsed as %d", c.DatabaseJobConnections)
+	}
 	for _, bad := range []string{"a..b", "staging.", "with space", "hints.>", "*"} {
 		refuses(t, map[string]string{"NATS_SUBJECT_PREFIX": bad}, "NATS_SUBJECT_PREFIX")
 	}

@@ -37,8 +37,9 @@ type Metrics struct {
 }
 
 // New builds the registry. pool feeds the scrape-time gauges (jobs pending,
-// oldest job age, healthy workers, connections in use).
-func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
+// oldest job age, healthy workers, connections in use); jobPool, the job
+// path's own pool when there is one (nil otherwise), adds its connections.
+func New(pool, jobPool *pgxpool.Pool, log *slog.Logger) *Metrics {
 	reg := prometheus.NewRegistry()
 	byQueue := []string{"queue"}
 	latency := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
@@ -100,7 +101,7 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Metrics {
 		m.runSeconds, m.requests, m.claimProbes, m.claimCovered, m.claimStmts, m.groupCommits, m.natsUp, m.projLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
-		reg.MustRegister(&dbCollector{pool: pool, q: queries.New(), log: log})
+		reg.MustRegister(&dbCollector{pool: pool, jobPool: jobPool, q: queries.New(), log: log})
 	}
 	return m
 }
@@ -178,9 +179,10 @@ func (m *Metrics) NATSConnected(up bool) {
 // dbCollector reads the gauges that describe stored state at scrape time,
 // so every instance reports the same truth and nothing drifts.
 type dbCollector struct {
-	pool *pgxpool.Pool
-	q    *queries.Queries
-	log  *slog.Logger
+	pool    *pgxpool.Pool
+	jobPool *pgxpool.Pool // nil: the job path shares pool
+	q       *queries.Queries
+	log     *slog.Logger
 }
 
 var (
@@ -189,20 +191,31 @@ var (
 	descMaxAge     = prometheus.NewDesc("spooled_job_max_age_seconds", "Age of the oldest ready job of a queue since it became due.", []string{"queue"}, nil)
 	descWorkers    = prometheus.NewDesc("spooled_workers_healthy", "Registered workers whose heartbeats are on time.", nil, nil)
 	descWorkersBy  = prometheus.NewDesc("spooled_workers", "Registered workers by status.", []string{"status"}, nil)
-	descConns      = prometheus.NewDesc("spooled_database_connections_active", "Database connections in use.", nil, nil)
-	descConnsTotal = prometheus.NewDesc("spooled_database_connections_total", "Database connections open (idle and in use).", nil, nil)
+	descConns      = prometheus.NewDesc("spooled_database_connections_active", "Database connections in use (both pools).", nil, nil)
+	descConnsTotal = prometheus.NewDesc("spooled_database_connections_total", "Database connections open, idle and in use (both pools).", nil, nil)
+	descJobConns   = prometheus.NewDesc("spooled_database_job_connections_active", "Connections of the job path's pool (DATABASE_JOB_CONNECTIONS) in use.", nil, nil)
+	descJobWaits   = prometheus.NewDesc("spooled_database_job_connection_waits_total", "Job statements that waited for a connection of the job path's pool.", nil, nil)
+	descJobWaited  = prometheus.NewDesc("spooled_database_job_connection_wait_seconds_total", "Time job statements spent waiting for a connection of the job path's pool.", nil, nil)
 )
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPending, descProcessing, descMaxAge, descWorkers, descWorkersBy, descConns, descConnsTotal} {
+	for _, d := range []*prometheus.Desc{descPending, descProcessing, descMaxAge, descWorkers, descWorkersBy, descConns, descConnsTotal, descJobConns, descJobWaits, descJobWaited} {
 		ch <- d
 	}
 }
 
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	stat := c.pool.Stat()
-	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(stat.AcquiredConns()))
-	ch <- prometheus.MustNewConstMetric(descConnsTotal, prometheus.GaugeValue, float64(stat.TotalConns()))
+	active, open := stat.AcquiredConns(), stat.TotalConns()
+	if c.jobPool != nil {
+		js := c.jobPool.Stat()
+		active, open = active+js.AcquiredConns(), open+js.TotalConns()
+		ch <- prometheus.MustNewConstMetric(descJobConns, prometheus.GaugeValue, float64(js.AcquiredConns()))
+		ch <- prometheus.MustNewConstMetric(descJobWaits, prometheus.CounterValue, float64(js.EmptyAcquireCount()))
+		ch <- prometheus.MustNewConstMetric(descJobWaited, prometheus.CounterValue, js.EmptyAcquireWaitTime().Seconds())
+	}
+	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(active))
+	ch <- prometheus.MustNewConstMetric(descConnsTotal, prometheus.GaugeValue, float64(open))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
