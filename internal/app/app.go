@@ -209,7 +209,12 @@ func (a *App) Start(ctx context.Context) error {
 	for _, l := range a.loops {
 		l.Start(ctx)
 	}
-	a.log.Info("spooled listening", "addr", ln.Addr().String(), "environment", a.cfg.Environment)
+	jobConns := int32(0) // the job path shares the main pool
+	if a.jobPool != nil {
+		jobConns = a.jobPool.Config().MaxConns
+	}
+	a.log.Info("spooled listening", "addr", ln.Addr().String(), "environment", a.cfg.Environment,
+		"db_connections", a.pool.Config().MaxConns, "db_job_connections", jobConns)
 	return nil
 }
 
