@@ -85,8 +85,12 @@ func TestCrossInstanceWakeUp(t *testing.T) {
 		latency := r.returned.Sub(e.sent)
 		t.Logf("claim waiting on %s returned the job enqueued on %s %s after the enqueue was sent (%s after its 201)",
 			claimOn.name, enqueueOn.name, latency.Round(100*time.Microsecond), r.returned.Sub(e.answer).Round(100*time.Microsecond))
-		if latency > time.Second {
-			t.Fatalf("claim on %s returned %s after the enqueue on %s; want within 1s (the fallback poll is 30s)", claimOn.name, latency, enqueueOn.name)
+		// The bound only has to tell a hint from the 30 s fallback poll and
+		// the claim's own 10 s deadline; a hint takes milliseconds on an idle
+		// machine, and far longer has been seen on two cores shared with the
+		// rest of the suite under the race detector.
+		if latency > 2*time.Second {
+			t.Fatalf("claim on %s returned %s after the enqueue on %s; want within 2s (the fallback poll is 30s)", claimOn.name, latency, enqueueOn.name)
 		}
 	}
 	queue := "xi.orders." + randHex(6)

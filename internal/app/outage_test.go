@@ -15,9 +15,9 @@ import (
 )
 
 // outagePoll is the fallback poll interval of the outage tests: long
-// enough that a wake-up within 1 s can only be a hint, short enough that
-// the claims made during the outage finish quickly.
-const outagePoll = 3 * time.Second
+// enough that a wake-up within wkHintLate can only be a hint, short enough
+// that the claims made during the outage finish quickly.
+const outagePoll = 5 * time.Second
 
 // TestWakeOutageEmbeddedNATS: the embedded NATS server goes away. Health
 // says so, waiting claims fall back to polling the database, no job is
@@ -109,7 +109,7 @@ func wkOutageScenario(t *testing.T, a, b *app.App, stop, start func()) {
 		return latency
 	}
 
-	waitThenEnqueue("before the outage (hint over NATS)", time.Second)
+	waitThenEnqueue("before the outage (hint over NATS)", wkHintLate)
 
 	// The outage.
 	down := time.Now()
@@ -123,7 +123,7 @@ func wkOutageScenario(t *testing.T, a, b *app.App, stop, start func()) {
 	}
 
 	// A waiting claim still gets a job, by polling the database.
-	waitThenEnqueue("during the outage (fallback poll)", outagePoll+time.Second)
+	waitThenEnqueue("during the outage (fallback poll)", outagePoll+wkHintLate)
 
 	// Nothing enqueued during the outage is lost.
 	const n = 25
@@ -168,7 +168,7 @@ func wkOutageScenario(t *testing.T, a, b *app.App, stop, start func()) {
 			t.Fatalf("%s: /health status %q cache %v after recovery, want healthy and true", name, status, cache)
 		}
 	}
-	waitThenEnqueue("after recovery (hint over NATS)", time.Second)
+	waitThenEnqueue("after recovery (hint over NATS)", wkHintLate)
 }
 
 // wkNATSServer is a nats-server child process on a fixed port.

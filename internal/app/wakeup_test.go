@@ -20,7 +20,10 @@ type wkEnqueued struct {
 }
 
 // TestWakeByHint: a claim waiting on an empty queue returns the job
-// enqueued 200 ms later at once, not at the 30 s fallback poll.
+// enqueued 200 ms later at once, not at the 30 s fallback poll nor empty at
+// its own deadline 4.8 s after the enqueue. The bound (wkHintLate) only has
+// to tell a hint from those; a hint takes milliseconds when the machine is
+// idle.
 func TestWakeByHint(t *testing.T) {
 	t.Parallel()
 	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
@@ -58,11 +61,17 @@ func TestWakeByHint(t *testing.T) {
 	latency := r.returned.Sub(e.sent)
 	t.Logf("hint wake-up: claim returned %s after the enqueue was sent (%s after its 201); claim lasted %s",
 		wkMS(latency), wkMS(r.returned.Sub(e.answer)), wkMS(r.returned.Sub(r.started)))
-	if latency > time.Second {
-		t.Fatalf("claim returned %s after the enqueue; want within 1s (the fallback poll is 30s)", latency)
+	if latency > wkHintLate {
+		t.Fatalf("claim returned %s after the enqueue; want within %s (the fallback poll is 30s)", latency, wkHintLate)
 	}
 	wkEventually(t, 2*time.Second, "waiter released", func() bool { return a.Wakeups().Waiting() == 0 })
 }
+
+// wkHintLate is the most a waiting claim may return after the enqueue that
+// hints it: far below the fallback polls and claim deadlines the tests set,
+// and loose enough for two cores shared with the rest of the suite under
+// the race detector (a stall of over 600 ms has been seen there).
+const wkHintLate = 2 * time.Second
 
 // wkShiftedClock runs at real speed, shifted by an offset the test moves: it
 // makes a minute of retry backoff pass in a moment while the claim's due
@@ -95,9 +104,23 @@ func (c *wkShiftedClock) offset() time.Duration {
 // (same host) and timestamp truncation.
 const wkDueTolerance = 20 * time.Millisecond
 
-// TestWakeWhenDue: with the fallback poll at 30 s, a waiting
-// claim still returns a job within 0.5 s of its due time: the claim sets a
-// timer for the queue's next due job.
+// wkDueWait is the wait_ms of TestWakeWhenDue's claims and wkDueLate the
+// most a claim may return after its job fell due. The job falls due about
+// 1.5 s into the wait: a claim that had no timer for it would come back
+// empty at its own deadline, 6.5 s after the due time (the fallback poll is
+// 30 s), so any bound well short of that tells the timer from the deadline.
+// It is loose on purpose: the timer fires at the due time, and what follows
+// (a probe, a claim, the HTTP answer) has taken over 600 ms on two cores
+// shared with the rest of the suite under the race detector. How fast a
+// woken claim starts its job is the benchmark's to measure, not a test's.
+const (
+	wkDueWait = 8000
+	wkDueLate = 3 * time.Second
+)
+
+// TestWakeWhenDue: with the fallback poll at 30 s, a waiting claim still
+// returns a job soon after its due time, long before its own deadline: the
+// claim sets a timer for the queue's next due job.
 func TestWakeWhenDue(t *testing.T) {
 	t.Parallel()
 	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
@@ -114,8 +137,9 @@ func TestWakeWhenDue(t *testing.T) {
 		if late < -wkDueTolerance {
 			t.Fatalf("claim returned the job %s before it was due", -late)
 		}
-		if late > 500*time.Millisecond {
-			t.Fatalf("claim returned %s after the job fell due; want within 500ms", late)
+		if late > wkDueLate {
+			t.Fatalf("claim returned %s after the job fell due; want within %s (its deadline was %s after)",
+				late, wkDueLate, wkMS(r.started.Add(wkDueWait*time.Millisecond).Sub(due)))
 		}
 	}
 
@@ -124,7 +148,7 @@ func TestWakeWhenDue(t *testing.T) {
 		q := wkQueue("scheduled")
 		due := time.Now().Add(1500 * time.Millisecond)
 		id := c.enqueue(t, q, map[string]any{"scheduled_at": due.UTC().Format(time.RFC3339Nano)})
-		r := wkAwaitClaim(t, c.goClaim(q, "worker-1", 5000, 0), 7*time.Second)
+		r := wkAwaitClaim(t, c.goClaim(q, "worker-1", wkDueWait, 0), 12*time.Second)
 		checkDue(t, r, id, due)
 	})
 
@@ -133,7 +157,7 @@ func TestWakeWhenDue(t *testing.T) {
 		// The claim first sleeps with no due time (30 s fallback); the
 		// enqueue's hint makes it read the new job's due time.
 		q := wkQueue("scheduled-later")
-		claim := c.goClaim(q, "worker-1", 5000, 0)
+		claim := c.goClaim(q, "worker-1", wkDueWait, 0)
 		enq := make(chan wkEnqueued, 1)
 		time.AfterFunc(200*time.Millisecond, func() {
 			e := wkEnqueued{waiting: a.Wakeups().Waiting(), sent: time.Now()}
@@ -141,7 +165,7 @@ func TestWakeWhenDue(t *testing.T) {
 			e.id, e.err = c.tryEnqueue(q, map[string]any{"scheduled_at": e.due.UTC().Format(time.RFC3339Nano)})
 			enq <- e
 		})
-		r := wkAwaitClaim(t, claim, 7*time.Second)
+		r := wkAwaitClaim(t, claim, 12*time.Second)
 		e := <-enq
 		if e.err != nil {
 			t.Fatal(e.err)
@@ -180,7 +204,7 @@ func TestWakeWhenDue(t *testing.T) {
 		}
 		clk.shift(next.Sub(*clk.Now()) - 1500*time.Millisecond)
 		due := next.Add(-clk.offset()) // in real time
-		r := wkAwaitClaim(t, c.goClaim(q, "worker-2", 5000, 0), 7*time.Second)
+		r := wkAwaitClaim(t, c.goClaim(q, "worker-2", wkDueWait, 0), 12*time.Second)
 		checkDue(t, r, id, due)
 		job := c.must(t, 200, "GET", "/api/v1/jobs/"+id, nil)
 		if job["retry_count"] != float64(1) || job["assigned_worker_id"] != "worker-2" {

@@ -306,7 +306,10 @@ func TestPublishWhileDisconnected(t *testing.T) {
 	}
 	took := time.Since(start)
 	t.Logf("%d publishes while disconnected took %s", n, took)
-	if took > 200*time.Millisecond {
+	// A Publish that waited for the connection would take seconds for this
+	// many; dropping takes microseconds each, and the bound leaves room for
+	// a stall of the shared cores under the race detector.
+	if took > time.Second {
 		t.Fatalf("%d publishes while disconnected took %s: Publish must drop, not wait", n, took)
 	}
 
