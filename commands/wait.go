@@ -23,6 +23,10 @@ type Waiter interface {
 	// meanwhile has a claim of its own on the way. nextDue is that read's
 	// next due time, for the new claim's timer.
 	Covered(orgID, queueName string) (nextDue time.Time, ok bool)
+	// Unread gives back the signal the claim waiting on wake read and could
+	// not act on (its claim failed): cancel then hands it to another
+	// waiter, whose claim takes the hinted job.
+	Unread(wake <-chan struct{})
 }
 
 // Observer hears about transitions after they commit (metrics).
@@ -91,6 +95,8 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 	// woken claim that finds nothing has mostly lost the race for a job
 	// the probe saw.)
 	probe := true
+	// woken: the last wake-up was a hint's signal, read off wake.
+	woken := false
 	// A claim that arrives while another waits here having found the queue
 	// empty (Covered; not on a queue whose last claim got its whole limit)
 	// goes to sleep without reading: the jobs made ready since each woke a
@@ -113,6 +119,12 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 			covered = false
 		} else {
 			jobs, probed, err = s.claim(ctx, orgID, r, secs, probe)
+			if err != nil && woken {
+				// The hinted jobs are still there, and the claims still
+				// waiting may be covered ones that will not read the queue
+				// before their deadline: one of them must have the signal.
+				s.waiter.Unread(wake)
+			}
 			if err != nil || len(jobs) > 0 {
 				return jobs, err
 			}
@@ -147,12 +159,12 @@ func (s *Service) ClaimWait(ctx context.Context, orgID string, r ClaimRequest, w
 				timer.Stop()
 				return jobs, nil
 			}
-			probe = false
+			probe, woken = false, true
 		case <-timer.C:
 			// Awake to read again: its last read no longer speaks for
 			// the queue (a job may have fallen due).
 			s.waiter.Witness(wake, false, time.Time{})
-			probe = true
+			probe, woken = true, false
 		}
 		timer.Stop()
 	}

@@ -234,6 +234,25 @@ func (w *Wakeups) Witness(wake <-chan struct{}, empty bool, nextDue time.Time) {
 	}
 }
 
+// Unread puts back the signal the claim waiting on wake read: its claim
+// failed, so the hinted job is still there, and the cancel that follows
+// hands the signal to the next waiter that has none (as for a signal never
+// read). Without it, a covered waiter would sleep past the job until its
+// deadline or the fallback poll.
+func (w *Wakeups) Unread(wake <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if wt := w.byCh[wake]; wt != nil {
+		select {
+		case wt.ch <- struct{}{}:
+		default:
+			// Signalled again meanwhile: cancel passes that signal on,
+			// and this one goes to another waiter now.
+			w.waiters[wt.key].wake(1)
+		}
+	}
+}
+
 // Covered reports whether a claim of the queue arriving now may go to
 // sleep without reading the database, and until when at most: a claim
 // waits here that read the queue empty and has not been signalled since,

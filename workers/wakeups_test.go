@@ -207,6 +207,59 @@ func TestWakeupsPassOnUnreadSignal(t *testing.T) {
 	}
 }
 
+// TestWakeupsUnreadSignal: a waiter that read its signal and could not act
+// on it (its claim failed) gives it back, and leaving hands it on; if it was
+// signalled again meanwhile, the returned signal goes to another waiter at
+// once, so no hint is lost.
+func TestWakeupsUnreadSignal(t *testing.T) {
+	t.Parallel()
+	w := workers.NewWakeups(nil)
+	ws := waitN(w, "org", "q", 3)
+	w.JobsAvailable("org", "q", 1)
+	if n, which := signalled(ws); n != 1 || which[0] != 0 {
+		t.Fatalf("a hint for one job signalled %v, want the longest waiting", which)
+	}
+	w.Unread(ws[0].ch)
+	if n, _ := signalled(ws[1:]); n != 0 {
+		t.Fatal("Unread signalled another waiter while the first still holds its signal")
+	}
+	ws[0].cancel()
+	if n, which := signalled(ws[1:]); n != 1 || which[0] != 0 {
+		t.Fatalf("the given-back signal went to %v, want the next waiter", which)
+	}
+
+	// On another queue a lone waiter reads its signal, and a second hint
+	// signals it again while its claim runs; the claim fails. Both jobs
+	// need a claim: the given-back signal goes to a newcomer at once, the
+	// unread one to the next when the waiter leaves.
+	a := waitN(w, "org", "q2", 1)
+	w.JobsAvailable("org", "q2", 1)
+	if n, _ := signalled(a); n != 1 {
+		t.Fatal("the lone waiter was not signalled")
+	}
+	w.JobsAvailable("org", "q2", 1)
+	b := waitN(w, "org", "q2", 1)
+	w.Unread(a[0].ch)
+	if n, _ := signalled(b); n != 1 {
+		t.Fatal("with the waiter signalled again, its given-back signal did not go to another at once")
+	}
+	c := waitN(w, "org", "q2", 1)
+	a[0].cancel()
+	if n, _ := signalled(append(b, c...)); n != 1 {
+		t.Fatal("the waiter's unread second signal was not handed on when it left")
+	}
+	b[0].cancel()
+	c[0].cancel()
+	ws[1].cancel()
+
+	// A channel the hub does not know (a waiter gone) is ignored.
+	ws[2].cancel()
+	w.Unread(ws[2].ch)
+	if got := w.Waiting(); got != 0 {
+		t.Fatalf("%d waiters left", got)
+	}
+}
+
 // TestWakeupsStayInTheirNamespace: two deployments that share a NATS
 // server under different subject namespaces never wake each other's
 // claims or log followers; a third instance of the first deployment does
