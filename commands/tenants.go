@@ -137,20 +137,29 @@ type NewKey struct {
 	ExpiresAt *time.Time
 }
 
+// validateKeyQueues checks a key's queue scope: at most 50 entries, each a
+// queue name or "*".
+func validateKeyQueues(queues []string) error {
+	if len(queues) > 50 {
+		return invalid("queues", "length", "must name at most 50 queues")
+	}
+	for _, q := range queues {
+		if q != "*" {
+			if err := ValidateQueueName("queues", q); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // CreateAPIKey adds a key to the caller's organization.
 func (s *Service) CreateAPIKey(ctx context.Context, actor Actor, r NewKey) (CreatedKey, error) {
 	if !keyNameRE.MatchString(r.Name) {
 		return CreatedKey{}, invalid("name", "invalid_name", "must be 1 to 100 characters of letters, digits, spaces and - _ . ( )")
 	}
-	if len(r.Queues) > 50 {
-		return CreatedKey{}, invalid("queues", "length", "must name at most 50 queues")
-	}
-	for _, q := range r.Queues {
-		if q != "*" {
-			if err := ValidateQueueName("queues", q); err != nil {
-				return CreatedKey{}, err
-			}
-		}
+	if err := validateKeyQueues(r.Queues); err != nil {
+		return CreatedKey{}, err
 	}
 	if r.RateLimit != nil {
 		if err := checkRange("rate_limit", *r.RateLimit, 1, 10000); err != nil {
@@ -224,6 +233,11 @@ func (s *Service) UpdateAPIKey(ctx context.Context, actor Actor, keyID string, r
 	}
 	if r.Name != nil && !keyNameRE.MatchString(*r.Name) {
 		return queries.ApiKey{}, invalid("name", "invalid_name", "must be 1 to 100 characters of letters, digits, spaces and - _ . ( )")
+	}
+	// Spooled's update took the queues unchecked; they follow the same
+	// rules as at creation, so a key never holds a scope no queue can match.
+	if err := validateKeyQueues(r.Queues); err != nil {
+		return queries.ApiKey{}, err
 	}
 	if r.RateLimit != nil {
 		if err := checkRange("rate_limit", *r.RateLimit, 1, 10000); err != nil {

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -341,4 +342,37 @@ func TestRegistrationModes(t *testing.T) {
 			h.unchanged(before, "registration in closed mode without ADMIN_API_KEY")
 		}
 	})
+}
+
+// TestAPIKeyUpdateQueueScope: PUT /api-keys/{id} checks queues by the rules
+// of creation (at most 50, each a queue name or "*"), refuses anything else
+// with 400 VALIDATION_ERROR naming queues and leaves the key as it was.
+func TestAPIKeyUpdateQueueScope(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	_, key := h.org("acme")
+	id, _ := h.newKey(key, "scoped", nil)
+	path := "/api/v1/api-keys/" + id
+	before := h.do("GET", path, key, nil).expect(200).json["queues"]
+
+	for _, body := range []string{
+		`{"queues":["a b"]}`,
+		`{"queues":["ok","bad/name"]}`,
+		`{"queues":["` + strings.Repeat("q", 101) + `"]}`,
+		`{"queues":["` + strings.Repeat(`q","`, 50) + `q"]}`,
+		`{"queues":[""]}`,
+	} {
+		res := h.refused("PUT", path, key, body, 400, "VALIDATION_ERROR")
+		if d, _ := res.json["details"].([]any); len(d) != 1 || d[0].(map[string]any)["field"] != "queues" {
+			t.Fatalf("%.60s: details %v, want one naming queues", body, res.json["details"])
+		}
+	}
+	if got := h.do("GET", path, key, nil).expect(200).json["queues"]; fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("queues after the refused updates: %v, want %v", got, before)
+	}
+
+	h.do("PUT", path, key, `{"queues":["emails","reports.daily","*"]}`).expect(200)
+	if got := h.do("GET", path, key, nil).expect(200).json["queues"]; fmt.Sprint(got) != "[emails reports.daily *]" {
+		t.Fatalf("queues after the update: %v", got)
+	}
 }

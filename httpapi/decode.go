@@ -196,6 +196,21 @@ func requireField(present bool, field string) error {
 
 // queryInt reads an integer query parameter, clamping it into lo..hi. A
 // value that is not a number is a 400.
+// queryText reads a free-text query value that a statement compares as
+// text (a tag, an actor): "" when absent; a 400 when it is longer than
+// maxLen bytes, not UTF-8, or holds the NUL character, none of which
+// Postgres takes as text (it refused the statement, a 500).
+func queryText(c *fiber.Ctx, name string, maxLen int) (string, error) {
+	v := c.Query(name)
+	if len(v) > maxLen {
+		return "", validation(name, "length", "must be at most "+strconv.Itoa(maxLen)+" bytes")
+	}
+	if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+		return "", validation(name, "text", "must be UTF-8 text without the NUL character")
+	}
+	return v, nil
+}
+
 func queryInt(c *fiber.Ctx, name string, def, lo, hi int) (int, error) {
 	raw := c.Query(name)
 	if raw == "" {

@@ -94,10 +94,11 @@ func (s *Server) parseLogFilter(c *fiber.Ctx, audit bool) (logFilter, error) {
 		p.StreamID = &sid
 	}
 	if audit {
-		if a := c.Query("actor"); a != "" {
-			if len(a) > 300 {
-				return logFilter{}, validation("actor", "length", "must be at most 300 characters")
-			}
+		a, err := queryText(c, "actor", 300)
+		if err != nil {
+			return logFilter{}, err
+		}
+		if a != "" {
 			a = strings.Clone(a)
 			p.Actor = &a
 		}

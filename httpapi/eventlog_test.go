@@ -321,7 +321,9 @@ func TestEventLogBadInput(t *testing.T) {
 		{"from month 13", "from=2024-13-01T00:00:00Z", elInvalid("from", "timestamp", "must be an RFC 3339 timestamp")},
 		{"to a unix time", "to=1700000000", elInvalid("to", "timestamp", "must be an RFC 3339 timestamp")},
 		{"to with a space", "to=" + url.QueryEscape("2024-01-01 00:00:00Z"), elInvalid("to", "timestamp", "must be an RFC 3339 timestamp")},
-		{"actor too long", "actor=" + strings.Repeat("a", 301), elInvalid("actor", "length", "must be at most 300 characters")},
+		{"actor too long", "actor=" + strings.Repeat("a", 301), elInvalid("actor", "length", "must be at most 300 bytes")},
+		{"actor with NUL", "actor=a%00b", elInvalid("actor", "text", "must be UTF-8 text without the NUL character")},
+		{"actor not UTF-8", "actor=%ff%fe", elInvalid("actor", "text", "must be UTF-8 text without the NUL character")},
 	}
 	check := func(route string, cases []bad, key string) {
 		for _, c := range cases {

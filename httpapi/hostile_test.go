@@ -266,4 +266,15 @@ func TestHostileQueryStrings(t *testing.T) {
 	} {
 		h.refused("GET", path, key, nil, 400, "BAD_REQUEST")
 	}
+	// A tag filter is compared as text, which Postgres refuses with NUL or
+	// bytes that are not UTF-8: a clear 400 naming the filter, never a 500.
+	for _, path := range []string{
+		"/api/v1/jobs?tag=%00", "/api/v1/jobs?tag=a%00b", "/api/v1/jobs?tag=%ff", "/api/v1/jobs?tag=%c3%28",
+	} {
+		res := h.refused("GET", path, key, nil, 400, "VALIDATION_ERROR")
+		if d, _ := res.json["details"].([]any); len(d) != 1 || d[0].(map[string]any)["field"] != "tag" {
+			t.Fatalf("%.60s: details %v, want one naming tag", path, res.json["details"])
+		}
+	}
+	h.do("GET", "/api/v1/jobs?tag=%C3%A9t%C3%A9", key, nil).expect(200) // UTF-8 text is fine
 }

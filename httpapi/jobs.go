@@ -149,6 +149,11 @@ func optionalQueueFilter(c *fiber.Ctx) *string {
 	return &q
 }
 
+// maxTagFilter bounds the tag filter of GET /jobs: a job's tags are at
+// most 64 KiB of JSON in all, so a longer key matches nothing. (The
+// request line's own limit, 4 KiB, answers 431 well before that.)
+const maxTagFilter = 64 * 1024
+
 func (s *Server) listJobs(c *fiber.Ctx) error {
 	limit, err := queryInt(c, "limit", 50, 1, 100)
 	if err != nil {
@@ -165,7 +170,11 @@ func (s *Server) listJobs(c *fiber.Ctx) error {
 	if st := c.Query("status"); jobStatuses[st] {
 		p.Status = &st
 	}
-	if tag := c.Query("tag"); tag != "" {
+	tag, err := queryText(c, "tag", maxTagFilter)
+	if err != nil {
+		return err
+	}
+	if tag != "" {
 		p.Tag = &tag
 	}
 	rows, err := s.q.JobListOrdered(c.UserContext(), s.pool, p)
