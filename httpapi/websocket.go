@@ -17,6 +17,12 @@ import (
 // maxSocketsPerOrg caps one organization's open WebSockets (Spooled: 100).
 const maxSocketsPerOrg = 100
 
+// maxSocketMessage caps a client's message on a socket: its commands are a
+// few hundred bytes of JSON, and without a cap the library reads a message
+// of any size into memory. A larger one closes the socket with 1009
+// (message too big).
+const maxSocketMessage = 64 * 1024
+
 // socketCounter counts open WebSockets per organization.
 type socketCounter struct {
 	mu sync.Mutex
@@ -117,6 +123,7 @@ type wsCommand struct {
 func (s *Server) serveSocket(conn *websocket.Conn) {
 	p, _ := conn.Locals(principalKey).(principal)
 	defer s.sockets.release(p.OrgID)
+	conn.SetReadLimit(maxSocketMessage)
 	f := &wsFilter{}
 	f.set(conn.Query("queue"), conn.Query("job_id"), strings.Split(conn.Query("events"), ","))
 

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -86,6 +87,66 @@ func TestWebSocketStreamsTheLog(t *testing.T) {
 	if m := read(); m.Type != "error" || !strings.Contains(strings.ToLower(string(mustJSON(m.Data))), "json") {
 		t.Fatalf("non-JSON command answered %+v", m)
 	}
+}
+
+// TestWebSocketMessageLimit: a client message up to 64 KiB is read and
+// answered; one announced larger closes the socket with 1009 (message too
+// big) before its payload is read, so no client can make the server buffer
+// a message of any size.
+func TestWebSocketMessageLimit(t *testing.T) {
+	t.Parallel()
+	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
+	a := wkStartApp(t, dbURL, nil, nil)
+	api := wkNewOrg(t, wkNewAPI(t, a, ""))
+	u := url.URL{Scheme: "ws", Host: a.Addr(), Path: "/api/v1/ws", RawQuery: "token=" + url.QueryEscape(api.key)}
+	conn, _, err := websocket.DefaultDialer.Dial(u.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	read := func() (wsMsg, error) {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var m wsMsg
+		err := conn.ReadJSON(&m)
+		return m, err
+	}
+	if m, err := read(); err != nil || m.Type != "ping" {
+		t.Fatalf("first message %+v, %v; want ping", m, err)
+	}
+
+	// Just under the limit: answered.
+	id := strings.Repeat("r", 64*1024-64)
+	if err := conn.WriteJSON(map[string]any{"type": "ping", "request_id": id}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := read(); err != nil || m.Type != "pong" || m.RequestID != id {
+		t.Fatalf("a ping of almost 64 KiB: %s, %v; want its pong", m.Type, err)
+	}
+
+	// A text frame that announces 1 GiB, masked as a client's must be, and
+	// sends none of it: the header alone must end the socket.
+	header := []byte{0x81, 0x80 | 127, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4}
+	if _, err := conn.UnderlyingConn().Write(header); err != nil {
+		t.Fatal(err)
+	}
+	_, err = read()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
+		t.Fatalf("after an oversized message: %v, want close 1009", err)
+	}
+
+	// The socket's slot is given back, and the server still serves the
+	// organization.
+	wkEventually(t, 5*time.Second, "socket released", func() bool {
+		c2, _, err := websocket.DefaultDialer.Dial(u.String(), nil)
+		if err != nil {
+			return false
+		}
+		defer c2.Close()
+		_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var m wsMsg
+		return c2.ReadJSON(&m) == nil && m.Type == "ping"
+	})
 }
 
 func mustJSON(v any) []byte {
