@@ -182,16 +182,8 @@ func TestHostileIDs(t *testing.T) {
 	h := newHarness(t)
 	_, key := h.org("acme")
 	h.enqueue(key, "q", nil)
-	ids := []string{
-		"not-a-uuid", "%00", "x'%20OR%20'1'='1", "1;DROP%20TABLE%20jobs;--", "%27", "%22", "..%2F..%2Fetc",
-		"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-7fff-bfff-ffffffffffff", "%E2%80%AE", "%ff",
-		strings.Repeat("a", 1000),
-	}
-	for _, id := range ids {
-		name := id
-		if len(name) > 40 {
-			name = name[:40]
-		}
+	for _, id := range hostileIDs {
+		name := rbName(id)
 		t.Run(name, func(t *testing.T) {
 			h := h.as(t)
 			h.refused("GET", "/api/v1/jobs/"+id, key, nil, 404, "NOT_FOUND")
