@@ -194,12 +194,10 @@ func requireField(present bool, field string) error {
 	return nil
 }
 
-// queryInt reads an integer query parameter, clamping it into lo..hi. A
-// value that is not a number is a 400.
 // queryText reads a free-text query value that a statement compares as
 // text (a tag, an actor): "" when absent; a 400 when it is longer than
-// maxLen bytes, not UTF-8, or holds the NUL character, none of which
-// Postgres takes as text (it refused the statement, a 500).
+// maxLen bytes, not UTF-8, or holds the NUL character: Postgres accepts
+// neither as text, and the statement would fail (a 500, not a clear 400).
 func queryText(c *fiber.Ctx, name string, maxLen int) (string, error) {
 	v := c.Query(name)
 	if len(v) > maxLen {
@@ -211,6 +209,8 @@ func queryText(c *fiber.Ctx, name string, maxLen int) (string, error) {
 	return v, nil
 }
 
+// queryInt reads an integer query parameter, clamping it into lo..hi. A
+// value that is not a number is a 400.
 func queryInt(c *fiber.Ctx, name string, def, lo, hi int) (int, error) {
 	raw := c.Query(name)
 	if raw == "" {
