@@ -1,7 +1,8 @@
 // Package metrics is the server's Prometheus registry. It is created once
 // per server and passed to the parts that report; nothing registers with
-// the global default registry. Labels are bounded: queue names, routes as
-// declared (never raw paths or ids), status codes.
+// the global default registry. Labels are bounded: queue names (the first
+// MaxQueueLabels seen; see queueLabels), routes as declared (never raw
+// paths or ids), status codes.
 package metrics
 
 import (
@@ -34,6 +35,8 @@ type Metrics struct {
 	groupCommits *prometheus.HistogramVec
 	natsUp       prometheus.Gauge
 	projLag      *prometheus.GaugeVec
+
+	queues queueLabels
 }
 
 // New builds the registry. pool feeds the scrape-time gauges (jobs pending,
@@ -108,27 +111,29 @@ func New(pool, jobPool *pgxpool.Pool, log *slog.Logger) *Metrics {
 
 // JobsEnqueued counts new jobs.
 func (m *Metrics) JobsEnqueued(queue string, n int) {
-	m.enqueued.WithLabelValues(queue).Add(float64(n))
+	m.enqueued.WithLabelValues(m.queues.label(queue)).Add(float64(n))
 }
 
 // JobClaimed counts a claim and observes how long the job waited once due.
 func (m *Metrics) JobClaimed(queue string, waited time.Duration) {
+	queue = m.queues.label(queue)
 	m.claimed.WithLabelValues(queue).Inc()
 	m.waitSeconds.WithLabelValues(queue).Observe(max(waited.Seconds(), 0))
 }
 
 // JobCompleted counts a completion and observes its run time.
 func (m *Metrics) JobCompleted(queue string, ran time.Duration) {
+	queue = m.queues.label(queue)
 	m.completed.WithLabelValues(queue).Inc()
 	m.runSeconds.WithLabelValues(queue).Observe(max(ran.Seconds(), 0))
 }
 
 // JobFailed counts a failed attempt.
-func (m *Metrics) JobFailed(queue string) { m.failed.WithLabelValues(queue).Inc() }
+func (m *Metrics) JobFailed(queue string) { m.failed.WithLabelValues(m.queues.label(queue)).Inc() }
 
 // JobsDeadLettered counts jobs entering the dead-letter queue.
 func (m *Metrics) JobsDeadLettered(queue string, n int) {
-	m.deadlettered.WithLabelValues(queue).Add(float64(n))
+	m.deadlettered.WithLabelValues(m.queues.label(queue)).Add(float64(n))
 }
 
 // ClaimProbed counts a claim's probe of its queue.
@@ -137,11 +142,13 @@ func (m *Metrics) ClaimProbed(queue string, ready bool) {
 	if ready {
 		outcome = "ready"
 	}
-	m.claimProbes.WithLabelValues(queue, outcome).Inc()
+	m.claimProbes.WithLabelValues(m.queues.label(queue), outcome).Inc()
 }
 
 // ClaimCovered counts a waiting claim that read nothing before it slept.
-func (m *Metrics) ClaimCovered(queue string) { m.claimCovered.WithLabelValues(queue).Inc() }
+func (m *Metrics) ClaimCovered(queue string) {
+	m.claimCovered.WithLabelValues(m.queues.label(queue)).Inc()
+}
 
 // ClaimStatementRan counts a claim statement.
 func (m *Metrics) ClaimStatementRan(queue string, leased bool) {
@@ -149,7 +156,7 @@ func (m *Metrics) ClaimStatementRan(queue string, leased bool) {
 	if leased {
 		outcome = "leased"
 	}
-	m.claimStmts.WithLabelValues(queue, outcome).Inc()
+	m.claimStmts.WithLabelValues(m.queues.label(queue), outcome).Inc()
 }
 
 // GroupCommitted observes how many requests one group-commit flush gathered.
