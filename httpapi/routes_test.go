@@ -55,6 +55,19 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 	if !strings.Contains(allow, "GET") || !strings.Contains(allow, "POST") {
 		t.Fatalf("405 on /api/v1/jobs: Allow %q, want GET and POST", allow)
 	}
+	// Methods the server does not know at all: 501, JSON, with the headers
+	// every response carries (the router never sees them).
+	for _, method := range []string{"PROPFIND", "FOO", "BREW"} {
+		for _, path := range []string{"/api/v1/jobs", "/api/v1/jobs/" + job, "/health", "/nope"} {
+			res := h.refused(method, path, key, nil, 501, "NOT_IMPLEMENTED")
+			if ct := res.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Fatalf("%s %s: Content-Type %q", method, path, ct)
+			}
+			if res.header.Get("X-Content-Type-Options") != "nosniff" || res.header.Get("X-Frame-Options") != "DENY" {
+				t.Fatalf("%s %s: no security headers: %v", method, path, res.header)
+			}
+		}
+	}
 	if st := h.jobStatus(key, job); st != "pending" {
 		t.Fatalf("job is %s after the refused requests", st)
 	}

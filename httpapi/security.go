@@ -5,6 +5,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/cors"
+	"github.com/valyala/fasthttp"
 
 	"github.com/spooled-go/spooled/internal/config"
 )
@@ -13,15 +14,43 @@ import (
 // page to frame, sniff or script, and HSTS when ENABLE_HSTS is set.
 func securityHeaders(hsts bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		c.Set("X-Frame-Options", "DENY")
-		c.Set("X-Content-Type-Options", "nosniff")
-		c.Set("Referrer-Policy", "strict-origin-when-cross-origin")
-		c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		c.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-		if hsts {
-			c.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-		}
+		setSecurityHeaders(c.Set, hsts)
 		return c.Next()
+	}
+}
+
+// setSecurityHeaders sets the headers every response carries.
+func setSecurityHeaders(set func(key, value string), hsts bool) {
+	set("X-Frame-Options", "DENY")
+	set("X-Content-Type-Options", "nosniff")
+	set("Referrer-Policy", "strict-origin-when-cross-origin")
+	set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+	if hsts {
+		set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+	}
+}
+
+// refuseUnknownMethods answers a request whose method Fiber does not know
+// with this API's JSON error: 501 NOT_IMPLEMENTED (the status for a method
+// the server does not recognise) and the headers every response carries.
+// Fiber itself answers it with a plain-text 400 before any middleware runs.
+func refuseUnknownMethods(app *fiber.App, hsts bool) {
+	known := map[string]bool{}
+	for _, m := range app.Config().RequestMethods {
+		known[m] = true
+	}
+	srv := app.Server()
+	inner := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if known[string(ctx.Method())] {
+			inner(ctx)
+			return
+		}
+		ctx.SetStatusCode(fiber.StatusNotImplemented)
+		ctx.SetContentType(fiber.MIMEApplicationJSON)
+		setSecurityHeaders(ctx.Response.Header.Set, hsts)
+		ctx.SetBodyString(`{"code":"NOT_IMPLEMENTED","message":"Unknown HTTP method"}`)
 	}
 }
 

@@ -175,6 +175,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	k.Post("/workers/:id/deregister", s.deregisterWorker)
 	k.Delete("/workers/:id", s.deregisterWorker)
 
+	refuseUnknownMethods(app, cfg.EnableHSTS)
 	s.app = app
 	return s
 }
