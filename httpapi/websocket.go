@@ -59,11 +59,20 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 			return badRequest("Invalid queue filter")
 		}
 	}
-	if !s.sockets.acquire(caller(c).OrgID) {
+	org := caller(c).OrgID
+	if !s.sockets.acquire(org) {
 		return &apiError{Status: fiber.StatusTooManyRequests, Code: "RATE_LIMIT_EXCEEDED",
 			Message: "Too many open WebSockets for this organization (100)"}
 	}
-	return c.Next()
+	// serveSocket gives the slot back when the socket closes. A handshake
+	// the library refuses (no Sec-WebSocket-Key, another version) never
+	// reaches it: without this release, a hundred of them would have
+	// locked the organization out of /ws until a restart.
+	if err := c.Next(); err != nil {
+		s.sockets.release(org)
+		return err
+	}
+	return nil
 }
 
 // wsFilter is a socket's subscription: queue, job and event names.

@@ -149,6 +149,50 @@ func TestWebSocketMessageLimit(t *testing.T) {
 	})
 }
 
+// TestWebSocketRefusedHandshakesFreeTheirSlot: a handshake the WebSocket
+// library refuses (here: no Sec-WebSocket-Key) is a 426 that gives back the
+// organization's socket slot; more refusals than the cap of 100 still leave
+// a proper handshake welcome.
+func TestWebSocketRefusedHandshakesFreeTheirSlot(t *testing.T) {
+	t.Parallel()
+	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
+	a := wkStartApp(t, dbURL, nil, nil)
+	api := wkNewOrg(t, wkNewAPI(t, a, ""))
+	u := url.URL{Scheme: "ws", Host: a.Addr(), Path: "/api/v1/ws", RawQuery: "token=" + url.QueryEscape(api.key)}
+	bad := "http://" + a.Addr() + "/api/v1/ws?token=" + url.QueryEscape(api.key)
+	for i := range 110 {
+		req, err := http.NewRequest("GET", bad, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusUpgradeRequired {
+			t.Fatalf("refused handshake %d: status %d, want 426", i+1, res.StatusCode)
+		}
+	}
+	conn, res, err := websocket.DefaultDialer.Dial(u.String(), nil)
+	if err != nil {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		t.Fatalf("a proper handshake after 110 refused ones: %v (status %d)", err, status)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var m wsMsg
+	if err := conn.ReadJSON(&m); err != nil || m.Type != "ping" {
+		t.Fatalf("first message %+v, %v; want ping", m, err)
+	}
+}
+
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
