@@ -35,6 +35,8 @@ type claimGroup struct {
 	idle    *sync.Cond
 	// queues holds the queues with claim statements in flight.
 	queues map[claimKey]*claimQueue
+	// closed: the server is stopping; no statement starts any more.
+	closed bool
 }
 
 type claimQueue struct {
@@ -67,6 +69,10 @@ func newClaimGroup(s *Service) *claimGroup {
 func (g *claimGroup) claim(ctx context.Context, orgID, queue, worker string, limit, secs int) ([]queries.Job, error) {
 	k := claimKey{orgID, queue}
 	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil, ErrStopping
+	}
 	q := g.queues[k]
 	if q == nil {
 		q = &claimQueue{}
@@ -75,9 +81,11 @@ func (g *claimGroup) claim(ctx context.Context, orgID, queue, worker string, lim
 	if q.running < claimsInFlight {
 		q.running++
 		g.mu.Unlock()
-		rows, err := g.s.claimAlone(ctx, orgID, queue, worker, limit, secs)
-		g.next(k)
-		return rows, err
+		// Deferred: a statement that panicked must still give its slot
+		// back, or two such panics would leave every later claim of the
+		// queue queued for good.
+		defer g.next(k)
+		return g.s.claimAlone(ctx, orgID, queue, worker, limit, secs)
 	}
 	c := &claimCall{worker: worker, limit: limit, secs: secs, done: make(chan claimResult, 1)}
 	q.waiting = append(q.waiting, c)
@@ -104,6 +112,19 @@ func (g *claimGroup) next(k claimKey) {
 		g.mu.Unlock()
 		return
 	}
+	if g.closed {
+		// Stopping: the requests still queued are answered, not run (the
+		// pool is about to close).
+		q.waiting = nil
+		if q.running--; q.running == 0 {
+			delete(g.queues, k)
+		}
+		g.mu.Unlock()
+		for _, c := range waiting {
+			c.done <- claimResult{err: ErrStopping}
+		}
+		return
+	}
 	take, jobs := 0, 0
 	for take < len(waiting) && (take == 0 || jobs+waiting[take].limit <= maxCoalescedJobs) {
 		jobs += waiting[take].limit
@@ -124,12 +145,14 @@ func (g *claimGroup) next(k claimKey) {
 	}()
 }
 
-// wait returns once no statement runs for queued requests (at shutdown,
-// after the HTTP server stopped taking requests). A claim still running in
-// a handler that outlived the shutdown may start one later; that one ends
-// on its own, as such a handler's statement does.
-func (g *claimGroup) wait() {
+// close stops the group (at shutdown, after the HTTP server stopped taking
+// requests) and returns once no statement runs for queued requests. From
+// then on no statement starts: a claim from a handler that outlived the
+// drain, or one still queued behind a running statement, is answered
+// ErrStopping.
+func (g *claimGroup) close() {
 	g.mu.Lock()
+	g.closed = true
 	for g.serving > 0 {
 		g.idle.Wait()
 	}

@@ -1,13 +1,18 @@
 package commands_test
 
 import (
+	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/events"
+	"github.com/spooled-go/spooled/internal/metrics"
 	"github.com/spooled-go/spooled/internal/testdb"
 	"github.com/spooled-go/spooled/queries"
 )
@@ -168,5 +173,92 @@ func TestCoalescedClaimsUnderLoad(t *testing.T) {
 	}
 	if want := jobs; len(seen) != want {
 		t.Errorf("%d jobs claimed, want %d", len(seen), want)
+	}
+}
+
+// panickyObserver panics in ClaimStatementRan while armed is above zero:
+// a claim that panics after its statement, with its connection already
+// back in the pool.
+type panickyObserver struct {
+	*metrics.Metrics
+	armed atomic.Int32
+}
+
+func (o *panickyObserver) ClaimStatementRan(queue string, leased bool) {
+	if o.armed.Add(-1) >= 0 {
+		panic("claim observer")
+	}
+	o.Metrics.ClaimStatementRan(queue, leased)
+}
+
+// TestClaimGroupOutlivesAPanic: a claim that panics still gives its
+// queue's statement slot back. With two slots per queue, two panics used
+// to leave every later claim of the queue queued for good.
+func TestClaimGroupOutlivesAPanic(t *testing.T) {
+	t.Parallel()
+	pool := testdb.NewWith(t, testdb.Options{})
+	obs := &panickyObserver{Metrics: metrics.New(nil, nil, nil)}
+	svc := commands.New(pool, nil, nil, testDefaults, commands.WithGroupCommit(1), commands.WithObserver(obs))
+	t.Cleanup(svc.Close)
+	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
+	e.actor = e.newOrg("panicky")
+	for i := range 3 {
+		e.enqueue(e.actor, commands.NewJob{QueueName: "p", Payload: payload(i)})
+	}
+	claim := func() ([]queries.Job, error) {
+		return svc.Claim(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: "p", WorkerID: "w"})
+	}
+
+	obs.armed.Store(2)
+	for i := range 2 {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("claim %d did not panic", i+1)
+				}
+			}()
+			_, _ = claim()
+		}()
+	}
+	done := make(chan error, 1)
+	go func() {
+		jobs, err := claim()
+		if err == nil && len(jobs) != 1 {
+			err = fmt.Errorf("%d jobs, want 1", len(jobs))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a claim after two that panicked did not return: the queue's slots were never given back")
+	}
+}
+
+// TestClaimAfterCloseIsRefused: once the service is closing, a claim (from
+// a handler that outlived the HTTP drain) is refused with ErrStopping and
+// runs no statement.
+func TestClaimAfterCloseIsRefused(t *testing.T) {
+	t.Parallel()
+	counter := testdb.NewStatementCounter()
+	pool := testdb.NewWith(t, testdb.Options{Tracer: counter})
+	svc := commands.New(pool, nil, nil, testDefaults, commands.WithGroupCommit(1))
+	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
+	e.actor = e.newOrg("closing")
+	id := e.enqueue(e.actor, commands.NewJob{QueueName: "c", Payload: payload(1)})
+	svc.Close()
+	counter.Take()
+	jobs, err := svc.Claim(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: "c", WorkerID: "w"})
+	if !errors.Is(err, commands.ErrStopping) || len(jobs) != 0 {
+		t.Fatalf("claim after Close: %d jobs, %v; want ErrStopping", len(jobs), err)
+	}
+	if n := claimStatements(counter.Take()); n != 0 {
+		t.Fatalf("%d claim statements ran after Close", n)
+	}
+	if st := e.get(e.actor.OrgID, id).Status; st != "pending" {
+		t.Fatalf("job %s after the refused claim, want pending", st)
 	}
 }

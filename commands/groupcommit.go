@@ -39,8 +39,10 @@ type gcResult[Res any] struct {
 	err error
 }
 
-// errGroupCommitStopped answers requests that arrive after Stop.
-var errGroupCommitStopped = errors.New("server is shutting down")
+// ErrStopping answers the writes and claims that reach the service after
+// it began to stop (Close): a request from a handler that outlived the
+// HTTP drain. They are refused, not run: the pool is about to close.
+var ErrStopping = errors.New("server is shutting down")
 
 func newGroupCommit[Req, Res any](flushers, max int, run func(context.Context, []Req) []gcResult[Res], served func(int)) *groupCommit[Req, Res] {
 	g := &groupCommit[Req, Res]{in: make(chan *gcCall[Req, Res], 4*max), max: max, flushes: flushers, run: run,
@@ -59,7 +61,7 @@ func (g *groupCommit[Req, Res]) do(ctx context.Context, req Req) (Res, error) {
 	g.mu.RLock()
 	if g.closed {
 		g.mu.RUnlock()
-		return zero, errGroupCommitStopped
+		return zero, ErrStopping
 	}
 	select {
 	case g.in <- c:

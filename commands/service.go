@@ -130,7 +130,7 @@ func (s *Service) Close() {
 	if s.enqGC != nil {
 		s.enqGC.close()
 		s.cmpGC.close()
-		s.claims.wait()
+		s.claims.close()
 	}
 }
 

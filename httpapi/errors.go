@@ -94,6 +94,10 @@ func toAPIError(err error, log *slog.Logger, path string) *apiError {
 		return notFound("Resource not found")
 	case errors.Is(err, commands.ErrConflict):
 		return &apiError{Status: fiber.StatusConflict, Code: "CONFLICT", Message: strings.TrimPrefix(err.Error(), "conflict: ")}
+	case errors.Is(err, commands.ErrStopping):
+		return &apiError{Status: fiber.StatusServiceUnavailable, Code: "SERVICE_UNAVAILABLE",
+			Message: "The server is shutting down: retry, another instance will answer",
+			Headers: map[string]string{"Retry-After": "1"}}
 	case errors.Is(err, commands.ErrForbidden):
 		return &apiError{Status: fiber.StatusForbidden, Code: "ACCESS_DENIED", Message: strings.TrimPrefix(err.Error(), "forbidden: ")}
 	case errors.As(err, &fe):
