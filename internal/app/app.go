@@ -51,6 +51,7 @@ type App struct {
 	presence *workers.Presence
 	ln       net.Listener
 	serve    chan error
+	served   chan struct{} // closed when the API server's Serve has returned
 	msrv     *http.Server
 	mln      net.Listener
 }
@@ -209,7 +210,11 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.ln = ln
 	a.serve = make(chan error, 1)
-	go func() { a.serve <- a.api.App().Listener(ln) }()
+	a.served = make(chan struct{})
+	go func() {
+		defer close(a.served)
+		a.serve <- a.api.App().Listener(ln)
+	}()
 	for _, l := range a.loops {
 		l.Start(ctx)
 	}
@@ -245,6 +250,16 @@ func (a *App) Stop(ctx context.Context, closePool bool) error {
 	if a.ln != nil {
 		if err := a.api.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		// Shutdown closes the listener only once Serve has taken it: a Stop
+		// right after Start could come first, and Serve would then begin
+		// on an open listener after Stop had returned. Closed here, it
+		// returns at once whenever it starts; Stop waits for that.
+		_ = a.ln.Close()
+		select {
+		case <-a.served:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("http shutdown: the server did not return: %w", ctx.Err()))
 		}
 	}
 	if a.msrv != nil {
