@@ -88,7 +88,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 		cfg: cfg, cmd: cmd, pool: cmd.Pool(), q: queries.New(),
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
 		started: time.Now(), clients: newLimiter(), orgs: newLimiter(), logWaiter: o.LogWaiter, instances: o.Instances,
-		sockets: &socketCounter{n: map[string]int{}},
+		sockets: newSocketCounter(),
 	}
 	s.streamCtx, s.stopStream = context.WithCancel(context.Background())
 	app := fiber.New(fiber.Config{
@@ -190,7 +190,11 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 // in-flight requests until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopStream()
-	return s.app.ShutdownWithContext(ctx)
+	err := s.app.ShutdownWithContext(ctx)
+	// The streams' context is cancelled, so each socket's handler is
+	// closing it; they are waited for here, as the HTTP server does not
+	// count a connection it handed over to a socket.
+	return errors.Join(err, s.sockets.wait(ctx))
 }
 
 // queryCredential lets the streaming routes take the API key from ?api_key=

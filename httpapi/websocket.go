@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -23,10 +24,20 @@ const maxSocketsPerOrg = 100
 // (message too big).
 const maxSocketMessage = 64 * 1024
 
-// socketCounter counts open WebSockets per organization.
+// socketCounter counts open WebSockets per organization, and in all so
+// that shutdown can wait for their handlers: the HTTP server hands a
+// socket's connection over to its handler and no longer counts it.
 type socketCounter struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu    sync.Mutex
+	n     map[string]int
+	total int
+	idle  chan struct{} // closed while no socket is open
+}
+
+func newSocketCounter() *socketCounter {
+	idle := make(chan struct{})
+	close(idle)
+	return &socketCounter{n: map[string]int{}, idle: idle}
 }
 
 func (sc *socketCounter) acquire(org string) bool {
@@ -36,6 +47,10 @@ func (sc *socketCounter) acquire(org string) bool {
 		return false
 	}
 	sc.n[org]++
+	if sc.total == 0 {
+		sc.idle = make(chan struct{})
+	}
+	sc.total++
 	return true
 }
 
@@ -45,7 +60,23 @@ func (sc *socketCounter) release(org string) {
 	if sc.n[org] <= 0 {
 		delete(sc.n, org)
 	}
+	if sc.total--; sc.total == 0 {
+		close(sc.idle)
+	}
 	sc.mu.Unlock()
+}
+
+// wait returns once no socket is open, or with ctx's error.
+func (sc *socketCounter) wait(ctx context.Context) error {
+	sc.mu.Lock()
+	idle := sc.idle
+	sc.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("websockets still open: %w", ctx.Err())
+	}
 }
 
 // wsUpgrade admits a WebSocket handshake for an authenticated caller
@@ -157,11 +188,18 @@ func (s *Server) serveSocket(conn *websocket.Conn) {
 	}
 
 	// The reader owns the socket's incoming side; when the client goes
-	// away it cancels the follower. The handler closes the socket and waits
-	// for the reader before returning: the library reuses the connection
-	// object once the handler is done.
+	// away it cancels the follower. The handler ends the reader and waits
+	// for it before returning: the library reuses the connection object
+	// once the handler is done. Close alone does not end a blocked read:
+	// the HTTP server closes a connection it handed over only after this
+	// handler returns, so a stream that ended here (shutdown, the 30
+	// minutes) would have waited for the client to leave. The close frame
+	// tells the client why; the read deadline in the past ends the read.
 	readerDone := make(chan struct{})
 	defer func() {
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""),
+			time.Now().Add(time.Second))
+		_ = conn.SetReadDeadline(time.Now())
 		_ = conn.Close()
 		<-readerDone
 	}()

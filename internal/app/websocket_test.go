@@ -193,6 +193,39 @@ func TestWebSocketRefusedHandshakesFreeTheirSlot(t *testing.T) {
 	}
 }
 
+// TestStopClosesOpenSockets: stopping the server with a WebSocket open
+// closes it (1001, going away) and ends its handler before Stop returns.
+// The handler used to wait for the client to leave: closing a connection
+// the HTTP server handed over does not end a read blocked on it, and the
+// server did not count such connections in its drain.
+func TestStopClosesOpenSockets(t *testing.T) {
+	t.Parallel()
+	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
+	a, stop := wkStartAppStoppable(t, dbURL, nil, nil)
+	api := wkNewOrg(t, wkNewAPI(t, a, ""))
+	u := url.URL{Scheme: "ws", Host: a.Addr(), Path: "/api/v1/ws", RawQuery: "token=" + url.QueryEscape(api.key)}
+	conn, _, err := websocket.DefaultDialer.Dial(u.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var m wsMsg
+	if err := conn.ReadJSON(&m); err != nil || m.Type != "ping" {
+		t.Fatalf("first message %+v, %v; want ping", m, err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("stop with a socket open: %v", err)
+	}
+	// Already closed: the close frame (1001, going away) is waiting.
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = conn.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+		t.Fatalf("after Stop: %v, want the socket closed with 1001", err)
+	}
+}
+
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
