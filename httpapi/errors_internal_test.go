@@ -22,11 +22,11 @@ func TestStoppingIsServiceUnavailable(t *testing.T) {
 	}
 }
 
-// TestSocketCounterWait: shutdown's wait for sockets returns once the last
+// TestStreamCounterWait: shutdown's wait for sockets returns once the last
 // one is released, and gives up with ctx while one is open.
-func TestSocketCounterWait(t *testing.T) {
+func TestStreamCounterWait(t *testing.T) {
 	t.Parallel()
-	sc := newSocketCounter()
+	sc := newStreamCounter(maxSocketsPerOrg)
 	if err := sc.wait(t.Context()); err != nil {
 		t.Fatalf("wait with no socket: %v", err)
 	}

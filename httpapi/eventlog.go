@@ -173,11 +173,8 @@ func (s *Server) streamLog(c *fiber.Ctx) error {
 		return err
 	}
 	orgID := caller(c).OrgID
-	c.Set(fiber.HeaderContentType, "text/event-stream")
-	c.Set(fiber.HeaderCacheControl, "no-cache")
-	c.Set("X-Accel-Buffering", "no")
 	extend := s.streamWriteDeadline(c)
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+	return s.stream(c, func(w *bufio.Writer) {
 		if openSSE(w, extend) != nil {
 			return
 		}
@@ -197,7 +194,6 @@ func (s *Server) streamLog(c *fiber.Ctx) error {
 			return w.Flush()
 		})
 	})
-	return nil
 }
 
 // streamWriteDeadline returns a func that moves the connection's write

@@ -141,6 +141,29 @@ func sseHeaders(c *fiber.Ctx) {
 	c.Set("X-Accel-Buffering", "no")
 }
 
+// maxSSEPerOrg caps one organization's open Server-Sent Events streams, as
+// maxSocketsPerOrg caps its sockets: each holds a goroutine and reads the
+// log whenever the organization's log advances, so streams without a bound
+// would let one tenant load the database for all.
+const maxSSEPerOrg = 100
+
+// stream answers with the Server-Sent Events stream write writes, within
+// the organization's stream cap (429 beyond it); the slot is given back
+// when write returns.
+func (s *Server) stream(c *fiber.Ctx, write func(w *bufio.Writer)) error {
+	org := caller(c).OrgID
+	if !s.sse.acquire(org) {
+		return &apiError{Status: fiber.StatusTooManyRequests, Code: "RATE_LIMIT_EXCEEDED",
+			Message: fmt.Sprintf("Too many open event streams for this organization (%d)", maxSSEPerOrg)}
+	}
+	sseHeaders(c)
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer s.sse.release(org)
+		write(w)
+	})
+	return nil
+}
+
 // liveFrom is the cursor at the end of what an organization's readers can
 // see now: realtime streams start there and show only what follows.
 func (s *Server) liveFrom(ctx context.Context, orgID string) (events.Cursor, error) {
@@ -163,9 +186,8 @@ func (s *Server) realtimeEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	sseHeaders(c)
 	extend := s.streamWriteDeadline(c)
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+	return s.stream(c, func(w *bufio.Writer) {
 		if openSSE(w, extend) != nil {
 			return
 		}
@@ -205,7 +227,6 @@ func (s *Server) realtimeEvents(c *fiber.Ctx) error {
 				return health()
 			})
 	})
-	return nil
 }
 
 var terminal = map[string]bool{"completed": true, "failed": true, "deadletter": true, "cancelled": true}
@@ -229,9 +250,8 @@ func (s *Server) jobEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	sseHeaders(c)
 	extend := s.streamWriteDeadline(c)
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+	return s.stream(c, func(w *bufio.Writer) {
 		if openSSE(w, extend) != nil {
 			return
 		}
@@ -270,7 +290,6 @@ func (s *Server) jobEvents(c *fiber.Ctx) error {
 				return w.Flush()
 			})
 	})
-	return nil
 }
 
 // queueEvents serves GET /events/queues/{name}: queue.stats at once and
@@ -285,9 +304,8 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	sseHeaders(c)
 	extend := s.streamWriteDeadline(c)
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+	return s.stream(c, func(w *bufio.Writer) {
 		if openSSE(w, extend) != nil {
 			return
 		}
@@ -325,5 +343,4 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 				return w.Flush()
 			})
 	})
-	return nil
 }

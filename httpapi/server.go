@@ -45,7 +45,8 @@ type Server struct {
 	orgs       *limiter // per organization (plan rate)
 	logWaiter  LogWaiter
 	instances  func() int
-	sockets    *socketCounter
+	sockets    *streamCounter // open WebSockets
+	sse        *streamCounter // open Server-Sent Events streams
 	// streamCtx ends every open stream when the server shuts down.
 	streamCtx  context.Context
 	stopStream context.CancelFunc
@@ -88,7 +89,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 		cfg: cfg, cmd: cmd, pool: cmd.Pool(), q: queries.New(),
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
 		started: time.Now(), clients: newLimiter(), orgs: newLimiter(), logWaiter: o.LogWaiter, instances: o.Instances,
-		sockets: newSocketCounter(),
+		sockets: newStreamCounter(maxSocketsPerOrg), sse: newStreamCounter(maxSSEPerOrg),
 	}
 	s.streamCtx, s.stopStream = context.WithCancel(context.Background())
 	app := fiber.New(fiber.Config{
@@ -191,10 +192,11 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopStream()
 	err := s.app.ShutdownWithContext(ctx)
-	// The streams' context is cancelled, so each socket's handler is
-	// closing it; they are waited for here, as the HTTP server does not
-	// count a connection it handed over to a socket.
-	return errors.Join(err, s.sockets.wait(ctx))
+	// The streams' context is cancelled, so each socket's handler and
+	// stream writer is ending; they are waited for here, as the HTTP server
+	// counts neither a connection it handed over to a socket nor a stream
+	// writer whose client has gone.
+	return errors.Join(err, s.sockets.wait(ctx), s.sse.wait(ctx))
 }
 
 // queryCredential lets the streaming routes take the API key from ?api_key=

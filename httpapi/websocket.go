@@ -24,26 +24,28 @@ const maxSocketsPerOrg = 100
 // (message too big).
 const maxSocketMessage = 64 * 1024
 
-// socketCounter counts open WebSockets per organization, and in all so
-// that shutdown can wait for their handlers: the HTTP server hands a
-// socket's connection over to its handler and no longer counts it.
-type socketCounter struct {
+// streamCounter counts open streams of one kind (WebSockets, SSE streams)
+// per organization, up to a cap, and in all so that shutdown can wait for
+// them: the HTTP server does not count a connection it handed over to a
+// socket, nor a stream writer whose client has gone.
+type streamCounter struct {
+	max   int // per organization
 	mu    sync.Mutex
 	n     map[string]int
 	total int
-	idle  chan struct{} // closed while no socket is open
+	idle  chan struct{} // closed while no stream is open
 }
 
-func newSocketCounter() *socketCounter {
+func newStreamCounter(max int) *streamCounter {
 	idle := make(chan struct{})
 	close(idle)
-	return &socketCounter{n: map[string]int{}, idle: idle}
+	return &streamCounter{max: max, n: map[string]int{}, idle: idle}
 }
 
-func (sc *socketCounter) acquire(org string) bool {
+func (sc *streamCounter) acquire(org string) bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	if sc.n[org] >= maxSocketsPerOrg {
+	if sc.n[org] >= sc.max {
 		return false
 	}
 	sc.n[org]++
@@ -54,7 +56,7 @@ func (sc *socketCounter) acquire(org string) bool {
 	return true
 }
 
-func (sc *socketCounter) release(org string) {
+func (sc *streamCounter) release(org string) {
 	sc.mu.Lock()
 	sc.n[org]--
 	if sc.n[org] <= 0 {
@@ -66,8 +68,8 @@ func (sc *socketCounter) release(org string) {
 	sc.mu.Unlock()
 }
 
-// wait returns once no socket is open, or with ctx's error.
-func (sc *socketCounter) wait(ctx context.Context) error {
+// wait returns once no stream is open, or with ctx's error.
+func (sc *streamCounter) wait(ctx context.Context) error {
 	sc.mu.Lock()
 	idle := sc.idle
 	sc.mu.Unlock()
@@ -75,8 +77,14 @@ func (sc *socketCounter) wait(ctx context.Context) error {
 	case <-idle:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("websockets still open: %w", ctx.Err())
+		return fmt.Errorf("%d streams still open: %w", sc.open(), ctx.Err())
 	}
+}
+
+func (sc *streamCounter) open() int {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.total
 }
 
 // wsUpgrade admits a WebSocket handshake for an authenticated caller

@@ -179,3 +179,61 @@ func TestStreamsKeepTheirRequestValues(t *testing.T) {
 		t.Fatalf("job.created %+v, want job %s", m, id)
 	}
 }
+
+// TestSSEStreamsPerOrganizationAreCapped: an organization holds at most
+// 100 open event streams; the next is a JSON 429 before any stream opens,
+// another organization is not affected, and a stream whose client left
+// gives its slot back (at its next write: here, the next log event).
+func TestSSEStreamsPerOrganizationAreCapped(t *testing.T) {
+	t.Parallel()
+	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
+	a := wkStartApp(t, dbURL, nil, nil)
+	api := wkNewOrg(t, wkNewAPI(t, a, ""))
+	other := wkNewOrg(t, api)
+	base := "http://" + a.Addr() + "/api/v1"
+	routes := []string{"/events/log/stream", "/events", "/events/queues/capped"}
+
+	cancels := make([]context.CancelFunc, 0, 100)
+	for i := range 100 {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		cancels = append(cancels, cancel)
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+routes[i%len(routes)], nil)
+		req.Header.Set("X-API-Key", api.key)
+		resp, err := sseClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("stream %d: status %d", i+1, resp.StatusCode)
+		}
+	}
+	refused := func(key string) (int, string) {
+		req, _ := http.NewRequest("GET", base+"/events/log/stream", nil)
+		req.Header.Set("X-API-Key", key)
+		resp, err := sseClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Code string }
+		if resp.StatusCode != 200 {
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+		}
+		return resp.StatusCode, body.Code
+	}
+	if st, code := refused(api.key); st != 429 || code != "RATE_LIMIT_EXCEEDED" {
+		t.Fatalf("the 101st stream: %d %s, want 429 RATE_LIMIT_EXCEEDED", st, code)
+	}
+	if st, _ := refused(other.key); st != 200 {
+		t.Fatalf("another organization's stream: %d, want 200", st)
+	}
+
+	// One client leaves; its stream notices at its next write.
+	cancels[0]()
+	wkEventually(t, 20*time.Second, "a slot given back by a stream whose client left", func() bool {
+		api.enqueue(t, "capped", nil)
+		st, _ := refused(api.key)
+		return st == 200
+	})
+}
