@@ -47,6 +47,15 @@ func newHarness(t *testing.T, opts ...func(*config.Config)) *harness {
 	return newHarnessClock(t, nil, opts...)
 }
 
+// newHarnessLimits is newHarness with the request-rate limiters on a
+// pinned clock: no bucket refills while a test counts its requests, however
+// slowly the machine runs them.
+func newHarnessLimits(t *testing.T, opts ...func(*config.Config)) *harness {
+	h := newHarness(t, opts...)
+	h.srv = httpapi.New(h.cfg, h.cmd, httpapi.Options{LimiterClock: clock.NewPinned(time.Now())})
+	return h
+}
+
 func newHarnessClock(t *testing.T, clk clock.Clock, opts ...func(*config.Config)) *harness {
 	t.Helper()
 	cfg := config.Default()

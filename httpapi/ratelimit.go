@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/spooled-go/spooled/internal/clock"
 )
 
 // limiter is a set of token buckets, one per key, held in memory by this
@@ -28,8 +30,21 @@ type bucket struct {
 	at     time.Time
 }
 
-func newLimiter() *limiter {
-	return &limiter{now: time.Now, buckets: map[string]*bucket{}}
+func newLimiter(now func() time.Time) *limiter {
+	return &limiter{now: now, buckets: map[string]*bucket{}}
+}
+
+// limiterNow reads clk, or the wall clock where clk has no time of its own.
+func limiterNow(clk clock.Clock) func() time.Time {
+	if clk == nil {
+		return time.Now
+	}
+	return func() time.Time {
+		if t := clk.Now(); t != nil {
+			return *t
+		}
+		return time.Now()
+	}
 }
 
 // verdict is one request's outcome: allowed or not, and what the rate-limit

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spooled-go/spooled/commands"
+	"github.com/spooled-go/spooled/internal/clock"
 	"github.com/spooled-go/spooled/internal/config"
 	"github.com/spooled-go/spooled/internal/metrics"
 	"github.com/spooled-go/spooled/queries"
@@ -77,6 +78,10 @@ type Options struct {
 	// Instances counts the live server instances; request-rate limits are
 	// divided among them. Nil: one.
 	Instances func() int
+	// LimiterClock is the request-rate limiters' clock. Nil, or a clock
+	// that defers to the database: the wall clock. (Tests pin it, so that
+	// no bucket refills while they count.)
+	LimiterClock clock.Clock
 }
 
 // New builds the Fiber app with every route.
@@ -88,7 +93,8 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 	s := &Server{
 		cfg: cfg, cmd: cmd, pool: cmd.Pool(), q: queries.New(),
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
-		started: time.Now(), clients: newLimiter(), orgs: newLimiter(), logWaiter: o.LogWaiter, instances: o.Instances,
+		started: time.Now(), clients: newLimiter(limiterNow(o.LimiterClock)), orgs: newLimiter(limiterNow(o.LimiterClock)),
+		logWaiter: o.LogWaiter, instances: o.Instances,
 		sockets: newStreamCounter(maxSocketsPerOrg), sse: newStreamCounter(maxSSEPerOrg),
 	}
 	s.streamCtx, s.stopStream = context.WithCancel(context.Background())
