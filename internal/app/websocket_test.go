@@ -3,6 +3,7 @@ package app_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -98,8 +99,7 @@ func TestWebSocketMessageLimit(t *testing.T) {
 	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
 	a := wkStartApp(t, dbURL, nil, nil)
 	api := wkNewOrg(t, wkNewAPI(t, a, ""))
-	u := url.URL{Scheme: "ws", Host: a.Addr(), Path: "/api/v1/ws", RawQuery: "token=" + url.QueryEscape(api.key)}
-	conn, _, err := websocket.DefaultDialer.Dial(u.String(), nil)
+	conn, err := wsGreeted(a.Addr(), api.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,9 +109,6 @@ func TestWebSocketMessageLimit(t *testing.T) {
 		var m wsMsg
 		err := conn.ReadJSON(&m)
 		return m, err
-	}
-	if m, err := read(); err != nil || m.Type != "ping" {
-		t.Fatalf("first message %+v, %v; want ping", m, err)
 	}
 
 	// Just under the limit: answered.
@@ -138,14 +135,12 @@ func TestWebSocketMessageLimit(t *testing.T) {
 	// The socket's slot is given back, and the server still serves the
 	// organization.
 	wkEventually(t, 5*time.Second, "socket released", func() bool {
-		c2, _, err := websocket.DefaultDialer.Dial(u.String(), nil)
+		c2, err := wsGreeted(a.Addr(), api.key)
 		if err != nil {
 			return false
 		}
-		defer c2.Close()
-		_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
-		var m wsMsg
-		return c2.ReadJSON(&m) == nil && m.Type == "ping"
+		c2.Close()
+		return true
 	})
 }
 
@@ -158,7 +153,6 @@ func TestWebSocketRefusedHandshakesFreeTheirSlot(t *testing.T) {
 	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
 	a := wkStartApp(t, dbURL, nil, nil)
 	api := wkNewOrg(t, wkNewAPI(t, a, ""))
-	u := url.URL{Scheme: "ws", Host: a.Addr(), Path: "/api/v1/ws", RawQuery: "token=" + url.QueryEscape(api.key)}
 	bad := "http://" + a.Addr() + "/api/v1/ws?token=" + url.QueryEscape(api.key)
 	for i := range 110 {
 		req, err := http.NewRequest("GET", bad, nil)
@@ -177,20 +171,11 @@ func TestWebSocketRefusedHandshakesFreeTheirSlot(t *testing.T) {
 			t.Fatalf("refused handshake %d: status %d, want 426", i+1, res.StatusCode)
 		}
 	}
-	conn, res, err := websocket.DefaultDialer.Dial(u.String(), nil)
+	conn, err := wsGreeted(a.Addr(), api.key)
 	if err != nil {
-		status := 0
-		if res != nil {
-			status = res.StatusCode
-		}
-		t.Fatalf("a proper handshake after 110 refused ones: %v (status %d)", err, status)
+		t.Fatalf("a proper handshake after 110 refused ones: %v", err)
 	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var m wsMsg
-	if err := conn.ReadJSON(&m); err != nil || m.Type != "ping" {
-		t.Fatalf("first message %+v, %v; want ping", m, err)
-	}
+	conn.Close()
 }
 
 // TestStopClosesOpenSockets: stopping the server with a WebSocket open
@@ -203,17 +188,11 @@ func TestStopClosesOpenSockets(t *testing.T) {
 	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
 	a, stop := wkStartAppStoppable(t, dbURL, nil, nil)
 	api := wkNewOrg(t, wkNewAPI(t, a, ""))
-	u := url.URL{Scheme: "ws", Host: a.Addr(), Path: "/api/v1/ws", RawQuery: "token=" + url.QueryEscape(api.key)}
-	conn, _, err := websocket.DefaultDialer.Dial(u.String(), nil)
+	conn, err := wsGreeted(a.Addr(), api.key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var m wsMsg
-	if err := conn.ReadJSON(&m); err != nil || m.Type != "ping" {
-		t.Fatalf("first message %+v, %v; want ping", m, err)
-	}
 	if err := stop(); err != nil {
 		t.Fatalf("stop with a socket open: %v", err)
 	}
@@ -224,6 +203,26 @@ func TestStopClosesOpenSockets(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
 		t.Fatalf("after Stop: %v, want the socket closed with 1001", err)
 	}
+}
+
+// wsGreeted dials the server's WebSocket route at addr with key and reads
+// the ping every socket opens with.
+func wsGreeted(addr, key string) (*websocket.Conn, error) {
+	u := url.URL{Scheme: "ws", Host: addr, Path: "/api/v1/ws", RawQuery: "token=" + url.QueryEscape(key)}
+	conn, res, err := websocket.DefaultDialer.Dial(u.String(), nil)
+	if err != nil {
+		if res != nil {
+			return nil, fmt.Errorf("dial: %w (status %d)", err, res.StatusCode)
+		}
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var m wsMsg
+	if err := conn.ReadJSON(&m); err != nil || m.Type != "ping" {
+		conn.Close()
+		return nil, fmt.Errorf("first message %+v, %v; want ping", m, err)
+	}
+	return conn, nil
 }
 
 func mustJSON(v any) []byte {
