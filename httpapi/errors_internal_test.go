@@ -26,12 +26,12 @@ func TestStoppingIsServiceUnavailable(t *testing.T) {
 // one is released, and gives up with ctx while one is open.
 func TestStreamCounterWait(t *testing.T) {
 	t.Parallel()
-	sc := newStreamCounter(maxSocketsPerOrg)
+	sc := newStreamCounter("WebSockets", maxSocketsPerOrg)
 	if err := sc.wait(t.Context()); err != nil {
 		t.Fatalf("wait with no socket: %v", err)
 	}
 	for range 2 {
-		if !sc.acquire("org") {
+		if sc.acquire("org") != nil {
 			t.Fatal("acquire refused")
 		}
 	}
@@ -57,7 +57,7 @@ func TestStreamCounterWait(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("wait did not return once the last socket was released")
 	}
-	if !sc.acquire("org") || sc.wait(short) == nil {
+	if sc.acquire("org") != nil || sc.wait(short) == nil {
 		t.Fatal("a socket acquired after the counter went idle is not waited for")
 	}
 }

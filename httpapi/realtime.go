@@ -152,9 +152,8 @@ const maxSSEPerOrg = 100
 // when write returns.
 func (s *Server) stream(c *fiber.Ctx, write func(w *bufio.Writer)) error {
 	org := caller(c).OrgID
-	if !s.sse.acquire(org) {
-		return &apiError{Status: fiber.StatusTooManyRequests, Code: "RATE_LIMIT_EXCEEDED",
-			Message: fmt.Sprintf("Too many open event streams for this organization (%d)", maxSSEPerOrg)}
+	if err := s.sse.acquire(org); err != nil {
+		return err
 	}
 	sseHeaders(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {

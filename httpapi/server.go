@@ -95,7 +95,8 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
 		started: time.Now(), clients: newLimiter(limiterNow(o.LimiterClock)), orgs: newLimiter(limiterNow(o.LimiterClock)),
 		logWaiter: o.LogWaiter, instances: o.Instances,
-		sockets: newStreamCounter(maxSocketsPerOrg), sse: newStreamCounter(maxSSEPerOrg),
+		sockets: newStreamCounter("WebSockets", maxSocketsPerOrg),
+		sse:     newStreamCounter("event streams", maxSSEPerOrg),
 	}
 	s.streamCtx, s.stopStream = context.WithCancel(context.Background())
 	app := fiber.New(fiber.Config{

@@ -29,31 +29,34 @@ const maxSocketMessage = 64 * 1024
 // them: the HTTP server does not count a connection it handed over to a
 // socket, nor a stream writer whose client has gone.
 type streamCounter struct {
-	max   int // per organization
+	kind  string // what the refusal names: "WebSockets", "event streams"
+	max   int    // per organization
 	mu    sync.Mutex
 	n     map[string]int
 	total int
 	idle  chan struct{} // closed while no stream is open
 }
 
-func newStreamCounter(max int) *streamCounter {
+func newStreamCounter(kind string, max int) *streamCounter {
 	idle := make(chan struct{})
 	close(idle)
-	return &streamCounter{max: max, n: map[string]int{}, idle: idle}
+	return &streamCounter{kind: kind, max: max, n: map[string]int{}, idle: idle}
 }
 
-func (sc *streamCounter) acquire(org string) bool {
+// acquire takes one of org's slots, or answers 429 when it holds them all.
+func (sc *streamCounter) acquire(org string) error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.n[org] >= sc.max {
-		return false
+		return &apiError{Status: fiber.StatusTooManyRequests, Code: "RATE_LIMIT_EXCEEDED",
+			Message: fmt.Sprintf("Too many open %s for this organization (%d)", sc.kind, sc.max)}
 	}
 	sc.n[org]++
 	if sc.total == 0 {
 		sc.idle = make(chan struct{})
 	}
 	sc.total++
-	return true
+	return nil
 }
 
 func (sc *streamCounter) release(org string) {
@@ -99,9 +102,8 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 		}
 	}
 	org := caller(c).OrgID
-	if !s.sockets.acquire(org) {
-		return &apiError{Status: fiber.StatusTooManyRequests, Code: "RATE_LIMIT_EXCEEDED",
-			Message: "Too many open WebSockets for this organization (100)"}
+	if err := s.sockets.acquire(org); err != nil {
+		return err
 	}
 	// serveSocket gives the slot back when the socket closes. A handshake
 	// the library refuses (no Sec-WebSocket-Key, another version) never
