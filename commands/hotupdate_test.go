@@ -41,10 +41,10 @@ func TestClaimAndCompleteAreHOTUpdates(t *testing.T) {
 
 // TestWholePageClaimsStayHOT: a claim of 100 jobs updates every row of
 // their pages in one statement, before any old version can be pruned, so
-// each page must hold its rows' next versions too (fillfactor 50,
-// sql/0012_jobs_fillfactor_50.sql). A claim lengthens each row (the lease
-// columns fill in), so not quite all fit: 88 of 100 here, against 40 at
-// fillfactor 70.
+// each page must hold its rows' next versions too (fillfactor 50 in
+// sql/0012_jobs_fillfactor_50.sql, a third since 0015). A claim lengthens
+// each row (the lease columns fill in), so at 50 not quite all fit: 88 of
+// 100 here, against 40 at fillfactor 70.
 func TestWholePageClaimsStayHOT(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -61,6 +61,65 @@ func TestWholePageClaimsStayHOT(t *testing.T) {
 	}
 	if hot < updates*8/10 {
 		t.Fatalf("%d of %d claim updates of jobs were HOT, want at least 80%%", hot, updates)
+	}
+}
+
+// TestWholePagesStayHOTThroughComplete: a claim and then a complete of 100
+// jobs, while an older snapshot (a report, an ANALYZE of the hot tables)
+// keeps every version of their rows from being pruned: each page must hold
+// three versions of its rows, enqueued, claimed and completed
+// (sql/0015_jobs_fillfactor_33.sql). At fillfactor 50 the completes found
+// their pages full and left them: 104 of these 200 updates were HOT.
+func TestWholePagesStayHOTThroughComplete(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 100
+	for b := range 3 {
+		e.enqueueBulk("pages", b*n, n)
+	}
+
+	// The old snapshot: a repeatable-read transaction has taken its
+	// snapshot once it has run a statement.
+	old, err := e.pool.Begin(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Rollback(e.ctx)
+	if _, err := old.Exec(e.ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		t.Fatal(err)
+	}
+	var seen int
+	if err := old.QueryRow(e.ctx, "SELECT count(*) FROM jobs").Scan(&seen); err != nil {
+		t.Fatal(err)
+	}
+	if seen != 3*n {
+		t.Fatalf("the old snapshot sees %d jobs, want %d", seen, 3*n)
+	}
+
+	jobs := e.claim("pages", "w", n)
+	if len(jobs) != n {
+		t.Fatalf("claimed %d of %d", len(jobs), n)
+	}
+	items := make([]commands.CompleteItem, len(jobs))
+	for i, j := range jobs {
+		items[i] = commands.CompleteItem{Ref: commands.LeaseRef{JobID: j.ID.String(), WorkerID: "w", LeaseID: j.LeaseID}}
+	}
+	refused, err := e.svc.CompleteBatch(e.ctx, e.actor.OrgID, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range refused {
+		if r != nil {
+			t.Fatalf("complete %d refused: %v", i, r)
+		}
+	}
+
+	updates, hot := tableUpdates(e, "jobs", 2*n)
+	if updates != 2*n {
+		t.Fatalf("jobs saw %d updates, want %d (a claim and a complete per job)", updates, 2*n)
+	}
+	if hot < updates*8/10 {
+		t.Fatalf("%d of %d updates of jobs were HOT, want at least 80%%", hot, updates)
 	}
 }
 
