@@ -47,7 +47,10 @@ type Server struct {
 	logWaiter  LogWaiter
 	instances  func() int
 	sockets    *streamCounter // open WebSockets
-	sse        *streamCounter // open Server-Sent Events streams
+	// handshakeGrace is how long a WebSocket handshake's slot waits for
+	// the socket's handler (socketHandshakeGrace).
+	handshakeGrace time.Duration
+	sse            *streamCounter // open Server-Sent Events streams
 	// streamCtx ends every open stream when the server shuts down.
 	streamCtx  context.Context
 	stopStream context.CancelFunc
@@ -95,8 +98,8 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 		auth: newKeyAuthenticator(cmd.Pool(), cfg.APIKeyCacheTTL), log: log, busHealthy: o.BusHealthy,
 		started: time.Now(), clients: newLimiter(limiterNow(o.LimiterClock)), orgs: newLimiter(limiterNow(o.LimiterClock)),
 		logWaiter: o.LogWaiter, instances: o.Instances,
-		sockets: newStreamCounter("WebSockets", maxSocketsPerOrg),
-		sse:     newStreamCounter("event streams", maxSSEPerOrg),
+		sockets: newStreamCounter("WebSockets", maxSocketsPerOrg), handshakeGrace: socketHandshakeGrace,
+		sse: newStreamCounter("event streams", maxSSEPerOrg),
 	}
 	s.streamCtx, s.stopStream = context.WithCancel(context.Background())
 	app := fiber.New(fiber.Config{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/contrib/websocket"
@@ -71,6 +72,58 @@ func (sc *streamCounter) release(org string) {
 	sc.mu.Unlock()
 }
 
+// reserve takes one of org's slots for a WebSocket handshake, as acquire
+// does, and hands it to the socket's handler through the returned handoff.
+// fasthttp runs that handler only once the 101 response is written: a
+// handshake whose response cannot be written (the client reset the
+// connection first) never reaches it, so a handoff nobody takes within
+// grace gives its slot back.
+func (sc *streamCounter) reserve(org string, grace time.Duration) (*slotHandoff, error) {
+	if err := sc.acquire(org); err != nil {
+		return nil, err
+	}
+	h := &slotHandoff{}
+	h.giveBack = func() { sc.release(org) }
+	h.timer = time.AfterFunc(grace, func() {
+		if h.state.CompareAndSwap(handoffWaiting, handoffReturned) {
+			h.giveBack()
+		}
+	})
+	return h, nil
+}
+
+const (
+	handoffWaiting int32 = iota
+	handoffTaken
+	handoffReturned
+)
+
+// slotHandoff is a slot reserved at a handshake, on its way to the
+// socket's handler.
+type slotHandoff struct {
+	state    atomic.Int32
+	timer    *time.Timer
+	giveBack func()
+}
+
+// take gives the slot to the socket's handler, which releases it when the
+// socket closes; false when the grace has already given it back.
+func (h *slotHandoff) take() bool {
+	if !h.state.CompareAndSwap(handoffWaiting, handoffTaken) {
+		return false
+	}
+	h.timer.Stop()
+	return true
+}
+
+// cancel gives the slot back now, unless it was taken or given back.
+func (h *slotHandoff) cancel() {
+	if h.state.CompareAndSwap(handoffWaiting, handoffReturned) {
+		h.timer.Stop()
+		h.giveBack()
+	}
+}
+
 // wait returns once no stream is open, or with ctx's error.
 func (sc *streamCounter) wait(ctx context.Context) error {
 	sc.mu.Lock()
@@ -101,20 +154,32 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 			return badRequest("Invalid queue filter")
 		}
 	}
-	org := caller(c).OrgID
-	if err := s.sockets.acquire(org); err != nil {
+	h, err := s.sockets.reserve(caller(c).OrgID, s.handshakeGrace)
+	if err != nil {
 		return err
 	}
-	// serveSocket gives the slot back when the socket closes. A handshake
-	// the library refuses (no Sec-WebSocket-Key, another version) never
-	// reaches it: without this release, a hundred of them would have
-	// locked the organization out of /ws until a restart.
+	c.Locals(handoffKey, h)
+	// serveSocket takes the slot and gives it back when the socket closes.
+	// A handshake the library refuses (no Sec-WebSocket-Key, another
+	// version) never reaches it, nor does one whose 101 cannot be written:
+	// without the cancel here and the handoff's grace, a hundred of either
+	// would have locked the organization out of /ws until a restart.
 	if err := c.Next(); err != nil {
-		s.sockets.release(org)
+		h.cancel()
 		return err
 	}
 	return nil
 }
+
+// handoffKey holds a handshake's slotHandoff in the request's locals,
+// which the WebSocket library copies to the socket.
+const handoffKey = "spooled.socket_slot"
+
+// socketHandshakeGrace is how long a handshake's slot waits for the socket's
+// handler: the handler runs as soon as the 101 is written, so only a
+// handshake that never becomes a socket waits this long (and Shutdown,
+// which waits for every slot, with it).
+const socketHandshakeGrace = 5 * time.Second
 
 // wsFilter is a socket's subscription: queue, job and event names.
 type wsFilter struct {
@@ -172,6 +237,17 @@ type wsCommand struct {
 // events) and by subscribe commands; it pings on connect and every 30 s.
 func (s *Server) serveSocket(conn *websocket.Conn) {
 	p, _ := conn.Locals(principalKey).(principal)
+	if h, _ := conn.Locals(handoffKey).(*slotHandoff); h == nil || !h.take() {
+		// The 101 took longer to write than the grace, which gave the
+		// handshake's slot back: the socket needs one of its own.
+		if err := s.sockets.acquire(p.OrgID); err != nil {
+			_ = conn.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "too many WebSockets for this organization"),
+				time.Now().Add(time.Second))
+			_ = conn.Close()
+			return
+		}
+	}
 	defer s.sockets.release(p.OrgID)
 	conn.SetReadLimit(maxSocketMessage)
 	f := &wsFilter{}
