@@ -57,7 +57,7 @@ func backendCPU(c *pgx.Conn) (total, kernel time.Duration, err error) {
 }
 
 // runStatementCosts runs cycles of enqueue (JobEnqueueBatch), probe
-// (QueueClaimProbe), claim (the pipelined PlanPin, ClaimLocksMulti and
+// (QueueClaimProbe), claim (the pipelined PlanPin, ClaimCapGate, ClaimLocksMulti and
 // JobClaimOne, as one worker's claim runs) and complete (JobCompleteBatch) of jobs jobs each, on s's
 // schema, and returns each kind's backend CPU per job.
 func runStatementCosts(ctx context.Context, s *server, jobs, cycles int) (statementCosts, error) {

@@ -19,10 +19,10 @@ import (
 
 // jobPathStatements are the statements WithJobPool moves off the main pool.
 // Single completes are group committed, so they run as JobCompleteBatch;
-// a pipelined claim runs PlanPin, then ClaimLocksMulti with JobClaimMulti
-// or JobClaimOne.
+// a pipelined claim runs PlanPin, ClaimCapGate and ClaimLocksMulti, then
+// JobClaimMulti or JobClaimOne.
 var jobPathStatements = []string{
-	"JobEnqueueBatch", "QueueClaimProbe", "PlanPin", "ClaimLocksMulti", "JobClaimOne", "JobClaimMulti",
+	"JobEnqueueBatch", "QueueClaimProbe", "PlanPin", "ClaimCapGate", "ClaimLocksMulti", "JobClaimOne", "JobClaimMulti",
 	"JobComplete", "JobFail", "JobRenewLease", "JobCompleteBatch",
 }
 

@@ -73,7 +73,13 @@ func (s *Service) ConfigureQueue(ctx context.Context, actor Actor, queue string,
 		return queries.QueueConfig{}, err
 	}
 	var qc queries.QueueConfig
+	capChange := r.MaxConcurrentJobs != nil || r.ClearMaxConcurrent
 	err := pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if capChange {
+			if err := s.lockQueueCap(ctx, tx, actor.OrgID, queue); err != nil {
+				return err
+			}
+		}
 		var err error
 		qc, err = s.q.QueueConfigUpsert(ctx, tx, queries.QueueConfigUpsertParams{
 			ID: uuid.New(), OrganizationID: actor.OrgID, QueueName: queue,
@@ -85,6 +91,11 @@ func (s *Service) ConfigureQueue(ctx context.Context, actor Actor, queue string,
 		})
 		if err != nil {
 			return fmt.Errorf("configure queue: %w", err)
+		}
+		if capChange {
+			if err := s.stampCapped(ctx, tx, actor.OrgID, queue); err != nil {
+				return err
+			}
 		}
 		return events.Append(ctx, tx, events.New{
 			OrganizationID: actor.OrgID, StreamType: events.StreamQueue, StreamID: qc.ID.String(),
@@ -186,6 +197,10 @@ func (s *Service) DeleteQueue(ctx context.Context, actor Actor, queue string) er
 		return err
 	}
 	return pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		// Deleting the configuration deletes any cap with it.
+		if err := s.lockQueueCap(ctx, tx, actor.OrgID, queue); err != nil {
+			return err
+		}
 		n, err := s.q.QueueActiveJobs(ctx, tx, queries.QueueActiveJobsParams{OrganizationID: actor.OrgID, QueueName: queue})
 		if err != nil {
 			return fmt.Errorf("count queue jobs: %w", err)
@@ -200,9 +215,32 @@ func (s *Service) DeleteQueue(ctx context.Context, actor Actor, queue string) er
 		if n > 0 {
 			return fmt.Errorf("%w: Cannot delete queue %s with %d pending/processing jobs", ErrConflict, queue, n)
 		}
+		if err := s.stampCapped(ctx, tx, actor.OrgID, queue); err != nil {
+			return err
+		}
 		return events.Append(ctx, tx, events.New{
 			OrganizationID: actor.OrgID, StreamType: events.StreamQueue, StreamID: id.String(),
 			Type: events.QueueDeleted, QueueName: &queue, Actor: actor.Name,
 		})
 	})
+}
+
+// lockQueueCap takes the queue's cap lock exclusively for the rest of tx,
+// first thing in a change of the queue's cap: it waits for the queue's
+// claims in flight (each holds the lock shared) and holds new ones back
+// until tx ends.
+func (s *Service) lockQueueCap(ctx context.Context, tx pgx.Tx, orgID, queue string) error {
+	if err := s.q.QueueCapLock(ctx, tx, queries.QueueCapLockParams{OrganizationID: orgID, QueueName: queue}); err != nil {
+		return fmt.Errorf("take the cap lock of queue %s: %w", queue, err)
+	}
+	return nil
+}
+
+// stampCapped marks the queue's leases with whether the queue has a cap now
+// (the lease count of a cap reads marked leases alone), under lockQueueCap.
+func (s *Service) stampCapped(ctx context.Context, tx pgx.Tx, orgID, queue string) error {
+	if err := s.q.ProcessingStampCapped(ctx, tx, queries.ProcessingStampCappedParams{OrganizationID: orgID, QueueName: queue}); err != nil {
+		return fmt.Errorf("mark the leases of queue %s: %w", queue, err)
+	}
+	return nil
 }

@@ -245,6 +245,9 @@ func rebuild(ctx context.Context, tx pgx.Tx, progress func(events int64)) (Stats
 	if err := w.flush(ctx, tx); err != nil {
 		return Stats{}, err
 	}
+	if err := q.RebuildStampCapped(ctx, tx); err != nil {
+		return Stats{}, fmt.Errorf("mark rebuilt leases of capped queues: %w", err)
+	}
 	w.stats.Duration = time.Since(start)
 	return w.stats, nil
 }
@@ -269,7 +272,13 @@ func (w *writer) add(ctx context.Context, tx pgx.Tx, s JobState) error {
 		w.pending = append(w.pending, queries.RebuildInsertPendingParams(*s.Pending))
 	}
 	if s.Processing != nil {
-		w.processing = append(w.processing, queries.RebuildInsertProcessingParams(*s.Processing))
+		// capped is not the fold's: RebuildStampCapped sets it from the
+		// queues' configuration once the rows are in.
+		p := s.Processing
+		w.processing = append(w.processing, queries.RebuildInsertProcessingParams{
+			JobID: p.JobID, OrganizationID: p.OrganizationID, QueueName: p.QueueName, WorkerID: p.WorkerID,
+			LeaseID: p.LeaseID, LeaseExpiresAt: p.LeaseExpiresAt, ClaimedAt: p.ClaimedAt,
+		})
 	}
 	if len(w.jobs) >= batchSize || len(w.pending) >= batchSize || len(w.processing) >= batchSize {
 		return w.flush(ctx, tx)

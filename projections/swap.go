@@ -189,5 +189,11 @@ func refold(ctx context.Context, tx pgx.Tx, q *queries.Queries, streams []string
 			return err
 		}
 	}
-	return w.flush(ctx, tx)
+	if err := w.flush(ctx, tx); err != nil {
+		return err
+	}
+	if err := q.RebuildStampCapped(ctx, tx); err != nil {
+		return fmt.Errorf("mark re-folded leases of capped queues: %w", err)
+	}
+	return nil
 }

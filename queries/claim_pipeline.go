@@ -41,18 +41,22 @@ func (q *Queries) ClaimOnePipelined(ctx context.Context, db Batcher, locks Claim
 // same order, so JobClaimOne's rows can be read as JobClaimMultiRow.
 var _ = JobClaimMultiRow(JobClaimOneRow{})
 
-// claimPipelined pipelines PlanPin, ClaimLocksMulti and the claim statement
-// sql with its arguments, and reads the claimed rows (expect of them at
-// most).
+// claimPipelined pipelines PlanPin, ClaimCapGate, ClaimLocksMulti and the
+// claim statement sql with its arguments, and reads the claimed rows
+// (expect of them at most).
 func claimPipelined(ctx context.Context, db Batcher, locks ClaimLocksMultiParams, expect int, sql string, args ...any) ([]JobClaimMultiRow, error) {
 	b := &pgx.Batch{}
 	b.Queue(planPin)
+	b.Queue(claimCapGate, locks.OrganizationID, locks.QueueName)
 	b.Queue(claimLocksMulti, locks.OrganizationID, locks.QueueName, locks.WorkerIds)
 	b.Queue(sql, args...)
 	br := db.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("pin the claim plan: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("take the queue's cap lock: %w", err)
 	}
 	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("lock queue and workers: %w", err)

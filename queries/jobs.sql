@@ -135,7 +135,7 @@ WITH clock AS (
         coalesce((SELECT greatest(q.max_concurrent_jobs - (
                       SELECT count(*) FROM processing_jobs h
                       WHERE h.organization_id = sqlc.arg('organization_id')
-                        AND h.queue_name = sqlc.arg('queue_name')), 0)
+                        AND h.queue_name = sqlc.arg('queue_name') AND h.capped), 0)
                   FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
         -- The bucket can be below zero: with the database clock a claim runs
         -- at its transaction's start, which may precede the refill time a
@@ -181,9 +181,12 @@ WITH clock AS (
     WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved)) AND j.id = d.job_id
     RETURNING j.*, d.ord::int AS req, d.actor::text AS claim_actor
 ), leased AS (
+    -- capped: the queue has a concurrency cap, whose count reads the
+    -- leases of capped queues alone (processing_jobs_capped_idx).
     INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
-                                 lease_expires_at, claimed_at)
-    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
+                                 lease_expires_at, claimed_at, capped)
+    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at,
+           coalesce((SELECT q.max_concurrent_jobs IS NOT NULL FROM queue q), false)
     FROM claimed
 ), spent AS (
     UPDATE queue_config q
@@ -211,8 +214,8 @@ ORDER BY req, priority DESC, created_at, id;
 -- req always 1), so its rows are read as JobClaimMultiRow; what it leaves
 -- out is the dealing between requests (window functions, sorts and a join
 -- into the UPDATE), which cost a claim of one job about a sixth of its
--- Postgres CPU. Run after ClaimLocksMulti in the same transaction, as
--- JobClaimMulti is.
+-- Postgres CPU. Run after ClaimCapGate and ClaimLocksMulti in the same
+-- transaction, as JobClaimMulti is.
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS ts
 ), queue AS (
@@ -236,7 +239,7 @@ WITH clock AS (
         coalesce((SELECT greatest(q.max_concurrent_jobs - (
                       SELECT count(*) FROM processing_jobs h
                       WHERE h.organization_id = sqlc.arg('organization_id')
-                        AND h.queue_name = sqlc.arg('queue_name')), 0)
+                        AND h.queue_name = sqlc.arg('queue_name') AND h.capped), 0)
                   FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
         coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
                  2147483647)
@@ -268,9 +271,12 @@ WITH clock AS (
     WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved))
     RETURNING j.*, 1::int AS req, sqlc.arg('actor')::text AS claim_actor
 ), leased AS (
+    -- capped: the queue has a concurrency cap, whose count reads the
+    -- leases of capped queues alone (processing_jobs_capped_idx).
     INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
-                                 lease_expires_at, claimed_at)
-    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
+                                 lease_expires_at, claimed_at, capped)
+    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at,
+           coalesce((SELECT q.max_concurrent_jobs IS NOT NULL FROM queue q), false)
     FROM claimed
 ), spent AS (
     UPDATE queue_config q

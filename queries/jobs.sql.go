@@ -98,7 +98,7 @@ WITH clock AS (
         coalesce((SELECT greatest(q.max_concurrent_jobs - (
                       SELECT count(*) FROM processing_jobs h
                       WHERE h.organization_id = $6
-                        AND h.queue_name = $7), 0)
+                        AND h.queue_name = $7 AND h.capped), 0)
                   FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
         -- The bucket can be below zero: with the database clock a claim runs
         -- at its transaction's start, which may precede the refill time a
@@ -144,9 +144,12 @@ WITH clock AS (
     WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved)) AND j.id = d.job_id
     RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status, d.ord::int AS req, d.actor::text AS claim_actor
 ), leased AS (
+    -- capped: the queue has a concurrency cap, whose count reads the
+    -- leases of capped queues alone (processing_jobs_capped_idx).
     INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
-                                 lease_expires_at, claimed_at)
-    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
+                                 lease_expires_at, claimed_at, capped)
+    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at,
+           coalesce((SELECT q.max_concurrent_jobs IS NOT NULL FROM queue q), false)
     FROM claimed
 ), spent AS (
     UPDATE queue_config q
@@ -307,7 +310,7 @@ WITH clock AS (
         coalesce((SELECT greatest(q.max_concurrent_jobs - (
                       SELECT count(*) FROM processing_jobs h
                       WHERE h.organization_id = $2
-                        AND h.queue_name = $3), 0)
+                        AND h.queue_name = $3 AND h.capped), 0)
                   FROM queue q WHERE q.max_concurrent_jobs IS NOT NULL), 2147483647),
         coalesce((SELECT greatest(floor(q.tokens), 0)::int FROM queue q WHERE q.rate_limit_per_second IS NOT NULL),
                  2147483647)
@@ -339,9 +342,12 @@ WITH clock AS (
     WHERE j.id = ANY(ARRAY(SELECT moved.job_id FROM moved))
     RETURNING j.id, j.organization_id, j.queue_name, j.status, j.payload, j.result, j.retry_count, j.max_retries, j.last_error, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.expires_at, j.priority, j.tags, j.timeout_seconds, j.parent_job_id, j.completion_webhook, j.assigned_worker_id, j.lease_id, j.lease_expires_at, j.idempotency_key, j.updated_at, j.workflow_id, j.dependency_mode, j.dependencies_met, j.version, j.dead_status, 1::int AS req, $7::text AS claim_actor
 ), leased AS (
+    -- capped: the queue has a concurrency cap, whose count reads the
+    -- leases of capped queues alone (processing_jobs_capped_idx).
     INSERT INTO processing_jobs (job_id, organization_id, queue_name, worker_id, lease_id,
-                                 lease_expires_at, claimed_at)
-    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at
+                                 lease_expires_at, claimed_at, capped)
+    SELECT id, organization_id, queue_name, assigned_worker_id, lease_id, lease_expires_at, started_at,
+           coalesce((SELECT q.max_concurrent_jobs IS NOT NULL FROM queue q), false)
     FROM claimed
 ), spent AS (
     UPDATE queue_config q
@@ -413,8 +419,8 @@ type JobClaimOneRow struct {
 // req always 1), so its rows are read as JobClaimMultiRow; what it leaves
 // out is the dealing between requests (window functions, sorts and a join
 // into the UPDATE), which cost a claim of one job about a sixth of its
-// Postgres CPU. Run after ClaimLocksMulti in the same transaction, as
-// JobClaimMulti is.
+// Postgres CPU. Run after ClaimCapGate and ClaimLocksMulti in the same
+// transaction, as JobClaimMulti is.
 func (q *Queries) JobClaimOne(ctx context.Context, db DBTX, arg JobClaimOneParams) ([]JobClaimOneRow, error) {
 	rows, err := db.Query(ctx, jobClaimOne,
 		arg.Now,

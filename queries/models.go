@@ -144,6 +144,7 @@ type ProcessingJob struct {
 	LeaseID        uuid.UUID
 	LeaseExpiresAt time.Time
 	ClaimedAt      time.Time
+	Capped         bool
 }
 
 type ProcessingJobsRebuild struct {
@@ -154,6 +155,7 @@ type ProcessingJobsRebuild struct {
 	LeaseID        uuid.UUID
 	LeaseExpiresAt time.Time
 	ClaimedAt      time.Time
+	Capped         bool
 }
 
 type ProjectorCheckpoint struct {

@@ -82,6 +82,35 @@ SELECT ((SELECT count(*) FROM pending_jobs p
       + (SELECT count(*) FROM processing_jobs h
          WHERE h.organization_id = sqlc.arg('organization_id') AND h.queue_name = sqlc.arg('queue_name')))::bigint;
 
+-- name: ClaimCapGate :exec
+-- Run first in a claim's transaction, as a statement of its own: the
+-- queue's cap lock, shared (claims do not wait on each other). A change of
+-- the cap takes it exclusively (QueueCapLock) and then restamps the
+-- queue's leases (ProcessingStampCapped), so every lease of a claim either
+-- committed before that restamp, which sees it, or was written by a claim
+-- that read the new cap: capped never disagrees with the queue's
+-- configuration.
+SELECT pg_advisory_xact_lock_shared(queue_cap_lock_key(sqlc.arg('organization_id'), sqlc.arg('queue_name')));
+
+-- name: QueueCapLock :exec
+-- A change of a queue's cap (or the deletion of its configuration) takes
+-- the queue's cap lock exclusively, before it reads or writes anything:
+-- it waits for the claims in flight on the queue, and holds new ones back
+-- until it commits.
+SELECT pg_advisory_xact_lock(queue_cap_lock_key(sqlc.arg('organization_id'), sqlc.arg('queue_name')));
+
+-- name: ProcessingStampCapped :exec
+-- Sets capped on the queue's leases to whether the queue has a cap now,
+-- after a change of its configuration, under QueueCapLock.
+UPDATE processing_jobs h
+SET capped = c.capped
+FROM (SELECT EXISTS (SELECT 1 FROM queue_config q
+                     WHERE q.organization_id = sqlc.arg('organization_id')
+                       AND q.queue_name = sqlc.arg('queue_name')
+                       AND q.max_concurrent_jobs IS NOT NULL) AS capped) c
+WHERE h.organization_id = sqlc.arg('organization_id') AND h.queue_name = sqlc.arg('queue_name')
+  AND h.capped <> c.capped;
+
 -- name: ClaimLocksMulti :exec
 -- Run ahead of JobClaimMulti in the same transaction, as a statement of its
 -- own: it locks the queue's configuration row when the queue has a

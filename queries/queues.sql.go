@@ -13,6 +13,27 @@ import (
 	"github.com/google/uuid"
 )
 
+const claimCapGate = `-- name: ClaimCapGate :exec
+SELECT pg_advisory_xact_lock_shared(queue_cap_lock_key($1, $2))
+`
+
+type ClaimCapGateParams struct {
+	OrganizationID string
+	QueueName      string
+}
+
+// Run first in a claim's transaction, as a statement of its own: the
+// queue's cap lock, shared (claims do not wait on each other). A change of
+// the cap takes it exclusively (QueueCapLock) and then restamps the
+// queue's leases (ProcessingStampCapped), so every lease of a claim either
+// committed before that restamp, which sees it, or was written by a claim
+// that read the new cap: capped never disagrees with the queue's
+// configuration.
+func (q *Queries) ClaimCapGate(ctx context.Context, db DBTX, arg ClaimCapGateParams) error {
+	_, err := db.Exec(ctx, claimCapGate, arg.OrganizationID, arg.QueueName)
+	return err
+}
+
 const claimLocksMulti = `-- name: ClaimLocksMulti :exec
 WITH queue_lock AS (
     SELECT q.id FROM queue_config q
@@ -46,6 +67,29 @@ func (q *Queries) ClaimLocksMulti(ctx context.Context, db DBTX, arg ClaimLocksMu
 	return err
 }
 
+const processingStampCapped = `-- name: ProcessingStampCapped :exec
+UPDATE processing_jobs h
+SET capped = c.capped
+FROM (SELECT EXISTS (SELECT 1 FROM queue_config q
+                     WHERE q.organization_id = $1
+                       AND q.queue_name = $2
+                       AND q.max_concurrent_jobs IS NOT NULL) AS capped) c
+WHERE h.organization_id = $1 AND h.queue_name = $2
+  AND h.capped <> c.capped
+`
+
+type ProcessingStampCappedParams struct {
+	OrganizationID string
+	QueueName      string
+}
+
+// Sets capped on the queue's leases to whether the queue has a cap now,
+// after a change of its configuration, under QueueCapLock.
+func (q *Queries) ProcessingStampCapped(ctx context.Context, db DBTX, arg ProcessingStampCappedParams) error {
+	_, err := db.Exec(ctx, processingStampCapped, arg.OrganizationID, arg.QueueName)
+	return err
+}
+
 const queueActiveJobs = `-- name: QueueActiveJobs :one
 SELECT ((SELECT count(*) FROM pending_jobs p
          WHERE p.organization_id = $1 AND p.queue_name = $2)
@@ -63,6 +107,24 @@ func (q *Queries) QueueActiveJobs(ctx context.Context, db DBTX, arg QueueActiveJ
 	var column_1 int64
 	err := row.Scan(&column_1)
 	return column_1, err
+}
+
+const queueCapLock = `-- name: QueueCapLock :exec
+SELECT pg_advisory_xact_lock(queue_cap_lock_key($1, $2))
+`
+
+type QueueCapLockParams struct {
+	OrganizationID string
+	QueueName      string
+}
+
+// A change of a queue's cap (or the deletion of its configuration) takes
+// the queue's cap lock exclusively, before it reads or writes anything:
+// it waits for the claims in flight on the queue, and holds new ones back
+// until it commits.
+func (q *Queries) QueueCapLock(ctx context.Context, db DBTX, arg QueueCapLockParams) error {
+	_, err := db.Exec(ctx, queueCapLock, arg.OrganizationID, arg.QueueName)
+	return err
 }
 
 const queueConfigDelete = `-- name: QueueConfigDelete :one

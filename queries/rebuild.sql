@@ -17,6 +17,17 @@ VALUES ($1, $2, $3, $4, $5, $6, $7);
 INSERT INTO processing_jobs_rebuild (job_id, organization_id, queue_name, worker_id, lease_id, lease_expires_at, claimed_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7);
 
+-- name: RebuildStampCapped :exec
+-- Marks the rebuilt leases of queues with a concurrency cap, as claims and
+-- cap changes mark the live ones (capped is not in the log: it follows the
+-- queue's configuration). Both ways: a swap's re-fold keeps rows the
+-- rebuild stamped under an older configuration.
+UPDATE processing_jobs_rebuild h
+SET capped = NOT h.capped
+WHERE h.capped <> EXISTS (SELECT 1 FROM queue_config q
+                          WHERE q.organization_id = h.organization_id AND q.queue_name = h.queue_name
+                            AND q.max_concurrent_jobs IS NOT NULL);
+
 -- name: RebuildDiffJobs :many
 -- Rows that differ between the live jobs table and the rebuilt one.
 SELECT 'live'::text AS side, d.id FROM (SELECT * FROM jobs EXCEPT SELECT * FROM jobs_rebuild) d

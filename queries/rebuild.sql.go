@@ -179,9 +179,9 @@ func (q *Queries) RebuildDiffPending(ctx context.Context, db DBTX, maxRows int32
 }
 
 const rebuildDiffProcessing = `-- name: RebuildDiffProcessing :many
-SELECT 'live'::text AS side, d.job_id FROM (SELECT job_id, organization_id, queue_name, worker_id, lease_id, lease_expires_at, claimed_at FROM processing_jobs EXCEPT SELECT job_id, organization_id, queue_name, worker_id, lease_id, lease_expires_at, claimed_at FROM processing_jobs_rebuild) d
+SELECT 'live'::text AS side, d.job_id FROM (SELECT job_id, organization_id, queue_name, worker_id, lease_id, lease_expires_at, claimed_at, capped FROM processing_jobs EXCEPT SELECT job_id, organization_id, queue_name, worker_id, lease_id, lease_expires_at, claimed_at, capped FROM processing_jobs_rebuild) d
 UNION ALL
-SELECT 'rebuilt'::text, d.job_id FROM (SELECT job_id, organization_id, queue_name, worker_id, lease_id, lease_expires_at, claimed_at FROM processing_jobs_rebuild EXCEPT SELECT job_id, organization_id, queue_name, worker_id, lease_id, lease_expires_at, claimed_at FROM processing_jobs) d
+SELECT 'rebuilt'::text, d.job_id FROM (SELECT job_id, organization_id, queue_name, worker_id, lease_id, lease_expires_at, claimed_at, capped FROM processing_jobs_rebuild EXCEPT SELECT job_id, organization_id, queue_name, worker_id, lease_id, lease_expires_at, claimed_at, capped FROM processing_jobs) d
 ORDER BY 2, 1
 LIMIT $1
 `
@@ -292,6 +292,23 @@ func (q *Queries) RebuildSnapshot(ctx context.Context, db DBTX) (string, error) 
 	var column_1 string
 	err := row.Scan(&column_1)
 	return column_1, err
+}
+
+const rebuildStampCapped = `-- name: RebuildStampCapped :exec
+UPDATE processing_jobs_rebuild h
+SET capped = NOT h.capped
+WHERE h.capped <> EXISTS (SELECT 1 FROM queue_config q
+                          WHERE q.organization_id = h.organization_id AND q.queue_name = h.queue_name
+                            AND q.max_concurrent_jobs IS NOT NULL)
+`
+
+// Marks the rebuilt leases of queues with a concurrency cap, as claims and
+// cap changes mark the live ones (capped is not in the log: it follows the
+// queue's configuration). Both ways: a swap's re-fold keeps rows the
+// rebuild stamped under an older configuration.
+func (q *Queries) RebuildStampCapped(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, rebuildStampCapped)
+	return err
 }
 
 const rebuildSwap = `-- name: RebuildSwap :exec
