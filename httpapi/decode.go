@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -167,6 +169,21 @@ func jsonKind(goType string) string {
 	default:
 		return "an object"
 	}
+}
+
+// timestamp is a request field holding an RFC 3339 time. A malformed one is
+// a type error, which encoding/json names by its field (it names no field
+// for the time package's own parse error), so the client is told which
+// field to mend.
+type timestamp time.Time
+
+func (t *timestamp) UnmarshalJSON(b []byte) error {
+	var v time.Time
+	if err := v.UnmarshalJSON(b); err != nil {
+		return &json.UnmarshalTypeError{Value: abbreviate(b), Type: reflect.TypeFor[time.Time]()}
+	}
+	*t = timestamp(v)
+	return nil
 }
 
 // hasNULEscape reports a \u0000 escape anywhere in a JSON text (an escaped

@@ -22,8 +22,8 @@ type enqueueRequest struct {
 	Priority          *int            `json:"priority"`
 	MaxRetries        *int            `json:"max_retries"`
 	TimeoutSeconds    *int            `json:"timeout_seconds"`
-	ScheduledAt       *time.Time      `json:"scheduled_at"`
-	ExpiresAt         *time.Time      `json:"expires_at"`
+	ScheduledAt       *timestamp      `json:"scheduled_at"`
+	ExpiresAt         *timestamp      `json:"expires_at"`
 	Tags              json.RawMessage `json:"tags"`
 	ParentJobID       *string         `json:"parent_job_id"`
 	CompletionWebhook *string         `json:"completion_webhook"`
@@ -43,7 +43,7 @@ func (s *Server) enqueue(c *fiber.Ctx) error {
 	}
 	res, err := s.cmd.Enqueue(c.UserContext(), caller(c).actor(), []commands.NewJob{{
 		QueueName: *r.QueueName, Payload: r.Payload, Priority: r.Priority, MaxRetries: r.MaxRetries,
-		TimeoutSeconds: r.TimeoutSeconds, ScheduledAt: r.ScheduledAt, ExpiresAt: r.ExpiresAt, Tags: r.Tags,
+		TimeoutSeconds: r.TimeoutSeconds, ScheduledAt: (*time.Time)(r.ScheduledAt), ExpiresAt: (*time.Time)(r.ExpiresAt), Tags: r.Tags,
 		ParentJobID: r.ParentJobID, CompletionWebhook: r.CompletionWebhook, IdempotencyKey: r.IdempotencyKey,
 	}})
 	if err != nil {
@@ -62,7 +62,7 @@ type bulkRequest struct {
 		Payload        json.RawMessage `json:"payload"`
 		Priority       *int            `json:"priority"`
 		IdempotencyKey *string         `json:"idempotency_key"`
-		ScheduledAt    *time.Time      `json:"scheduled_at"`
+		ScheduledAt    *timestamp      `json:"scheduled_at"`
 	} `json:"jobs"`
 	DefaultPriority       *int `json:"default_priority"`
 	DefaultMaxRetries     *int `json:"default_max_retries"`
@@ -112,7 +112,7 @@ func (s *Server) bulkEnqueue(c *fiber.Ctx) error {
 		}
 		jobs[i] = commands.NewJob{
 			QueueName: *r.QueueName, Payload: it.Payload, Priority: prio, MaxRetries: r.DefaultMaxRetries,
-			TimeoutSeconds: r.DefaultTimeoutSeconds, ScheduledAt: it.ScheduledAt, IdempotencyKey: it.IdempotencyKey,
+			TimeoutSeconds: r.DefaultTimeoutSeconds, ScheduledAt: (*time.Time)(it.ScheduledAt), IdempotencyKey: it.IdempotencyKey,
 		}
 	}
 	res, err := s.cmd.EnqueueBulk(c.UserContext(), caller(c).actor(), jobs)
@@ -286,8 +286,8 @@ func (s *Server) replayJob(c *fiber.Ctx) error {
 func (s *Server) replayDeadLetters(c *fiber.Ctx) error {
 	var r struct {
 		QueueName *string    `json:"queue_name"`
-		From      *time.Time `json:"from"`
-		To        *time.Time `json:"to"`
+		From      *timestamp `json:"from"`
+		To        *timestamp `json:"to"`
 		Limit     *int       `json:"limit"`
 	}
 	if len(c.Body()) > 0 {
@@ -302,7 +302,7 @@ func (s *Server) replayDeadLetters(c *fiber.Ctx) error {
 		}
 		limit = *r.Limit
 	}
-	out, err := s.cmd.ReplayDeadLetters(c.UserContext(), caller(c).actor(), r.QueueName, r.From, r.To, limit)
+	out, err := s.cmd.ReplayDeadLetters(c.UserContext(), caller(c).actor(), r.QueueName, (*time.Time)(r.From), (*time.Time)(r.To), limit)
 	if err != nil {
 		return err
 	}
@@ -459,7 +459,7 @@ func (s *Server) purgeDeadLetters(c *fiber.Ctx) error {
 	var r struct {
 		Confirm   *bool      `json:"confirm"`
 		QueueName *string    `json:"queue_name"`
-		OlderThan *time.Time `json:"older_than"`
+		OlderThan *timestamp `json:"older_than"`
 		Limit     *int       `json:"limit"`
 	}
 	if len(c.Body()) > 0 {
@@ -480,7 +480,7 @@ func (s *Server) purgeDeadLetters(c *fiber.Ctx) error {
 			return validation("limit", "range", "must be between 1 and 10000")
 		}
 	}
-	n, err := s.cmd.PurgeDeadLetters(c.UserContext(), caller(c).actor(), r.QueueName, r.OlderThan, limit)
+	n, err := s.cmd.PurgeDeadLetters(c.UserContext(), caller(c).actor(), r.QueueName, (*time.Time)(r.OlderThan), limit)
 	if err != nil {
 		return err
 	}

@@ -118,7 +118,7 @@ func (s *Server) createAPIKey(c *fiber.Ctx) error {
 		Name      *string    `json:"name"`
 		Queues    []string   `json:"queues"`
 		RateLimit *int       `json:"rate_limit"`
-		ExpiresAt *time.Time `json:"expires_at"`
+		ExpiresAt *timestamp `json:"expires_at"`
 	}
 	if err := decodeBody(c, &r); err != nil {
 		return err
@@ -127,7 +127,7 @@ func (s *Server) createAPIKey(c *fiber.Ctx) error {
 		return err
 	}
 	k, err := s.cmd.CreateAPIKey(c.UserContext(), caller(c).actor(), commands.NewKey{
-		Name: *r.Name, Queues: r.Queues, RateLimit: r.RateLimit, ExpiresAt: r.ExpiresAt,
+		Name: *r.Name, Queues: r.Queues, RateLimit: r.RateLimit, ExpiresAt: (*time.Time)(r.ExpiresAt),
 	})
 	if err != nil {
 		return err
