@@ -105,3 +105,55 @@ func TestCapChangeWaitsForClaimsInFlight(t *testing.T) {
 		t.Fatalf("claimed %d with the racing claim's job running under a cap of 1, want 0", got)
 	}
 }
+
+// TestCapChangeYieldsInALockCycle: a cap change marks the queue's leases
+// while others lock them: a batch complete deletes many, in an order its
+// plan chooses (index order, or the table's). Here lease B was written
+// before A, so the cap change's scan marks B and then waits for A, held
+// by a transaction (standing in for a complete) that then wants B: a
+// cycle. The cap change waits at most capChangeLockWait for each lock,
+// then rolls back, releasing B, and tries again; the other transaction
+// goes on. Without that bound the deadlock detector aborted one of the
+// two after deadlock_timeout: a batch complete failed, or the cap change.
+func TestCapChangeYieldsInALockCycle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.enqueue(e.actor, commands.NewJob{QueueName: "crossing", Payload: payload(1)})
+	b := e.enqueue(e.actor, commands.NewJob{QueueName: "crossing", Payload: payload(2), Priority: ptr(5)})
+	if first, second := e.claimOne("crossing", "w1"), e.claimOne("crossing", "w1"); first.ID != b || second.ID != a {
+		t.Fatalf("claimed %s then %s, want B (%s) then A (%s)", first.ID, second.ID, b, a)
+	}
+
+	holder, err := e.pool.Begin(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(e.ctx)
+	if _, err := holder.Exec(e.ctx, `SELECT 1 FROM processing_jobs WHERE job_id = $1 FOR UPDATE`, a); err != nil {
+		t.Fatal(err)
+	}
+	capped := make(chan error, 1)
+	go func() {
+		_, err := e.svc.ConfigureQueue(e.ctx, e.actor, "crossing", commands.QueueSettings{MaxConcurrentJobs: ptr(10)})
+		capped <- err
+	}()
+	// The cap change has marked B and waits for A.
+	if !eventually(10*time.Second, func() bool {
+		return e.scalar(`SELECT count(*) FROM pg_stat_activity
+		                 WHERE wait_event_type = 'Lock' AND query LIKE '%ProcessingStampCapped%'`) == 1
+	}) {
+		t.Fatal("the cap change did not wait for lease A")
+	}
+	if _, err := holder.Exec(e.ctx, `SELECT 1 FROM processing_jobs WHERE job_id = $1 FOR UPDATE`, b); err != nil {
+		t.Fatalf("lease B, held by the waiting cap change: %v", err)
+	}
+	if err := holder.Commit(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-capped; err != nil {
+		t.Fatalf("cap change in a lock cycle: %v", err)
+	}
+	if n := e.scalar(`SELECT count(*) FROM processing_jobs WHERE capped`); n != 2 {
+		t.Fatalf("%d leases marked capped, want 2", n)
+	}
+}

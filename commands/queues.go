@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/spooled-go/spooled/events"
 	"github.com/spooled-go/spooled/internal/pgdb"
@@ -74,12 +75,11 @@ func (s *Service) ConfigureQueue(ctx context.Context, actor Actor, queue string,
 	}
 	var qc queries.QueueConfig
 	capChange := r.MaxConcurrentJobs != nil || r.ClearMaxConcurrent
-	err := pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		if capChange {
-			if err := s.lockQueueCap(ctx, tx, actor.OrgID, queue); err != nil {
-				return err
-			}
-		}
+	inTx := func(fn func(pgx.Tx) error) error { return pgdb.WithTx(ctx, s.pool, fn) }
+	if capChange {
+		inTx = func(fn func(pgx.Tx) error) error { return s.inCapChange(ctx, actor.OrgID, queue, fn) }
+	}
+	err := inTx(func(tx pgx.Tx) error {
 		var err error
 		qc, err = s.q.QueueConfigUpsert(ctx, tx, queries.QueueConfigUpsertParams{
 			ID: uuid.New(), OrganizationID: actor.OrgID, QueueName: queue,
@@ -196,11 +196,8 @@ func (s *Service) DeleteQueue(ctx context.Context, actor Actor, queue string) er
 	if err := ValidateQueueName("queue_name", queue); err != nil {
 		return err
 	}
-	return pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		// Deleting the configuration deletes any cap with it.
-		if err := s.lockQueueCap(ctx, tx, actor.OrgID, queue); err != nil {
-			return err
-		}
+	// Deleting the configuration deletes any cap with it.
+	return s.inCapChange(ctx, actor.OrgID, queue, func(tx pgx.Tx) error {
 		n, err := s.q.QueueActiveJobs(ctx, tx, queries.QueueActiveJobsParams{OrganizationID: actor.OrgID, QueueName: queue})
 		if err != nil {
 			return fmt.Errorf("count queue jobs: %w", err)
@@ -225,19 +222,50 @@ func (s *Service) DeleteQueue(ctx context.Context, actor Actor, queue string) er
 	})
 }
 
-// lockQueueCap takes the queue's cap lock exclusively for the rest of tx,
-// first thing in a change of the queue's cap: it waits for the queue's
+// inCapChange runs fn, a change of the queue's cap, in a transaction that
+// first takes the queue's cap lock exclusively: it waits for the queue's
 // claims in flight (each holds the lock shared) and holds new ones back
-// until tx ends.
-func (s *Service) lockQueueCap(ctx context.Context, tx pgx.Tx, orgID, queue string) error {
-	if err := s.q.QueueCapLock(ctx, tx, queries.QueueCapLockParams{OrganizationID: orgID, QueueName: queue}); err != nil {
-		return fmt.Errorf("take the cap lock of queue %s: %w", queue, err)
+// until it ends. After that, each lock the change waits for (its
+// configuration row, leases it marks) is waited for at most
+// capChangeLockWait: marking leases locks them in the order the table is
+// read, while a batch complete locks its leases in the order its plan
+// reads them, and the two could each wait for the other. Such a change
+// rolls back, freeing what it had marked, and runs again, so the other side
+// goes on instead of one of them being aborted by deadlock detection.
+func (s *Service) inCapChange(ctx context.Context, orgID, queue string, fn func(pgx.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+			if err := s.q.QueueCapLock(ctx, tx, queries.QueueCapLockParams{OrganizationID: orgID, QueueName: queue}); err != nil {
+				return fmt.Errorf("take the cap lock of queue %s: %w", queue, err)
+			}
+			if err := s.q.TxLockTimeout(ctx, tx, capChangeLockWait.String()); err != nil {
+				return fmt.Errorf("bound lock waits: %w", err)
+			}
+			return fn(tx)
+		})
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" || attempt == capChangeAttempts {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(1+attempt%5) * time.Millisecond):
+		}
 	}
-	return nil
 }
 
+const (
+	// capChangeLockWait bounds each lock wait of a cap change after its cap
+	// lock: long enough for a complete or a renewal in flight to finish,
+	// far under deadlock_timeout (1 s), so a lock cycle with one ends with
+	// the cap change running again.
+	capChangeLockWait = 50 * time.Millisecond
+	capChangeAttempts = 100
+)
+
 // stampCapped marks the queue's leases with whether the queue has a cap now
-// (the lease count of a cap reads marked leases alone), under lockQueueCap.
+// (the lease count of a cap reads marked leases alone), in inCapChange.
 func (s *Service) stampCapped(ctx context.Context, tx pgx.Tx, orgID, queue string) error {
 	if err := s.q.ProcessingStampCapped(ctx, tx, queries.ProcessingStampCappedParams{OrganizationID: orgID, QueueName: queue}); err != nil {
 		return fmt.Errorf("mark the leases of queue %s: %w", queue, err)

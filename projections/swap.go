@@ -95,7 +95,7 @@ func RebuildAndSwap(ctx context.Context, pool *pgxpool.Pool, progress func(done,
 	// again: writers wait at most that long each time and never fail.
 	for attempt := 1; ; attempt++ {
 		err = pgdb.WithTx(ctx, pool, func(tx pgx.Tx) error {
-			if err := q.RebuildLockTimeout(ctx, tx, swapLockWait.String()); err != nil {
+			if err := q.TxLockTimeout(ctx, tx, swapLockWait.String()); err != nil {
 				return fmt.Errorf("bound lock waits: %w", err)
 			}
 			if err := q.RebuildLockLive(ctx, tx); err != nil {

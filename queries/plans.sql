@@ -50,3 +50,9 @@ SELECT set_config('enable_sort', current_setting('spooled.saved_enable_sort'), t
 -- the call, so constant filters keep their effect (time filters prune the
 -- log's partitions).
 SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true);
+
+-- name: TxLockTimeout :exec
+-- Bounds the lock waits of the rest of this transaction, so that one that
+-- may close a lock cycle with a writer (a projection swap, a cap change)
+-- gives up (and retries) before deadlock detection could abort the writer.
+SELECT set_config('lock_timeout', sqlc.arg('timeout')::text, true);

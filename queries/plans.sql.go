@@ -85,3 +85,15 @@ func (q *Queries) PlanSave(ctx context.Context, db DBTX) error {
 	_, err := db.Exec(ctx, planSave)
 	return err
 }
+
+const txLockTimeout = `-- name: TxLockTimeout :exec
+SELECT set_config('lock_timeout', $1::text, true)
+`
+
+// Bounds the lock waits of the rest of this transaction, so that one that
+// may close a lock cycle with a writer (a projection swap, a cap change)
+// gives up (and retries) before deadlock detection could abort the writer.
+func (q *Queries) TxLockTimeout(ctx context.Context, db DBTX, timeout string) error {
+	_, err := db.Exec(ctx, txLockTimeout, timeout)
+	return err
+}

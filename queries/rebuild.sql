@@ -84,7 +84,3 @@ ORDER BY stream_id, stream_seq;
 -- name: EventsJobCount :one
 SELECT count(*)::bigint FROM job_events WHERE stream_type = 'job';
 
--- name: RebuildLockTimeout :exec
--- Bounds this transaction's lock waits, so the swap gives up (and retries)
--- before deadlock detection could abort a writer.
-SELECT set_config('lock_timeout', sqlc.arg('timeout')::text, true);

@@ -271,17 +271,6 @@ func (q *Queries) RebuildLockLive(ctx context.Context, db DBTX) error {
 	return err
 }
 
-const rebuildLockTimeout = `-- name: RebuildLockTimeout :exec
-SELECT set_config('lock_timeout', $1::text, true)
-`
-
-// Bounds this transaction's lock waits, so the swap gives up (and retries)
-// before deadlock detection could abort a writer.
-func (q *Queries) RebuildLockTimeout(ctx context.Context, db DBTX, timeout string) error {
-	_, err := db.Exec(ctx, rebuildLockTimeout, timeout)
-	return err
-}
-
 const rebuildSnapshot = `-- name: RebuildSnapshot :one
 SELECT pg_current_snapshot()::text
 `
