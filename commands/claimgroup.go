@@ -160,10 +160,10 @@ func (g *claimGroup) close() {
 }
 
 // serve runs one statement for batch and answers each request. It runs on
-// a context of its own: no single caller's departure cancels the others'
-// claim.
+// the service's statement context: no single caller's departure cancels
+// the others' claim; only a Close that gave up waiting does.
 func (g *claimGroup) serve(k claimKey, batch []*claimCall) {
-	dealt, err := g.s.claimRequests(context.Background(), k.org, k.queue, batch)
+	dealt, err := g.s.claimRequests(g.s.statements, k.org, k.queue, batch)
 	for i, c := range batch {
 		if err != nil {
 			c.done <- claimResult{err: err}

@@ -1,6 +1,7 @@
 package commands_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -108,7 +109,7 @@ func TestCoalescedClaimsUnderLoad(t *testing.T) {
 	t.Parallel()
 	pool := testdb.NewWith(t, testdb.Options{MaxConns: 24})
 	svc := commands.New(pool, nil, nil, testDefaults, commands.WithGroupCommit(2))
-	t.Cleanup(svc.Close)
+	t.Cleanup(func() { _ = svc.Close(context.Background()) })
 	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
 	e.actor = e.newOrg("crowd")
 	const jobs = 600
@@ -199,7 +200,7 @@ func TestClaimGroupOutlivesAPanic(t *testing.T) {
 	pool := testdb.NewWith(t, testdb.Options{})
 	obs := &panickyObserver{Metrics: metrics.New(nil, nil, nil)}
 	svc := commands.New(pool, nil, nil, testDefaults, commands.WithGroupCommit(1), commands.WithObserver(obs))
-	t.Cleanup(svc.Close)
+	t.Cleanup(func() { _ = svc.Close(context.Background()) })
 	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
 	e.actor = e.newOrg("panicky")
 	for i := range 3 {
@@ -249,7 +250,9 @@ func TestClaimAfterCloseIsRefused(t *testing.T) {
 	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
 	e.actor = e.newOrg("closing")
 	id := e.enqueue(e.actor, commands.NewJob{QueueName: "c", Payload: payload(1)})
-	svc.Close()
+	if err := svc.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	counter.Take()
 	jobs, err := svc.Claim(e.ctx, e.actor.OrgID, commands.ClaimRequest{QueueName: "c", WorkerID: "w"})
 	if !errors.Is(err, commands.ErrStopping) || len(jobs) != 0 {

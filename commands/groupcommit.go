@@ -19,6 +19,9 @@ type groupCommit[Req, Res any] struct {
 	run     func(ctx context.Context, reqs []Req) []gcResult[Res]
 	// served hears how many requests each flush gathered (metrics).
 	served func(requests int)
+	// quit cancels the statements in flight (Service.Close, when the
+	// database does not answer in time).
+	quit context.Context
 
 	// mu orders submissions before close: no request can enter the queue
 	// after the flushers were told to stop.
@@ -44,9 +47,9 @@ type gcResult[Res any] struct {
 // HTTP drain. They are refused, not run: the pool is about to close.
 var ErrStopping = errors.New("server is shutting down")
 
-func newGroupCommit[Req, Res any](flushers, max int, run func(context.Context, []Req) []gcResult[Res], served func(int)) *groupCommit[Req, Res] {
+func newGroupCommit[Req, Res any](flushers, max int, run func(context.Context, []Req) []gcResult[Res], served func(int), quit context.Context) *groupCommit[Req, Res] {
 	g := &groupCommit[Req, Res]{in: make(chan *gcCall[Req, Res], 4*max), max: max, flushes: flushers, run: run,
-		served: served, stop: make(chan struct{})}
+		served: served, quit: quit, stop: make(chan struct{})}
 	for i := 0; i < flushers; i++ {
 		g.wg.Add(1)
 		go g.flusher()
@@ -114,8 +117,11 @@ func (g *groupCommit[Req, Res]) flush(batch []*gcCall[Req, Res]) {
 		reqs[i] = c.req
 	}
 	// The statement runs on a context of its own: one caller giving up
-	// must not cancel the others' commit.
-	out := g.run(context.WithoutCancel(batch[0].ctx), reqs)
+	// must not cancel the others' commit. Only quit does.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(batch[0].ctx))
+	defer cancel()
+	defer context.AfterFunc(g.quit, cancel)()
+	out := g.run(ctx, reqs)
 	for i, c := range batch {
 		c.done <- out[i]
 	}

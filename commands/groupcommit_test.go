@@ -146,7 +146,9 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatalf("observer: %d complete statements serving %d requests, want %d requests", st, req, len(claimed))
 	}
 
-	svc.Close()
+	if err := svc.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := svc.Enqueue(ctx, a, []commands.NewJob{{QueueName: "gc", Payload: json.RawMessage(`{}`)}}); err == nil {
 		t.Fatal("enqueue after Close accepted")
 	}
@@ -337,7 +339,7 @@ func tenantsSharingGroupCommit(t *testing.T, n int) (*pgxpool.Pool, *commands.Se
 	t.Helper()
 	pool := testdb.New(t)
 	svc := commands.New(pool, nil, nil, testDefaults, commands.WithGroupCommit(1))
-	t.Cleanup(svc.Close)
+	t.Cleanup(func() { _ = svc.Close(context.Background()) })
 	actors := make([]commands.Actor, n)
 	for i := range actors {
 		org, err := svc.CreateOrganization(context.Background(),
@@ -348,4 +350,77 @@ func tenantsSharingGroupCommit(t *testing.T, n int) (*pgxpool.Pool, *commands.Se
 		actors[i] = commands.Actor{OrgID: org.Organization.ID, Name: events.ActorAPIKey(org.Key.Key.ID)}
 	}
 	return pool, svc, actors
+}
+
+// TestCloseCancelsStatementsTheDatabaseHolds: when the database does not
+// answer a group-committed statement (here it waits for a lock held
+// elsewhere), Close gives up waiting for it once its context ends: the
+// statement is cancelled, its caller gets an error, nothing is written,
+// and Close returns. It used to wait for the database however long it
+// took, and with it the server's shutdown.
+func TestCloseCancelsStatementsTheDatabaseHolds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	svc := commands.New(pool, nil, nil, testDefaults, commands.WithGroupCommit(1))
+	org, err := svc.CreateOrganization(ctx, commands.NewOrganization{Name: "Stuck", Slug: "stuck"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := commands.Actor{OrgID: org.Organization.ID, Name: "api_key:test"}
+
+	holder, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, `LOCK TABLE job_events IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	enqueued := make(chan error, 1)
+	go func() {
+		_, err := svc.Enqueue(ctx, a, []commands.NewJob{{QueueName: "stuck", Payload: json.RawMessage(`{}`)}})
+		enqueued <- err
+	}()
+	waiting := func() bool {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		                           WHERE wait_event_type = 'Lock' AND query LIKE '%JobEnqueueBatch%'`).Scan(&n)
+		return err == nil && n == 1
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !waiting() {
+		if time.Now().After(deadline) {
+			t.Fatal("the enqueue's statement never waited for the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	closed := make(chan error, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		closed <- svc.Close(cctx)
+	}()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Close with a statement the database holds: %v, want the deadline's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = holder.Rollback(ctx) // lets the statement, and Close, finish
+		<-closed
+		t.Fatal("Close waited for a statement the database held, past its deadline")
+	}
+	if err := <-enqueued; err == nil {
+		t.Fatal("the cancelled enqueue was answered as created")
+	}
+	_ = holder.Rollback(ctx)
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE organization_id = $1`, a.OrgID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d jobs written by a cancelled enqueue, want 0", n)
+	}
 }

@@ -50,7 +50,7 @@ func TestJobPathRunsOnJobPool(t *testing.T) {
 	hub := workers.NewWakeups(nil)
 	svc := commands.New(pool, nil, hub, testDefaults, commands.WithWaiter(hub, time.Minute),
 		commands.WithGroupCommit(1), commands.WithJobPool(jobPool))
-	t.Cleanup(svc.Close)
+	t.Cleanup(func() { _ = svc.Close(context.Background()) })
 	e := &env{t: t, ctx: t.Context(), pool: pool, svc: svc}
 	e.actor = e.newOrg("narrow")
 	mainCount.Take()

@@ -5,6 +5,7 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -106,6 +107,11 @@ type Service struct {
 	busy busyQueues
 	// Plan usage read recently, so creates far below a quota skip the count.
 	quota *quotaMemo
+	// statements is what coalesced statements run on (their callers'
+	// departures do not cancel them); Close cancels it when the database
+	// does not answer before its deadline.
+	statements      context.Context
+	abortStatements context.CancelFunc
 }
 
 // WithGroupCommit coalesces concurrent single enqueues and single completes
@@ -117,20 +123,39 @@ func WithGroupCommit(flushers int) Option {
 		// The observer is read when a statement runs: WithObserver may come
 		// after this option.
 		s.enqGC = newGroupCommit(flushers, MaxBulkJobs, s.flushEnqueues,
-			func(n int) { s.observer.GroupCommitted("enqueue", n) })
+			func(n int) { s.observer.GroupCommitted("enqueue", n) }, s.statements)
 		s.cmpGC = newGroupCommit(flushers, MaxBulkJobs, s.flushCompletes,
-			func(n int) { s.observer.GroupCommitted("complete", n) })
+			func(n int) { s.observer.GroupCommitted("complete", n) }, s.statements)
 		s.claims = newClaimGroup(s)
 	}
 }
 
-// Close finishes the group-committed requests already submitted and stops
-// taking more.
-func (s *Service) Close() {
-	if s.enqGC != nil {
+// Close finishes the coalesced requests already submitted (group-committed
+// enqueues and completes, queued claims) and stops taking more. If ctx ends
+// first, because the database does not answer, their statements are
+// cancelled: their callers get an error, their connections go back to the
+// pool (so that closing it does not wait for them), and Close returns once
+// they have ended. Nothing was answered for them, so nothing answered is
+// lost.
+func (s *Service) Close(ctx context.Context) error {
+	defer s.abortStatements()
+	if s.enqGC == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		s.enqGC.close()
 		s.cmpGC.close()
 		s.claims.close()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.abortStatements()
+		<-done
+		return fmt.Errorf("statements still running at shutdown were cancelled: %w", ctx.Err())
 	}
 }
 
@@ -172,6 +197,7 @@ func New(pool *pgxpool.Pool, c clock.Clock, hints Hinter, d Defaults, opts ...Op
 		hints = NoHints{}
 	}
 	s := &Service{pool: pool, jobs: pool, q: queries.New(), clock: c, hints: hints, defaults: d, observer: noObserver{}, quota: newQuotaMemo()}
+	s.statements, s.abortStatements = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(s)
 	}

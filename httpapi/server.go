@@ -54,6 +54,12 @@ type Server struct {
 	// streamCtx ends every open stream when the server shuts down.
 	streamCtx  context.Context
 	stopStream context.CancelFunc
+	// requests is every request's context (c.UserContext()): handlers'
+	// database calls run on it. Shutdown cancels it when its drain runs
+	// out of time, so that calls the database does not answer end, and
+	// the pools can close.
+	requests      context.Context
+	abortRequests context.CancelFunc
 }
 
 // share is this instance's part of a request-rate limit held by all
@@ -102,6 +108,7 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 		sse: newStreamCounter("event streams", maxSSEPerOrg),
 	}
 	s.streamCtx, s.stopStream = context.WithCancel(context.Background())
+	s.requests, s.abortRequests = context.WithCancel(context.Background())
 	app := fiber.New(fiber.Config{
 		AppName:               "spooled",
 		BodyLimit:             cfg.MaxContentLength,
@@ -112,6 +119,10 @@ func New(cfg config.Config, cmd *commands.Service, o Options) *Server {
 		IdleTimeout:           120 * time.Second,
 	})
 	app.Use(recover.New())
+	app.Use(func(c *fiber.Ctx) error {
+		c.SetUserContext(s.requests)
+		return c.Next()
+	})
 	app.Use(securityHeaders(cfg.EnableHSTS))
 	app.Use(corsPolicy(cfg))
 	app.Use(requestID)
@@ -198,10 +209,13 @@ func (s *Server) App() *fiber.App { return s.app }
 func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 
 // Shutdown ends open streams, stops accepting connections and waits for
-// in-flight requests until ctx ends.
+// in-flight requests until ctx ends. Requests still running then have
+// their database calls cancelled (the database is not answering them):
+// they answer with an error, or not at all, and free their connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopStream()
 	err := s.app.ShutdownWithContext(ctx)
+	s.abortRequests()
 	// The streams' context is cancelled, so each socket's handler and
 	// stream writer is ending; they are waited for here, as the HTTP server
 	// counts neither a connection it handed over to a socket nor a stream

@@ -267,8 +267,12 @@ func (a *App) Stop(ctx context.Context, closePool bool) error {
 			errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
 		}
 	}
-	// In-flight requests are done: the group commits hold nothing more.
-	a.cmd.Close()
+	// In-flight requests are done, so the group commits hold nothing more,
+	// unless the database stopped answering: then Close cancels what it
+	// still runs once ctx ends, and the pools below can close.
+	if err := a.cmd.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop commands: %w", err))
+	}
 	for _, l := range a.loops {
 		if err := l.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop loop: %w", err))
