@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spooled-go/spooled/internal/config"
 	"github.com/spooled-go/spooled/internal/testdb"
 )
 
@@ -22,7 +23,14 @@ func TestStopEndsWithTheDatabaseStuck(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	_, dbURL := testdb.NewWithURL(t, testdb.Options{})
-	a, _ := wkStartAppStoppable(t, dbURL, nil, nil)
+	// The background loops that touch pending_jobs are kept out of the
+	// way, so that the backends waiting for its lock are the requests'.
+	a, _ := wkStartAppStoppable(t, dbURL, nil, func(c *config.Config) {
+		c.DatabaseMaxConnections = 20
+		c.HotTableVacuumInterval = 0
+		c.LeaseReaperInterval = time.Hour
+		c.WorkerHealthCheckInterval = time.Hour
+	})
 	api := wkNewOrg(t, wkNewAPI(t, a, ""))
 
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -51,17 +59,28 @@ func TestStopEndsWithTheDatabaseStuck(t *testing.T) {
 	waiting := func() int {
 		var n int
 		// A prepared statement takes its locks when bound, before
-		// pg_stat_activity shows its text: count every backend waiting for
-		// a lock but the hot-table vacuum's.
-		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-		                        WHERE wait_event_type = 'Lock' AND query NOT LIKE 'VACUUM%'
-		                          AND datname = current_database()`).Scan(&n)
+		// pg_stat_activity shows its text: count the backends waiting for
+		// a lock on pending_jobs (of this test's schema).
+		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+		                        WHERE relation = 'pending_jobs'::regclass AND NOT granted`).Scan(&n)
 		return n
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for waiting() < 2 {
 		if time.Now().After(deadline) {
-			t.Fatal("the two enqueues never waited for pending_jobs' lock")
+			rows, _ := conn.Query(ctx, `SELECT coalesce(wait_event_type, '') || ' ' || coalesce(wait_event, '') || ' ' ||
+			                                   coalesce(state, '') || ' ' || left(query, 50)
+			                            FROM pg_stat_activity WHERE datname = current_database()`)
+			for rows.Next() {
+				var l string
+				_ = rows.Scan(&l)
+				t.Log(l)
+			}
+			rows.Close()
+			for range len(answers) {
+				t.Logf("an enqueue was answered %d", <-answers)
+			}
+			t.Fatal("the two enqueues never both waited for pending_jobs' lock")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
