@@ -388,12 +388,8 @@ func TestCloseCancelsStatementsTheDatabaseHolds(t *testing.T) {
 		                           WHERE wait_event_type = 'Lock' AND query LIKE '%JobEnqueueBatch%'`).Scan(&n)
 		return err == nil && n == 1
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !waiting() {
-		if time.Now().After(deadline) {
-			t.Fatal("the enqueue's statement never waited for the lock")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !eventually(10*time.Second, waiting) {
+		t.Fatal("the enqueue's statement never waited for the lock")
 	}
 
 	closed := make(chan error, 1)

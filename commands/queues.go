@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/spooled-go/spooled/events"
 	"github.com/spooled-go/spooled/internal/pgdb"
@@ -233,8 +232,8 @@ func (s *Service) DeleteQueue(ctx context.Context, actor Actor, queue string) er
 // rolls back, freeing what it had marked, and runs again, so the other side
 // goes on instead of one of them being aborted by deadlock detection.
 func (s *Service) inCapChange(ctx context.Context, orgID, queue string, fn func(pgx.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+	return pgdb.RetryOnLockTimeout(ctx, capChangeAttempts, func(int) error {
+		return pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 			if err := s.q.QueueCapLock(ctx, tx, queries.QueueCapLockParams{OrganizationID: orgID, QueueName: queue}); err != nil {
 				return fmt.Errorf("take the cap lock of queue %s: %w", queue, err)
 			}
@@ -243,16 +242,7 @@ func (s *Service) inCapChange(ctx context.Context, orgID, queue string, fn func(
 			}
 			return fn(tx)
 		})
-		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" || attempt == capChangeAttempts {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(1+attempt%5) * time.Millisecond):
-		}
-	}
+	})
 }
 
 const (

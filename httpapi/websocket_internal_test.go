@@ -44,12 +44,8 @@ func TestLostHandshakeGivesBackItsSlot(t *testing.T) {
 			conn.Close()
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.sockets.open() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d socket slots still taken by handshakes that never became sockets", s.sockets.open())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !slotsFreed(s.sockets) {
+		t.Fatalf("%d socket slots still taken by handshakes that never became sockets", s.sockets.open())
 	}
 }
 
@@ -78,12 +74,8 @@ func TestHandoffTakenOrExpired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for sc.open() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("an untaken handoff kept its slot past the grace")
-		}
-		time.Sleep(time.Millisecond)
+	if !slotsFreed(sc) {
+		t.Fatal("an untaken handoff kept its slot past the grace")
 	}
 	if h.take() {
 		t.Fatal("an expired handoff was taken")
@@ -92,4 +84,14 @@ func TestHandoffTakenOrExpired(t *testing.T) {
 	if n := sc.open(); n != 0 {
 		t.Fatalf("%d open after cancel of an expired handoff, want 0", n)
 	}
+}
+
+// slotsFreed polls until sc holds no slot, for at most 10 s.
+func slotsFreed(sc *streamCounter) bool {
+	for deadline := time.Now().Add(10 * time.Second); sc.open() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }

@@ -2,13 +2,11 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/spooled-go/spooled/internal/pgdb"
@@ -93,8 +91,8 @@ func RebuildAndSwap(ctx context.Context, pool *pgxpool.Pool, progress func(done,
 	// might abort the writer. Instead the swap waits at most swapLockWait
 	// for its locks (well under deadlock_timeout), gives up and tries
 	// again: writers wait at most that long each time and never fail.
-	for attempt := 1; ; attempt++ {
-		err = pgdb.WithTx(ctx, pool, func(tx pgx.Tx) error {
+	err = pgdb.RetryOnLockTimeout(ctx, swapAttempts, func(attempt int) error {
+		return pgdb.WithTx(ctx, pool, func(tx pgx.Tx) error {
 			if err := q.TxLockTimeout(ctx, tx, swapLockWait.String()); err != nil {
 				return fmt.Errorf("bound lock waits: %w", err)
 			}
@@ -117,16 +115,7 @@ func RebuildAndSwap(ctx context.Context, pool *pgxpool.Pool, progress func(done,
 			out.Attempts = attempt
 			return nil
 		})
-		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" || attempt == swapAttempts {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return SwapStats{}, ctx.Err()
-		case <-time.After(time.Duration(1+attempt%5) * time.Millisecond):
-		}
-	}
+	})
 	if err != nil {
 		return SwapStats{}, err
 	}

@@ -68,3 +68,24 @@ func IsUniqueViolation(err error, constraint string) bool {
 	}
 	return constraint == "" || pgErr.ConstraintName == constraint
 }
+
+// RetryOnLockTimeout runs run (attempt counts from 1) until it does not fail
+// with a lock timeout (SQLSTATE 55P03), at most attempts times, pausing a
+// few milliseconds between tries. It serves transactions that bound their
+// lock waits (lock_timeout) because they could close a lock cycle with a
+// writer: they give up and try again rather than have deadlock detection
+// abort the writer. The last error is returned as is.
+func RetryOnLockTimeout(ctx context.Context, attempts int, run func(attempt int) error) error {
+	for attempt := 1; ; attempt++ {
+		err := run(attempt)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" || attempt >= attempts {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(1+attempt%5) * time.Millisecond):
+		}
+	}
+}
