@@ -107,6 +107,12 @@ func toAPIError(err error, log *slog.Logger, path string) *apiError {
 	return &apiError{Status: fiber.StatusInternalServerError, Code: "INTERNAL_ERROR", Message: "An internal error occurred"}
 }
 
+// errClientLeft ends a request whose client closed the connection while
+// it waited. Nobody reads it; the status (nginx's 499) keeps such requests
+// apart from failures in the request metrics, and out of the error log.
+var errClientLeft = &apiError{Status: 499, Code: "CLIENT_CLOSED_REQUEST",
+	Message: "The client closed the connection before the answer"}
+
 func fromFiberError(fe *fiber.Error) *apiError {
 	switch fe.Code {
 	case fiber.StatusNotFound:

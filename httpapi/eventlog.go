@@ -174,11 +174,11 @@ func (s *Server) streamLog(c *fiber.Ctx) error {
 	}
 	orgID := caller(c).OrgID
 	extend := s.streamWriteDeadline(c)
-	return s.stream(c, func(w *bufio.Writer) {
+	return s.stream(c, func(ctx context.Context, w *bufio.Writer) {
 		if openSSE(w, extend) != nil {
 			return
 		}
-		s.follow(orgID, f, func(evs []logEventJSON) error {
+		s.followCtx(ctx, orgID, f, func(evs []logEventJSON) error {
 			for _, e := range evs {
 				data, err := json.Marshal(e)
 				if err != nil {
@@ -213,15 +213,11 @@ func (s *Server) streamWriteDeadline(c *fiber.Ctx) func() {
 // maxStream bounds one stream; clients reconnect with Last-Event-ID.
 const maxStream = 30 * time.Minute
 
-// follow pages through the log from f.after, calling emit with each
+// followCtx pages through the log from f.after, calling emit with each
 // non-empty page; between pages it sleeps until a log hint, the fallback
 // poll or a keepalive. It returns when emit or keepalive fails (the client
-// went away), the server stops, or the stream has run maxStream.
-func (s *Server) follow(orgID string, f logFilter, emit func([]logEventJSON) error, keepalive func() error) {
-	s.followCtx(s.streamCtx, orgID, f, emit, keepalive)
-}
-
-// followCtx is follow that also ends with ctx.
+// went away), ctx ends (the client hung up, or the server stops), or the
+// stream has run maxStream.
 func (s *Server) followCtx(parent context.Context, orgID string, f logFilter, emit func([]logEventJSON) error, keepalive func() error) {
 	ctx, cancel := context.WithTimeout(parent, maxStream)
 	defer cancel()

@@ -149,16 +149,22 @@ const maxSSEPerOrg = 100
 
 // stream answers with the Server-Sent Events stream write writes, within
 // the organization's stream cap (429 beyond it); the slot is given back
-// when write returns.
-func (s *Server) stream(c *fiber.Ctx, write func(w *bufio.Writer)) error {
+// when write returns. write's context ends when the client hangs up or
+// the server stops, so a quiet stream whose client left gives its slot
+// back at once, not at its next write.
+func (s *Server) stream(c *fiber.Ctx, write func(ctx context.Context, w *bufio.Writer)) error {
 	org := caller(c).OrgID
 	if err := s.sse.acquire(org); err != nil {
 		return err
 	}
 	sseHeaders(c)
+	conn := c.Context().Conn()
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer s.sse.release(org)
-		write(w)
+		ctx, hangUp := context.WithCancel(s.streamCtx)
+		defer hangUp()
+		defer watchHangUp(conn, 0, hangUp)()
+		write(ctx, w)
 	})
 	return nil
 }
@@ -186,7 +192,7 @@ func (s *Server) realtimeEvents(c *fiber.Ctx) error {
 		return err
 	}
 	extend := s.streamWriteDeadline(c)
-	return s.stream(c, func(w *bufio.Writer) {
+	return s.stream(c, func(ctx context.Context, w *bufio.Writer) {
 		if openSSE(w, extend) != nil {
 			return
 		}
@@ -196,13 +202,13 @@ func (s *Server) realtimeEvents(c *fiber.Ctx) error {
 			}
 			now := ts(time.Now())
 			return writeSSE(w, extend, realtimeEvent{Type: "system.health", Timestamp: now, Data: map[string]any{
-				"database": s.pool.Ping(s.streamCtx) == nil, "cache": s.busHealthy == nil || s.busHealthy(), "timestamp": now,
+				"database": s.pool.Ping(ctx) == nil, "cache": s.busHealthy == nil || s.busHealthy(), "timestamp": now,
 			}})
 		}
 		if health() != nil {
 			return
 		}
-		s.follow(orgID, logFilter{after: start, params: queries.EventLogPageParams{OrganizationID: orgID}},
+		s.followCtx(ctx, orgID, logFilter{after: start, params: queries.EventLogPageParams{OrganizationID: orgID}},
 			func(evs []logEventJSON) error {
 				for _, e := range evs {
 					for _, m := range toRealtime(e) {
@@ -250,7 +256,7 @@ func (s *Server) jobEvents(c *fiber.Ctx) error {
 		return err
 	}
 	extend := s.streamWriteDeadline(c)
-	return s.stream(c, func(w *bufio.Writer) {
+	return s.stream(c, func(ctx context.Context, w *bufio.Writer) {
 		if openSSE(w, extend) != nil {
 			return
 		}
@@ -266,7 +272,7 @@ func (s *Server) jobEvents(c *fiber.Ctx) error {
 		}
 		sid := job.ID.String()
 		done := errors.New("terminal")
-		s.follow(orgID, logFilter{after: start, params: queries.EventLogPageParams{OrganizationID: orgID, StreamID: &sid}},
+		s.followCtx(ctx, orgID, logFilter{after: start, params: queries.EventLogPageParams{OrganizationID: orgID, StreamID: &sid}},
 			func(evs []logEventJSON) error {
 				for _, e := range evs {
 					for _, m := range toRealtime(e) {
@@ -304,7 +310,7 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 		return err
 	}
 	extend := s.streamWriteDeadline(c)
-	return s.stream(c, func(w *bufio.Writer) {
+	return s.stream(c, func(ctx context.Context, w *bufio.Writer) {
 		if openSSE(w, extend) != nil {
 			return
 		}
@@ -312,7 +318,7 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 		// realtime fan-out (a batch at a time), and a suppressed update
 		// would have nothing to send it later.
 		stats := func() error {
-			n, err := s.jobCounts(s.streamCtx, orgID, &name)
+			n, err := s.jobCounts(ctx, orgID, &name)
 			if err != nil {
 				return err
 			}
@@ -325,7 +331,7 @@ func (s *Server) queueEvents(c *fiber.Ctx) error {
 		if stats() != nil {
 			return
 		}
-		s.follow(orgID, logFilter{after: start, params: queries.EventLogPageParams{OrganizationID: orgID, QueueName: &name}},
+		s.followCtx(ctx, orgID, logFilter{after: start, params: queries.EventLogPageParams{OrganizationID: orgID, QueueName: &name}},
 			func(evs []logEventJSON) error {
 				for _, e := range evs {
 					for _, m := range toRealtime(e) {

@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -10,6 +12,12 @@ import (
 
 	"github.com/spooled-go/spooled/commands"
 )
+
+// claimHangUpDelay is how long a claim waits before it watches its
+// connection for a hang-up. Busy workers' claims are answered sooner and
+// pay nothing for the watch; an idle worker that leaves is let go within
+// about this long.
+const claimHangUpDelay = time.Second
 
 type claimedJobJSON struct {
 	ID             uuid.UUID       `json:"id"`
@@ -60,8 +68,23 @@ func (s *Server) claim(c *fiber.Ctx) error {
 		}
 		req.LeaseSecs = *r.LeaseDurationSecs
 	}
-	jobs, err := s.cmd.ClaimWait(c.UserContext(), caller(c).OrgID, req, wait)
+	ctx := c.UserContext()
+	var left atomic.Bool
+	if wait > 0 {
+		// A waiting claim whose client hangs up stops waiting: it would
+		// otherwise lease jobs to nobody, which come back only when their
+		// leases expire (a worker fleet's restart did that to a job per
+		// departed worker).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer watchHangUp(c.Context().Conn(), claimHangUpDelay, func() { left.Store(true); cancel() })()
+	}
+	jobs, err := s.cmd.ClaimWait(ctx, caller(c).OrgID, req, wait)
 	if err != nil {
+		if left.Load() {
+			return errClientLeft
+		}
 		return err
 	}
 	out := make([]claimedJobJSON, len(jobs))
