@@ -34,15 +34,6 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
-func hungUpWithin(flag *atomic.Bool, d time.Duration) bool {
-	for deadline := time.Now().Add(d); !flag.Load(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-	return true
-}
-
 // stopWithin fails the test when stop does not return within 5 s.
 func stopWithin(t *testing.T, stop func(), what string) {
 	t.Helper()
@@ -67,7 +58,7 @@ func TestWatchHangUp(t *testing.T) {
 		stop := watchHangUp(server, 0, func() { gone.Store(true) })
 		defer stop()
 		client.Close()
-		if !hungUpWithin(&gone, 5*time.Second) {
+		if !within(5*time.Second, gone.Load) {
 			t.Fatal("a closed client was not reported")
 		}
 	})

@@ -88,7 +88,12 @@ func TestHandoffTakenOrExpired(t *testing.T) {
 
 // slotsFreed polls until sc holds no slot, for at most 10 s.
 func slotsFreed(sc *streamCounter) bool {
-	for deadline := time.Now().Add(10 * time.Second); sc.open() != 0; time.Sleep(time.Millisecond) {
+	return within(10*time.Second, func() bool { return sc.open() == 0 })
+}
+
+// within polls cond until it holds, for at most d, and says whether it did.
+func within(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			return false
 		}

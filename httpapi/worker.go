@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -69,20 +68,19 @@ func (s *Server) claim(c *fiber.Ctx) error {
 		req.LeaseSecs = *r.LeaseDurationSecs
 	}
 	ctx := c.UserContext()
-	var left atomic.Bool
 	if wait > 0 {
 		// A waiting claim whose client hangs up stops waiting: it would
 		// otherwise lease jobs to nobody, which come back only when their
 		// leases expire (a worker fleet's restart did that to a job per
 		// departed worker).
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		defer watchHangUp(c.Context().Conn(), claimHangUpDelay, func() { left.Store(true); cancel() })()
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		defer watchHangUp(c.Context().Conn(), claimHangUpDelay, func() { cancel(errClientLeft) })()
 	}
 	jobs, err := s.cmd.ClaimWait(ctx, caller(c).OrgID, req, wait)
 	if err != nil {
-		if left.Load() {
+		if errors.Is(context.Cause(ctx), errClientLeft) {
 			return errClientLeft
 		}
 		return err
