@@ -443,7 +443,7 @@ func decode(e JobEvent, v any) error {
 }
 
 // sqlJSON maps the log's JSON null back to SQL NULL. The log cannot tell the
-// two apart (jsonb_build_object writes SQL NULL as JSON null), so the live
+// two apart (json_build_object writes SQL NULL as JSON null), so the live
 // path never stores a JSON null in a nullable jsonb column, and neither does
 // the fold.
 func sqlJSON(v json.RawMessage) json.RawMessage {

@@ -7,7 +7,7 @@ import (
 
 // TestTimeFieldReadsTopLevelKeysOnly: the stats read one top-level time of
 // an event's data; a key of the same name inside the job's result (user
-// JSON, which jsonb orders before "started_at") is not it.
+// JSON, written before "started_at" in a completed event) is not it.
 func TestTimeFieldReadsTopLevelKeysOnly(t *testing.T) {
 	want := time.Date(2026, 11, 30, 18, 15, 10, 123456000, time.UTC)
 	for _, c := range []struct {

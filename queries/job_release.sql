@@ -28,7 +28,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.released', queue_name, sqlc.arg('actor')::text,
-           jsonb_build_object('worker_id', released_worker_id, 'lease_id', released_lease_id,
+           json_build_object('worker_id', released_worker_id, 'lease_id', released_lease_id,
                               'reason', sqlc.arg('reason')::text),
            updated_at
     FROM requeued

@@ -65,16 +65,19 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT n.organization_id, 'job', n.id::text, n.version, 'job.enqueued', n.queue_name,
            r.actor,
-           jsonb_build_object(
+           -- A replay's enqueue also names the job it replays; json has no
+           -- merge operator, and this path is rare, so it goes through jsonb.
+           CASE WHEN r.replay_of IS NULL THEN d.data
+                ELSE (d.data::jsonb || jsonb_build_object('replay_of', r.replay_of))::json END,
+           n.created_at
+    FROM inserted n
+    JOIN extras r ON r.id = n.id
+    CROSS JOIN LATERAL (SELECT json_build_object(
                'status', n.status, 'payload', n.payload, 'priority', n.priority,
                'max_retries', n.max_retries, 'timeout_seconds', n.timeout_seconds,
                'scheduled_at', n.scheduled_at, 'expires_at', n.expires_at, 'tags', n.tags,
                'parent_job_id', n.parent_job_id, 'completion_webhook', n.completion_webhook,
-               'idempotency_key', n.idempotency_key)
-           || CASE WHEN r.replay_of IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('replay_of', r.replay_of) END,
-           n.created_at
-    FROM inserted n
-    JOIN extras r ON r.id = n.id
+               'idempotency_key', n.idempotency_key) AS data) d
 )
 SELECT id, status FROM inserted;
 
@@ -198,7 +201,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+           json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
                               'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
                               'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
@@ -288,7 +291,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+           json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
                               'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
                               'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
@@ -332,7 +335,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.completed', queue_name,
            sqlc.arg('actor')::text,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
+           json_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
                               'result', result, 'started_at', started_at),
            updated_at
     FROM done
@@ -385,7 +388,7 @@ WITH clock AS (
     FROM (
         SELECT f.organization_id, f.id, f.version - 1 AS seq, 'job.failed' AS event_type,
                f.queue_name, f.updated_at,
-               jsonb_build_object('worker_id', f.assigned_worker_id, 'lease_id', f.released_lease_id,
+               json_build_object('worker_id', f.assigned_worker_id, 'lease_id', f.released_lease_id,
                                   'error', f.last_error) AS data
         FROM failed f
         UNION ALL
@@ -393,8 +396,8 @@ WITH clock AS (
                CASE WHEN f.status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.deadlettered' END,
                f.queue_name, f.updated_at,
                CASE WHEN f.status = 'pending'
-                    THEN jsonb_build_object('retry_count', f.retry_count, 'run_at', f.scheduled_at)
-                    ELSE jsonb_build_object('reason', CASE WHEN sqlc.arg('allow_retry')::bool
+                    THEN json_build_object('retry_count', f.retry_count, 'run_at', f.scheduled_at)
+                    ELSE json_build_object('reason', CASE WHEN sqlc.arg('allow_retry')::bool
                                                            THEN 'retries_exhausted' ELSE 'retry_declined' END,
                                             'retry_count', f.retry_count)
                END
@@ -432,7 +435,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.lease_renewed', queue_name,
            sqlc.arg('actor')::text,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+           json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
                               'lease_expires_at', lease_expires_at),
            updated_at
     FROM bumped
@@ -452,7 +455,7 @@ INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, eve
                         queue_name, actor, data, occurred_at)
 SELECT b.organization_id, 'job', b.id::text, b.version, 'job.attempt_rejected', b.queue_name,
        sqlc.arg('actor')::text,
-       jsonb_build_object('action', sqlc.arg('action')::text, 'worker_id', sqlc.arg('worker_id')::text,
+       json_build_object('action', sqlc.arg('action')::text, 'worker_id', sqlc.arg('worker_id')::text,
                           'lease_id', sqlc.narg('lease_id')::uuid, 'reason', sqlc.arg('reason')::text),
        coalesce(sqlc.narg('now')::timestamptz, now())
 FROM bumped b
@@ -477,7 +480,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.cancelled', queue_name,
-           sqlc.arg('actor')::text, '{}'::jsonb, updated_at
+           sqlc.arg('actor')::text, '{}'::json, updated_at
     FROM cancelled
 )
 SELECT id FROM cancelled;
@@ -508,7 +511,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.priority_changed', queue_name,
            sqlc.arg('actor')::text,
-           jsonb_build_object('old_priority', old_priority, 'new_priority', priority),
+           json_build_object('old_priority', old_priority, 'new_priority', priority),
            updated_at
     FROM changed
 )
@@ -552,7 +555,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.retried', queue_name,
            sqlc.arg('actor')::text,
-           jsonb_build_object('retry_count', retry_count, 'source', sqlc.arg('source')::text,
+           json_build_object('retry_count', retry_count, 'source', sqlc.arg('source')::text,
                               'from_status', from_status),
            updated_at
     FROM retried
@@ -588,7 +591,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT p.organization_id, 'job', p.id::text, p.version + 1, 'job.purged', p.queue_name,
-           sqlc.arg('actor')::text, '{}'::jsonb, c.ts
+           sqlc.arg('actor')::text, '{}'::json, c.ts
     FROM purged p CROSS JOIN clock c
 )
 SELECT count(*)::bigint FROM purged;
@@ -659,7 +662,7 @@ WITH clock AS (
     FROM (
         SELECT r.organization_id, r.id, r.version - 1 AS seq, 'job.lease_expired' AS event_type,
                r.queue_name, r.updated_at,
-               jsonb_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id,
+               json_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id,
                                   'reason', sqlc.arg('reason')::text) AS data
         FROM requeued r
         UNION ALL
@@ -667,9 +670,9 @@ WITH clock AS (
                CASE WHEN r.status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.deadlettered' END,
                r.queue_name, r.updated_at,
                CASE WHEN r.status = 'pending'
-                    THEN jsonb_build_object('retry_count', r.retry_count, 'run_at', r.updated_at,
+                    THEN json_build_object('retry_count', r.retry_count, 'run_at', r.updated_at,
                                             'error', r.last_error)
-                    ELSE jsonb_build_object('reason', sqlc.arg('reason')::text, 'retry_count', r.retry_count,
+                    ELSE json_build_object('reason', sqlc.arg('reason')::text, 'retry_count', r.retry_count,
                                             'error', r.last_error)
                END
         FROM requeued r
@@ -689,7 +692,7 @@ WITH bumped AS (
 INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                         queue_name, actor, data, occurred_at)
 SELECT b.organization_id, 'job', b.id::text, b.version, 'job.replayed', b.queue_name,
-       sqlc.arg('actor')::text, jsonb_build_object('replay_job_id', sqlc.arg('replay_job_id')::uuid),
+       sqlc.arg('actor')::text, json_build_object('replay_job_id', sqlc.arg('replay_job_id')::uuid),
        coalesce(sqlc.narg('now')::timestamptz, now())
 FROM bumped b
 RETURNING position;
@@ -759,7 +762,7 @@ WITH held AS MATERIALIZED (
                             queue_name, actor, data, occurred_at)
     SELECT d.organization_id, 'job', d.id::text, d.version, 'job.completed', d.queue_name,
            'worker:' || d.assigned_worker_id,
-           jsonb_build_object('worker_id', d.assigned_worker_id, 'lease_id', r.lease_id,
+           json_build_object('worker_id', d.assigned_worker_id, 'lease_id', r.lease_id,
                               'result', d.result, 'started_at', d.started_at),
            d.updated_at
     FROM done d JOIN released r ON r.job_id = d.id

@@ -30,7 +30,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.cancelled', queue_name,
-           $4::text, '{}'::jsonb, updated_at
+           $4::text, '{}'::json, updated_at
     FROM cancelled
 )
 SELECT id FROM cancelled
@@ -161,7 +161,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+           json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
                               'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
                               'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
@@ -359,7 +359,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+           json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
                               'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
                               'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
@@ -514,7 +514,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.completed', queue_name,
            $7::text,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
+           json_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
                               'result', result, 'started_at', started_at),
            updated_at
     FROM done
@@ -600,7 +600,7 @@ WITH held AS MATERIALIZED (
                             queue_name, actor, data, occurred_at)
     SELECT d.organization_id, 'job', d.id::text, d.version, 'job.completed', d.queue_name,
            'worker:' || d.assigned_worker_id,
-           jsonb_build_object('worker_id', d.assigned_worker_id, 'lease_id', r.lease_id,
+           json_build_object('worker_id', d.assigned_worker_id, 'lease_id', r.lease_id,
                               'result', d.result, 'started_at', d.started_at),
            d.updated_at
     FROM done d JOIN released r ON r.job_id = d.id
@@ -774,16 +774,19 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT n.organization_id, 'job', n.id::text, n.version, 'job.enqueued', n.queue_name,
            r.actor,
-           jsonb_build_object(
+           -- A replay's enqueue also names the job it replays; json has no
+           -- merge operator, and this path is rare, so it goes through jsonb.
+           CASE WHEN r.replay_of IS NULL THEN d.data
+                ELSE (d.data::jsonb || jsonb_build_object('replay_of', r.replay_of))::json END,
+           n.created_at
+    FROM inserted n
+    JOIN extras r ON r.id = n.id
+    CROSS JOIN LATERAL (SELECT json_build_object(
                'status', n.status, 'payload', n.payload, 'priority', n.priority,
                'max_retries', n.max_retries, 'timeout_seconds', n.timeout_seconds,
                'scheduled_at', n.scheduled_at, 'expires_at', n.expires_at, 'tags', n.tags,
                'parent_job_id', n.parent_job_id, 'completion_webhook', n.completion_webhook,
-               'idempotency_key', n.idempotency_key)
-           || CASE WHEN r.replay_of IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('replay_of', r.replay_of) END,
-           n.created_at
-    FROM inserted n
-    JOIN extras r ON r.id = n.id
+               'idempotency_key', n.idempotency_key) AS data) d
 )
 SELECT id, status FROM inserted
 `
@@ -923,7 +926,7 @@ WITH clock AS (
     FROM (
         SELECT r.organization_id, r.id, r.version - 1 AS seq, 'job.lease_expired' AS event_type,
                r.queue_name, r.updated_at,
-               jsonb_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id,
+               json_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id,
                                   'reason', $8::text) AS data
         FROM requeued r
         UNION ALL
@@ -931,9 +934,9 @@ WITH clock AS (
                CASE WHEN r.status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.deadlettered' END,
                r.queue_name, r.updated_at,
                CASE WHEN r.status = 'pending'
-                    THEN jsonb_build_object('retry_count', r.retry_count, 'run_at', r.updated_at,
+                    THEN json_build_object('retry_count', r.retry_count, 'run_at', r.updated_at,
                                             'error', r.last_error)
-                    ELSE jsonb_build_object('reason', $8::text, 'retry_count', r.retry_count,
+                    ELSE json_build_object('reason', $8::text, 'retry_count', r.retry_count,
                                             'error', r.last_error)
                END
         FROM requeued r
@@ -1043,7 +1046,7 @@ WITH clock AS (
     FROM (
         SELECT f.organization_id, f.id, f.version - 1 AS seq, 'job.failed' AS event_type,
                f.queue_name, f.updated_at,
-               jsonb_build_object('worker_id', f.assigned_worker_id, 'lease_id', f.released_lease_id,
+               json_build_object('worker_id', f.assigned_worker_id, 'lease_id', f.released_lease_id,
                                   'error', f.last_error) AS data
         FROM failed f
         UNION ALL
@@ -1051,8 +1054,8 @@ WITH clock AS (
                CASE WHEN f.status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.deadlettered' END,
                f.queue_name, f.updated_at,
                CASE WHEN f.status = 'pending'
-                    THEN jsonb_build_object('retry_count', f.retry_count, 'run_at', f.scheduled_at)
-                    ELSE jsonb_build_object('reason', CASE WHEN $6::bool
+                    THEN json_build_object('retry_count', f.retry_count, 'run_at', f.scheduled_at)
+                    ELSE json_build_object('reason', CASE WHEN $6::bool
                                                            THEN 'retries_exhausted' ELSE 'retry_declined' END,
                                             'retry_count', f.retry_count)
                END
@@ -1166,7 +1169,7 @@ WITH clock AS (
     INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                             queue_name, actor, data, occurred_at)
     SELECT p.organization_id, 'job', p.id::text, p.version + 1, 'job.purged', p.queue_name,
-           $6::text, '{}'::jsonb, c.ts
+           $6::text, '{}'::json, c.ts
     FROM purged p CROSS JOIN clock c
 )
 SELECT count(*)::bigint FROM purged
@@ -1208,7 +1211,7 @@ INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, eve
                         queue_name, actor, data, occurred_at)
 SELECT b.organization_id, 'job', b.id::text, b.version, 'job.attempt_rejected', b.queue_name,
        $1::text,
-       jsonb_build_object('action', $2::text, 'worker_id', $3::text,
+       json_build_object('action', $2::text, 'worker_id', $3::text,
                           'lease_id', $4::uuid, 'reason', $5::text),
        coalesce($6::timestamptz, now())
 FROM bumped b
@@ -1254,7 +1257,7 @@ WITH bumped AS (
 INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type,
                         queue_name, actor, data, occurred_at)
 SELECT b.organization_id, 'job', b.id::text, b.version, 'job.replayed', b.queue_name,
-       $1::text, jsonb_build_object('replay_job_id', $2::uuid),
+       $1::text, json_build_object('replay_job_id', $2::uuid),
        coalesce($3::timestamptz, now())
 FROM bumped b
 RETURNING position
@@ -1309,7 +1312,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.lease_renewed', queue_name,
            $7::text,
-           jsonb_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
+           json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
                               'lease_expires_at', lease_expires_at),
            updated_at
     FROM bumped
@@ -1382,7 +1385,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.retried', queue_name,
            $8::text,
-           jsonb_build_object('retry_count', retry_count, 'source', $9::text,
+           json_build_object('retry_count', retry_count, 'source', $9::text,
                               'from_status', from_status),
            updated_at
     FROM retried
@@ -1529,7 +1532,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.priority_changed', queue_name,
            $5::text,
-           jsonb_build_object('old_priority', old_priority, 'new_priority', priority),
+           json_build_object('old_priority', old_priority, 'new_priority', priority),
            updated_at
     FROM changed
 )
