@@ -121,10 +121,42 @@ func waitReadable(t *testing.T, pool *pgxpool.Pool, orgID string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d events of %s still unreadable after 10s", n, orgID)
+			t.Fatalf("%d events of %s still unreadable after 10s; transactions holding the horizon back:\n%s",
+				n, orgID, oldestTransactions(pool))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// oldestTransactions describes the running transactions that hold an xid,
+// oldest first: whoever keeps the snapshot horizon from passing a test's
+// events.
+func oldestTransactions(pool *pgxpool.Pool) string {
+	rows, err := pool.Query(context.Background(), `SELECT pid, datname, backend_xid::text, state,
+		coalesce(wait_event_type || ':' || wait_event, 'CPU'), extract(epoch FROM now() - xact_start)::float8, left(query, 120)
+		FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY age(backend_xid) DESC LIMIT 5`)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var pid int32
+		var db, xid, state, wait, query *string
+		var open *float64
+		if err := rows.Scan(&pid, &db, &xid, &state, &wait, &open, &query); err != nil {
+			return err.Error()
+		}
+		fmt.Fprintf(&b, "  pid %d db %s xid %s %s %s open %vs: %s\n", pid, deref(db), deref(xid), deref(state), deref(wait), deref(open), deref(query))
+	}
+	return b.String()
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return "-"
+	}
+	return *p
 }
 
 // begin starts a transaction the test's end rolls back.
