@@ -29,7 +29,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.released', queue_name, sqlc.arg('actor')::text,
            json_build_object('worker_id', released_worker_id, 'lease_id', released_lease_id,
-                              'reason', sqlc.arg('reason')::text),
+                             'reason', sqlc.arg('reason')::text),
            updated_at
     FROM requeued
 )

@@ -41,7 +41,7 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.released', queue_name, $4::text,
            json_build_object('worker_id', released_worker_id, 'lease_id', released_lease_id,
-                              'reason', $5::text),
+                             'reason', $5::text),
            updated_at
     FROM requeued
 )

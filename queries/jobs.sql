@@ -202,8 +202,8 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
            json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
-                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
+                             'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                             'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
     FROM claimed
 )
@@ -292,8 +292,8 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
            json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
-                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
+                             'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                             'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
     FROM claimed
 )
@@ -336,7 +336,7 @@ WITH clock AS (
     SELECT organization_id, 'job', id::text, version, 'job.completed', queue_name,
            sqlc.arg('actor')::text,
            json_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
-                              'result', result, 'started_at', started_at),
+                             'result', result, 'started_at', started_at),
            updated_at
     FROM done
 )
@@ -389,7 +389,7 @@ WITH clock AS (
         SELECT f.organization_id, f.id, f.version - 1 AS seq, 'job.failed' AS event_type,
                f.queue_name, f.updated_at,
                json_build_object('worker_id', f.assigned_worker_id, 'lease_id', f.released_lease_id,
-                                  'error', f.last_error) AS data
+                                 'error', f.last_error) AS data
         FROM failed f
         UNION ALL
         SELECT f.organization_id, f.id, f.version,
@@ -398,8 +398,8 @@ WITH clock AS (
                CASE WHEN f.status = 'pending'
                     THEN json_build_object('retry_count', f.retry_count, 'run_at', f.scheduled_at)
                     ELSE json_build_object('reason', CASE WHEN sqlc.arg('allow_retry')::bool
-                                                           THEN 'retries_exhausted' ELSE 'retry_declined' END,
-                                            'retry_count', f.retry_count)
+                                                          THEN 'retries_exhausted' ELSE 'retry_declined' END,
+                                           'retry_count', f.retry_count)
                END
         FROM failed f
     ) e
@@ -436,7 +436,7 @@ WITH clock AS (
     SELECT organization_id, 'job', id::text, version, 'job.lease_renewed', queue_name,
            sqlc.arg('actor')::text,
            json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at),
+                             'lease_expires_at', lease_expires_at),
            updated_at
     FROM bumped
 )
@@ -456,7 +456,7 @@ INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, eve
 SELECT b.organization_id, 'job', b.id::text, b.version, 'job.attempt_rejected', b.queue_name,
        sqlc.arg('actor')::text,
        json_build_object('action', sqlc.arg('action')::text, 'worker_id', sqlc.arg('worker_id')::text,
-                          'lease_id', sqlc.narg('lease_id')::uuid, 'reason', sqlc.arg('reason')::text),
+                         'lease_id', sqlc.narg('lease_id')::uuid, 'reason', sqlc.arg('reason')::text),
        coalesce(sqlc.narg('now')::timestamptz, now())
 FROM bumped b
 RETURNING position;
@@ -556,7 +556,7 @@ WITH clock AS (
     SELECT organization_id, 'job', id::text, version, 'job.retried', queue_name,
            sqlc.arg('actor')::text,
            json_build_object('retry_count', retry_count, 'source', sqlc.arg('source')::text,
-                              'from_status', from_status),
+                             'from_status', from_status),
            updated_at
     FROM retried
 )
@@ -663,7 +663,7 @@ WITH clock AS (
         SELECT r.organization_id, r.id, r.version - 1 AS seq, 'job.lease_expired' AS event_type,
                r.queue_name, r.updated_at,
                json_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id,
-                                  'reason', sqlc.arg('reason')::text) AS data
+                                 'reason', sqlc.arg('reason')::text) AS data
         FROM requeued r
         UNION ALL
         SELECT r.organization_id, r.id, r.version,
@@ -671,9 +671,9 @@ WITH clock AS (
                r.queue_name, r.updated_at,
                CASE WHEN r.status = 'pending'
                     THEN json_build_object('retry_count', r.retry_count, 'run_at', r.updated_at,
-                                            'error', r.last_error)
+                                           'error', r.last_error)
                     ELSE json_build_object('reason', sqlc.arg('reason')::text, 'retry_count', r.retry_count,
-                                            'error', r.last_error)
+                                           'error', r.last_error)
                END
         FROM requeued r
     ) e
@@ -763,7 +763,7 @@ WITH held AS MATERIALIZED (
     SELECT d.organization_id, 'job', d.id::text, d.version, 'job.completed', d.queue_name,
            'worker:' || d.assigned_worker_id,
            json_build_object('worker_id', d.assigned_worker_id, 'lease_id', r.lease_id,
-                              'result', d.result, 'started_at', d.started_at),
+                             'result', d.result, 'started_at', d.started_at),
            d.updated_at
     FROM done d JOIN released r ON r.job_id = d.id
 )

@@ -162,8 +162,8 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
            json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
-                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
+                             'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                             'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
     FROM claimed
 )
@@ -360,8 +360,8 @@ WITH clock AS (
                             queue_name, actor, data, occurred_at)
     SELECT organization_id, 'job', id::text, version, 'job.claimed', queue_name, claim_actor,
            json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
-                              'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
+                             'lease_expires_at', lease_expires_at, 'attempt', retry_count + 1,
+                             'due_at', greatest(created_at, coalesce(scheduled_at, created_at))),
            updated_at
     FROM claimed
 )
@@ -515,7 +515,7 @@ WITH clock AS (
     SELECT organization_id, 'job', id::text, version, 'job.completed', queue_name,
            $7::text,
            json_build_object('worker_id', assigned_worker_id, 'lease_id', released_lease_id,
-                              'result', result, 'started_at', started_at),
+                             'result', result, 'started_at', started_at),
            updated_at
     FROM done
 )
@@ -601,7 +601,7 @@ WITH held AS MATERIALIZED (
     SELECT d.organization_id, 'job', d.id::text, d.version, 'job.completed', d.queue_name,
            'worker:' || d.assigned_worker_id,
            json_build_object('worker_id', d.assigned_worker_id, 'lease_id', r.lease_id,
-                              'result', d.result, 'started_at', d.started_at),
+                             'result', d.result, 'started_at', d.started_at),
            d.updated_at
     FROM done d JOIN released r ON r.job_id = d.id
 )
@@ -927,7 +927,7 @@ WITH clock AS (
         SELECT r.organization_id, r.id, r.version - 1 AS seq, 'job.lease_expired' AS event_type,
                r.queue_name, r.updated_at,
                json_build_object('worker_id', r.expired_worker_id, 'lease_id', r.expired_lease_id,
-                                  'reason', $8::text) AS data
+                                 'reason', $8::text) AS data
         FROM requeued r
         UNION ALL
         SELECT r.organization_id, r.id, r.version,
@@ -935,9 +935,9 @@ WITH clock AS (
                r.queue_name, r.updated_at,
                CASE WHEN r.status = 'pending'
                     THEN json_build_object('retry_count', r.retry_count, 'run_at', r.updated_at,
-                                            'error', r.last_error)
+                                           'error', r.last_error)
                     ELSE json_build_object('reason', $8::text, 'retry_count', r.retry_count,
-                                            'error', r.last_error)
+                                           'error', r.last_error)
                END
         FROM requeued r
     ) e
@@ -1047,7 +1047,7 @@ WITH clock AS (
         SELECT f.organization_id, f.id, f.version - 1 AS seq, 'job.failed' AS event_type,
                f.queue_name, f.updated_at,
                json_build_object('worker_id', f.assigned_worker_id, 'lease_id', f.released_lease_id,
-                                  'error', f.last_error) AS data
+                                 'error', f.last_error) AS data
         FROM failed f
         UNION ALL
         SELECT f.organization_id, f.id, f.version,
@@ -1056,8 +1056,8 @@ WITH clock AS (
                CASE WHEN f.status = 'pending'
                     THEN json_build_object('retry_count', f.retry_count, 'run_at', f.scheduled_at)
                     ELSE json_build_object('reason', CASE WHEN $6::bool
-                                                           THEN 'retries_exhausted' ELSE 'retry_declined' END,
-                                            'retry_count', f.retry_count)
+                                                          THEN 'retries_exhausted' ELSE 'retry_declined' END,
+                                           'retry_count', f.retry_count)
                END
         FROM failed f
     ) e
@@ -1212,7 +1212,7 @@ INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, eve
 SELECT b.organization_id, 'job', b.id::text, b.version, 'job.attempt_rejected', b.queue_name,
        $1::text,
        json_build_object('action', $2::text, 'worker_id', $3::text,
-                          'lease_id', $4::uuid, 'reason', $5::text),
+                         'lease_id', $4::uuid, 'reason', $5::text),
        coalesce($6::timestamptz, now())
 FROM bumped b
 RETURNING position
@@ -1313,7 +1313,7 @@ WITH clock AS (
     SELECT organization_id, 'job', id::text, version, 'job.lease_renewed', queue_name,
            $7::text,
            json_build_object('worker_id', assigned_worker_id, 'lease_id', lease_id,
-                              'lease_expires_at', lease_expires_at),
+                             'lease_expires_at', lease_expires_at),
            updated_at
     FROM bumped
 )
@@ -1386,7 +1386,7 @@ WITH clock AS (
     SELECT organization_id, 'job', id::text, version, 'job.retried', queue_name,
            $8::text,
            json_build_object('retry_count', retry_count, 'source', $9::text,
-                              'from_status', from_status),
+                             'from_status', from_status),
            updated_at
     FROM retried
 )
