@@ -132,8 +132,9 @@ func waitReadable(t *testing.T, pool *pgxpool.Pool, orgID string) {
 // oldest first: whoever keeps the snapshot horizon from passing a test's
 // events.
 func oldestTransactions(pool *pgxpool.Pool) string {
-	rows, err := pool.Query(context.Background(), `SELECT pid, datname, backend_xid::text, state,
-		coalesce(wait_event_type || ':' || wait_event, 'CPU'), extract(epoch FROM now() - xact_start)::float8, left(query, 120)
+	rows, err := pool.Query(context.Background(), `SELECT pid, datname, backend_type || '/' || application_name || '/' || backend_xid::text, state,
+		coalesce(wait_event_type || ':' || wait_event, 'CPU'), extract(epoch FROM now() - xact_start)::float8,
+		left(regexp_replace(query, '\s+', ' ', 'g'), 160)
 		FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY age(backend_xid) DESC LIMIT 5`)
 	if err != nil {
 		return err.Error()
@@ -147,7 +148,7 @@ func oldestTransactions(pool *pgxpool.Pool) string {
 		if err := rows.Scan(&pid, &db, &xid, &state, &wait, &open, &query); err != nil {
 			return err.Error()
 		}
-		fmt.Fprintf(&b, "  pid %d db %s xid %s %s %s open %vs: %s\n", pid, deref(db), deref(xid), deref(state), deref(wait), deref(open), deref(query))
+		fmt.Fprintf(&b, "  pid %d db %s %s %s %s open %vs: %q\n", pid, deref(db), deref(xid), deref(state), deref(wait), deref(open), deref(query))
 	}
 	return b.String()
 }
