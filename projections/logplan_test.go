@@ -132,32 +132,19 @@ func waitReadable(t *testing.T, pool *pgxpool.Pool, orgID string) {
 // oldest first: whoever keeps the snapshot horizon from passing a test's
 // events.
 func oldestTransactions(pool *pgxpool.Pool) string {
-	rows, err := pool.Query(context.Background(), `SELECT pid, datname, backend_type || '/' || application_name || '/' || backend_xid::text, state,
-		coalesce(wait_event_type || ':' || wait_event, 'CPU'), extract(epoch FROM now() - xact_start)::float8,
-		left(regexp_replace(query, '\s+', ' ', 'g'), 160)
+	rows, err := pool.Query(context.Background(), `SELECT format('  pid %s db %s %s/%s xid %s %s %s open %ss: %s',
+		pid, datname, backend_type, application_name, backend_xid, state,
+		coalesce(wait_event_type || ':' || wait_event, 'CPU'), round(extract(epoch FROM now() - xact_start), 3),
+		left(regexp_replace(query, '\s+', ' ', 'g'), 160))
 		FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY age(backend_xid) DESC LIMIT 5`)
 	if err != nil {
 		return err.Error()
 	}
-	defer rows.Close()
-	var b strings.Builder
-	for rows.Next() {
-		var pid int32
-		var db, xid, state, wait, query *string
-		var open *float64
-		if err := rows.Scan(&pid, &db, &xid, &state, &wait, &open, &query); err != nil {
-			return err.Error()
-		}
-		fmt.Fprintf(&b, "  pid %d db %s %s %s %s open %vs: %q\n", pid, deref(db), deref(xid), deref(state), deref(wait), deref(open), deref(query))
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err.Error()
 	}
-	return b.String()
-}
-
-func deref[T any](p *T) any {
-	if p == nil {
-		return "-"
-	}
-	return *p
+	return strings.Join(lines, "\n")
 }
 
 // begin starts a transaction the test's end rolls back.

@@ -127,18 +127,7 @@ func TestWakeClientGone(t *testing.T) {
 	}
 
 	tr.CloseIdleConnections()
-	// 15 s: a connection the server took while the machine was slow may
-	// have needed a worker beyond the warmed ones, and fasthttp retires an
-	// idle worker only after 10 s. (CI once saw 5 s pass, with the suite
-	// under -race on two cores.) On failure the goroutines are dumped, so
-	// a real leak (a hang-up watch that never ended, say) names itself.
-	for deadline := time.Now().Add(15 * time.Second); runtime.NumGoroutine() > baseline; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines, not back to the baseline %d within 15s; all of them:\n%s", runtime.NumGoroutine(), baseline, buf)
-		}
-	}
+	awaitGoroutines(t, baseline)
 
 	// The next worker gets it at once.
 	r := wkAwaitClaim(t, c.goClaim(q, "worker-2", 10000, 0), 5*time.Second)
@@ -165,9 +154,25 @@ func TestWakeClientGone(t *testing.T) {
 
 	// Nothing left over once worker-2's request is done either.
 	tr.CloseIdleConnections()
-	wkEventually(t, 5*time.Second, fmt.Sprintf("goroutines back to the baseline %d at the end", baseline), func() bool {
-		return a.Wakeups().Waiting() == 0 && runtime.NumGoroutine() <= baseline
-	})
+	wkEventually(t, 5*time.Second, "no claim waiting at the end", func() bool { return a.Wakeups().Waiting() == 0 })
+	awaitGoroutines(t, baseline)
+}
+
+// awaitGoroutines waits for the process's goroutines to fall back to
+// baseline. 15 s: a connection the server took while the machine was slow
+// may have needed a worker beyond the warmed ones, and fasthttp retires an
+// idle worker only after 10 s. (CI once saw 5 s pass, with the suite under
+// -race on two cores.) On failure the goroutines are dumped, so a real
+// leak (a hang-up watch that never ended, say) names itself.
+func awaitGoroutines(t *testing.T, baseline int) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); runtime.NumGoroutine() > baseline; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines, not back to the baseline %d within 15s; all of them:\n%s", runtime.NumGoroutine(), baseline, buf)
+		}
+	}
 }
 
 // TestWaitingClaimKeepsItsConnection: the hang-up watch of a waiting claim
