@@ -462,6 +462,7 @@ func runE2E(ctx context.Context, r *report) error {
 		return err
 	}
 	defer s.close()
+	settle(ctx, s.sql)
 	a := newAPI(s.base, s.key, r.workers+o.inserters)
 	defer a.close()
 	if err := os.MkdirAll(filepath.Dir(o.profile), 0o755); err != nil {
@@ -556,6 +557,7 @@ func batchEndToEnd(ctx context.Context, o options, workers int, profile string, 
 		return err
 	}
 	defer s.close()
+	settle(ctx, s.sql)
 	a := newAPI(s.base, s.key, workers+o.inserters)
 	defer a.close()
 	if profile != "" {
@@ -622,7 +624,7 @@ func (r *report) markdown() string {
 	w("- **Tenant**: an enterprise organization made with `POST /api/v1/admin/organizations`, `custom_limits` " +
 		"`{\"rate_limit_requests_per_second\": 1000000, \"rate_limit_burst\": 1000000}` set in SQL before its key was first used")
 	w("- **River**: github.com/riverqueue/river %s with riverpgxv5, migrated with rivermigrate into its own schema", r.river)
-	w("- Every scenario ran on a freshly created and migrated schema of the `bench` database (dropped afterwards)")
+	w("- Every scenario ran on a freshly created and migrated schema of the `bench` database (dropped afterwards); each end-to-end run, ours and River's, starts right after a `CHECKPOINT`, so that none pays for the WAL of the scenarios before it")
 	w("")
 	w("## Results")
 	w("")

@@ -115,3 +115,15 @@ func (w walStats) perJob(jobs int) string {
 	return fmt.Sprintf("%.1f records, %.2f full-page images, %.0f bytes, %.2f WAL flushes (fsync) per job; %.0f MiB in all",
 		w.Records/n, w.FPI/n, w.Bytes/n, w.Syncs/n, w.Bytes/(1<<20))
 }
+
+// settle starts a timed end-to-end run, ours or River's, from the same
+// state: a CHECKPOINT first writes out what earlier scenarios and dropped
+// schemas left dirty, so a run pays for no other run's WAL and its
+// full-page images come from its own writes alone. Without it, whether a
+// checkpoint fell inside a run depended on the scenarios before it. A
+// role that may not checkpoint runs on without, and says so.
+func settle(ctx context.Context, pool *pgxpool.Pool) {
+	if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
+		progress("CHECKPOINT before the run failed (%v): the run starts from whatever earlier scenarios left", err)
+	}
+}

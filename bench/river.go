@@ -123,6 +123,7 @@ func runRiver(ctx context.Context, dbURL, schema string, jobs int, st riverSetti
 		once sync.Once
 		ierr error
 	)
+	settle(ctx, pool)
 	ictx, icancel := context.WithTimeout(ctx, limit)
 	defer icancel()
 	wal0, _ := readWAL(ctx, pool)
