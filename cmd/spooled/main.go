@@ -50,7 +50,7 @@ func run(args []string) error {
 	case "serve":
 		return serve(ctx, cfg, log)
 	case "migrate":
-		pool, err := pgdb.Open(ctx, cfg.DatabaseURL, 2)
+		pool, err := pgdb.Open(ctx, cfg.DatabaseURL, 2, "spooled-migrate")
 		if err != nil {
 			return err
 		}

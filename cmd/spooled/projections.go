@@ -25,7 +25,7 @@ func projectionsCmd(ctx context.Context, cfg config.Config, args []string, out i
 	if len(args) == 0 || (args[0] != "rebuild" && args[0] != "verify") {
 		return fmt.Errorf("usage: spooled projections rebuild [jobs|queue_stats] | spooled projections verify")
 	}
-	pool, err := pgdb.Open(ctx, cfg.DatabaseURL, 4)
+	pool, err := pgdb.Open(ctx, cfg.DatabaseURL, 4, "spooled-projections")
 	if err != nil {
 		return err
 	}

@@ -78,12 +78,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	}
 	if pool == nil {
 		var err error
-		pool, err = pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConnections)
+		pool, err = pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConnections, "spooled")
 		if err != nil {
 			return nil, err
 		}
 		if jobPool == nil && cfg.DatabaseJobConnections > 0 {
-			if jobPool, err = pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseJobConnections); err != nil {
+			if jobPool, err = pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseJobConnections, "spooled-jobs"); err != nil {
 				pool.Close()
 				return nil, fmt.Errorf("job pool: %w", err)
 			}

@@ -242,7 +242,7 @@ func TestMetrics(t *testing.T) {
 	cfg.MetricsPort = mxFreePort(t)
 	cfg.MetricsToken = "scrape-secret"
 	ctx := context.Background()
-	jobPool, err := pgdb.Open(ctx, url, 2)
+	jobPool, err := pgdb.Open(ctx, url, 2, "spooled-jobs")
 	if err != nil {
 		t.Fatal(err)
 	}

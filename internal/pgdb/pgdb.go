@@ -13,14 +13,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Open connects a pool and checks that the database answers.
-func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+// Open connects a pool and checks that the database answers. name becomes
+// the connections' application_name unless the URL sets one, so that
+// pg_stat_activity and the server's logs tell the server's pools (and its
+// command-line tools) apart from each other and from other clients.
+func Open(ctx context.Context, url string, maxConns int32, name string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set && name != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = name
 	}
 	cfg.AfterConnect = RegisterUUID
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
