@@ -80,19 +80,22 @@ func TestEnqueuedEventDataLeavesOutUnsetFields(t *testing.T) {
 		d.IdempotencyKey == nil || *d.IdempotencyKey != *full.IdempotencyKey || d.Status != "scheduled" {
 		t.Errorf("decoded %+v", d)
 	}
-	var tags, payloadSeen any
-	_ = json.Unmarshal(d.Tags, &tags)
-	_ = json.Unmarshal(d.Payload, &payloadSeen)
-	var wantTags, wantPayload any
-	_ = json.Unmarshal(full.Tags, &wantTags)
-	_ = json.Unmarshal(full.Payload, &wantPayload)
-	if !jsonEqual(tags, wantTags) || !jsonEqual(payloadSeen, wantPayload) {
+	if canonicalJSON(t, d.Tags) != canonicalJSON(t, full.Tags) || canonicalJSON(t, d.Payload) != canonicalJSON(t, full.Payload) {
 		t.Errorf("tags %s payload %s; want %s, %s", d.Tags, d.Payload, full.Tags, full.Payload)
 	}
 }
 
-func jsonEqual(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
+// canonicalJSON re-encodes raw so that two renderings of one value (key
+// order, spacing) compare equal; raw that is not JSON fails the test.
+func canonicalJSON(t *testing.T, raw json.RawMessage) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("not JSON (%v): %s", err, raw)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
