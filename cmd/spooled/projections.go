@@ -85,7 +85,7 @@ func rebuildJobs(ctx context.Context, pool *pgxpool.Pool, out io.Writer) error {
 // it. Its readers see it fill up again meanwhile; writes never pause.
 func rebuildAsync(ctx context.Context, pool *pgxpool.Pool, name string, out io.Writer) error {
 	start := time.Now()
-	p := projections.NewProjector(pool, []projections.Projection{projections.NewQueueStats()}, projections.ProjectorOptions{BatchSize: 5000})
+	p := projections.NewProjector(pool, []projections.Projection{projections.NewQueueStats()}, projections.ProjectorOptions{BatchSize: projections.DefaultBatchSize})
 	if err := p.Reset(ctx, name); err != nil {
 		return err
 	}
