@@ -580,6 +580,15 @@ func batchEndToEnd(ctx context.Context, o options, workers int, profile string, 
 	cpu2 := readCPU()
 	wal2, _ := readWAL(ctx, s.sql)
 	b.CPUInsert, b.CPU, b.WAL = cpu1.sub(cpu0), cpu2.sub(cpu1), wal2.sub(wal1)
+	if profile != "" {
+		// What allocated, for the collector's share of the CPU profile: the
+		// process's allocations since it started (in -e2e-only runs, this
+		// run and the server's start).
+		if af, err := os.Create(strings.TrimSuffix(profile, ".pprof") + "-allocs.pprof"); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(af, 0)
+			af.Close()
+		}
+	}
 	b.Check = readModelCheck(ctx, s)
 	progress("  insert %s jobs/s; work-off %s jobs/s; overall %s jobs/s; %d errors %s%s",
 		num(float64(o.jobs)/b.Insert.Seconds()), num(b.Work.rate()), num(b.overall()), b.Work.Errors, b.Work.FirstErr, timedOut(b.Work.TimedOut))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,9 @@ type Projector struct {
 	// ensured is set once every projection's checkpoint row exists; the
 	// rows are never deleted, so later passes need not write them again.
 	ensured atomic.Bool
+	// pages holds *[]LogEvent arrays for the pages of a pass, reused from
+	// pass to pass (CatchUp may run from several goroutines at once).
+	pages sync.Pool
 }
 
 // DefaultBatchSize is how many events a pass reads and applies at most,
@@ -131,7 +135,17 @@ func (p *Projector) pass(ctx context.Context, lags map[string]time.Duration) (re
 	if err := p.ensureCheckpoints(ctx); err != nil {
 		return 0, 0, err
 	}
-	var locked []*member
+	var (
+		locked []*member
+		pages  []*[]LogEvent
+	)
+	defer func() {
+		for _, pg := range pages {
+			clear(*pg) // the events' strings go with the pass
+			*pg = (*pg)[:0]
+			p.pages.Put(pg)
+		}
+	}()
 	err = pgdb.WithTx(ctx, p.pool, func(tx pgx.Tx) error {
 		locked = locked[:0]
 		type cursor struct{ tx, pos int64 }
@@ -154,7 +168,13 @@ func (p *Projector) pass(ctx context.Context, lags map[string]time.Duration) (re
 			locked = append(locked, m)
 		}
 		for _, c := range order {
-			n, err := p.applyPage(ctx, tx, c.tx, c.pos, groups[c])
+			pg, _ := p.pages.Get().(*[]LogEvent)
+			if pg == nil {
+				evs := make([]LogEvent, 0, p.batch)
+				pg = &evs
+			}
+			pages = append(pages, pg)
+			n, err := p.applyPage(ctx, tx, c.tx, c.pos, groups[c], pg)
 			if err != nil {
 				return err
 			}
@@ -194,10 +214,11 @@ func (p *Projector) ensureCheckpoints(ctx context.Context) error {
 	return nil
 }
 
-// applyPage reads the page of the log after (afterTx, afterPos) once, with
-// the data any of the members needs, applies it to each member and moves
-// their checkpoints past it. It returns the events read.
-func (p *Projector) applyPage(ctx context.Context, tx pgx.Tx, afterTx, afterPos int64, members []*member) (int, error) {
+// applyPage reads the page of the log after (afterTx, afterPos) once, into
+// *page's array, with the data any of the members needs, applies it to
+// each member and moves their checkpoints past it. It returns the events
+// read.
+func (p *Projector) applyPage(ctx context.Context, tx pgx.Tx, afterTx, afterPos int64, members []*member, page *[]LogEvent) (int, error) {
 	read := queries.EventsAfterCursorParams{AfterTxID: afterTx, AfterPosition: afterPos, MaxRows: int32(p.batch)}
 	for _, m := range members {
 		dr, ok := m.proj.(DataReader)
@@ -214,10 +235,11 @@ func (p *Projector) applyPage(ctx context.Context, tx pgx.Tx, afterTx, afterPos 
 	if read.AllData {
 		read.DataTypes = nil
 	}
-	evs, err := p.q.EventsAfterCursorPinned(ctx, tx, read)
+	evs, err := p.q.EventsAfterCursorPinnedInto(ctx, tx, read, (*page)[:0])
 	if err != nil {
 		return 0, fmt.Errorf("read log: %w", err)
 	}
+	*page = evs
 	if len(evs) == 0 {
 		return 0, nil
 	}

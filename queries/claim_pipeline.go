@@ -67,5 +67,5 @@ func claimPipelined(ctx context.Context, db Batcher, locks ClaimLocksMultiParams
 	}
 	// Columns come in JobClaimMultiRow's field order (RETURNING j.*, req,
 	// claim_actor).
-	return collectRows[JobClaimMultiRow](rows, min(expect, maxExpectedRows))
+	return collectRows(rows, rowsFor[JobClaimMultiRow](expect))
 }

@@ -16,16 +16,20 @@ type fieldLister interface {
 }
 
 // collectRows reads every row into a T, through scanFields when *T is a
-// fieldLister and by position (RowToStructByPos) otherwise. expect is how
-// many rows the caller expects at most (0: unknown): the slice is made that
-// large at once, rather than grown and copied row by row.
-func collectRows[T any](rows pgx.Rows, expect int) ([]T, error) {
+// fieldLister and by position (RowToStructByPos) otherwise, appending them
+// to dst. A caller that reads pages in a loop passes the last page's slice
+// back as dst[:0], so that its array is reused; others pass rowsFor(n).
+func collectRows[T any](rows pgx.Rows, dst []T) ([]T, error) {
 	var zero T
 	if _, ok := any(&zero).(fieldLister); !ok {
-		return pgx.CollectRows(rows, pgx.RowToStructByPos[T])
+		items, err := pgx.CollectRows(rows, pgx.RowToStructByPos[T])
+		if err != nil {
+			return nil, err
+		}
+		return append(dst, items...), nil
 	}
 	defer rows.Close()
-	out := make([]T, 0, expect)
+	out := dst
 	var targets []any
 	for rows.Next() {
 		out = append(out, zero)
@@ -38,6 +42,13 @@ func collectRows[T any](rows pgx.Rows, expect int) ([]T, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// rowsFor is an empty slice with room for expect rows (0: unknown), up to
+// maxExpectedRows: made that large at once, rather than grown and copied
+// row by row.
+func rowsFor[T any](expect int) []T {
+	return make([]T, 0, min(expect, maxExpectedRows))
 }
 
 // scanFields lists JobClaimMultiRow's fields in the order of JobClaimMulti's
