@@ -27,7 +27,8 @@ type Projection interface {
 	Name() string
 	// Apply folds a batch (in cursor order) inside tx. Projections that
 	// share a read of the log are given the same batch: Apply must not
-	// change it.
+	// change it (its events share strings and queue-name pointers), nor
+	// keep it once the pass is over (the projector reuses its array).
 	Apply(ctx context.Context, tx pgx.Tx, batch []LogEvent) error
 	// Reset empties the projection's tables, for a rebuild from the start.
 	Reset(ctx context.Context, tx pgx.Tx) error

@@ -1,6 +1,8 @@
 package queries
 
 import (
+	"errors"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -15,9 +17,18 @@ type fieldLister interface {
 	scanFields(dst []any) []any
 }
 
-// collectRows reads every row into a T, through scanFields when *T is a
-// fieldLister and by position (RowToStructByPos) otherwise, appending them
-// to dst. A caller that reads pages in a loop passes the last page's slice
+// internLister is a fieldLister with text columns whose values repeat
+// from row to row (an organization, an event type): scanFieldsInterned
+// lists the same targets as scanFields but scans those columns through in,
+// so that the rows of one read share a string per distinct value.
+type internLister interface {
+	fieldLister
+	scanFieldsInterned(dst []any, in *interner) []any
+}
+
+// collectRows reads every row into a T, through scanFieldsInterned when
+// *T is an internLister, scanFields when it is a fieldLister and by
+// position (RowToStructByPos) otherwise, appending them to dst. A caller that reads pages in a loop passes the last page's slice
 // back as dst[:0], so that its array is reused; others pass rowsFor(n).
 func collectRows[T any](rows pgx.Rows, dst []T) ([]T, error) {
 	var zero T
@@ -29,11 +40,19 @@ func collectRows[T any](rows pgx.Rows, dst []T) ([]T, error) {
 		return append(dst, items...), nil
 	}
 	defer rows.Close()
+	var in *interner
+	if _, ok := any(&zero).(internLister); ok {
+		in = &interner{seen: map[string]string{}, seenPtr: map[string]*string{}}
+	}
 	out := dst
 	var targets []any
 	for rows.Next() {
 		out = append(out, zero)
-		targets = any(&out[len(out)-1]).(fieldLister).scanFields(targets[:0])
+		if in != nil {
+			targets = any(&out[len(out)-1]).(internLister).scanFieldsInterned(targets[:0], in)
+		} else {
+			targets = any(&out[len(out)-1]).(fieldLister).scanFields(targets[:0])
+		}
 		if err := rows.Scan(targets...); err != nil {
 			return nil, err
 		}
@@ -71,6 +90,91 @@ func (r *JobClaimMultiRow) scanFields(dst []any) []any {
 func (r *EventsAfterCursorRow) scanFields(dst []any) []any {
 	return append(dst, &r.Position, &r.TxID, &r.OrganizationID, &r.StreamType, &r.StreamID,
 		&r.StreamSeq, &r.EventType, &r.QueueName, &r.Actor, &r.Data, &r.OccurredAt)
+}
+
+// scanFieldsInterned is scanFields with the organization, stream type,
+// event type, queue and actor interned: a projector's page of thousands of
+// events holds a handful of each, and a string apiece for them was most
+// of what a page allocated.
+func (r *EventsAfterCursorRow) scanFieldsInterned(dst []any, in *interner) []any {
+	in.org.to(in, &r.OrganizationID)
+	in.streamType.to(in, &r.StreamType)
+	in.eventType.to(in, &r.EventType)
+	in.actor.to(in, &r.Actor)
+	in.queue.in, in.queue.dst = in, &r.QueueName
+	return append(dst, &r.Position, &r.TxID, &in.org, &in.streamType, &r.StreamID,
+		&r.StreamSeq, &in.eventType, &in.queue, &in.actor, &r.Data, &r.OccurredAt)
+}
+
+// interner shares one string among the equal values of the interned
+// columns of one read, up to maxInterned distinct values (past them, each
+// value gets a string of its own, as without interning). It holds the
+// scan targets of the interned columns, pointed at the current row before
+// each row is scanned.
+type interner struct {
+	seen    map[string]string
+	seenPtr map[string]*string
+
+	org, streamType, eventType, actor internedText
+	queue                             internedNullText
+}
+
+// maxInterned bounds an interner: a read of many distinct values (a page
+// of many tenants' events) keeps only the first ones shared.
+const maxInterned = 4096
+
+// internedText scans a NOT NULL text column into *dst through its
+// interner (pgx hands a pgtype.BytesScanner the column's bytes without
+// copying them).
+type internedText struct {
+	in  *interner
+	dst *string
+}
+
+func (t *internedText) to(in *interner, dst *string) { t.in, t.dst = in, dst }
+
+// ScanBytes implements pgtype.BytesScanner.
+func (t *internedText) ScanBytes(src []byte) error {
+	if src == nil {
+		return errors.New("interned text column is NULL")
+	}
+	if v, ok := t.in.seen[string(src)]; ok { // the conversion in a lookup does not allocate
+		*t.dst = v
+		return nil
+	}
+	v := string(src)
+	if len(t.in.seen) < maxInterned {
+		t.in.seen[v] = v
+	}
+	*t.dst = v
+	return nil
+}
+
+// internedNullText is internedText for a nullable column scanned into a
+// *string: the rows share the pointer too, so readers must not write
+// through it.
+type internedNullText struct {
+	in  *interner
+	dst **string
+}
+
+// ScanBytes implements pgtype.BytesScanner (nil src is SQL NULL).
+func (t *internedNullText) ScanBytes(src []byte) error {
+	if src == nil {
+		*t.dst = nil
+		return nil
+	}
+	if p, ok := t.in.seenPtr[string(src)]; ok {
+		*t.dst = p
+		return nil
+	}
+	v := string(src)
+	p := &v
+	if len(t.in.seenPtr) < maxInterned {
+		t.in.seenPtr[v] = p
+	}
+	*t.dst = p
+	return nil
 }
 
 // maxExpectedRows caps collectRows' up-front allocation, whatever a caller

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -77,4 +78,56 @@ func TestHandListedScansMatchReflection(t *testing.T) {
 		SELECT position, tx_id::text::bigint AS tx_id, organization_id, stream_type, stream_id, stream_seq,
 		       event_type, queue_name, actor, data::text AS data, occurred_at
 		FROM job_events ORDER BY position`, 2)
+}
+
+// TestEventPageInternsRepeatedValues: the rows of one page of the log share
+// one string per distinct organization, event type and actor, and one
+// pointer per distinct queue; an empty queue name stays a name (not NULL)
+// and a NULL one stays nil.
+func TestEventPageInternsRepeatedValues(t *testing.T) {
+	ctx := context.Background()
+	pool := testdb.New(t)
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO job_events (organization_id, stream_type, stream_id, stream_seq, event_type, queue_name, actor, data)
+		SELECT 'org-a', 'job', 'job-' || i, 1, 'job.enqueued', CASE WHEN i = 3 THEN '' WHEN i = 4 THEN NULL ELSE 'emails' END,
+		       'api_key:k', '{}'
+		FROM generate_series(1, 5) i`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `
+		SELECT position, tx_id::text::bigint AS tx_id, organization_id, stream_type, stream_id, stream_seq,
+		       event_type, queue_name, actor, data::text AS data, occurred_at
+		FROM job_events ORDER BY position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := queries.CollectRows[queries.EventsAfterCursorRow](rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 5 {
+		t.Fatalf("read %d events, want 5", len(evs))
+	}
+	first := evs[0]
+	for i, e := range evs[1:] {
+		for _, c := range []struct{ name, a, b string }{
+			{"organization", first.OrganizationID, e.OrganizationID},
+			{"stream type", first.StreamType, e.StreamType},
+			{"event type", first.EventType, e.EventType},
+			{"actor", first.Actor, e.Actor},
+		} {
+			if c.a != c.b || unsafe.StringData(c.a) != unsafe.StringData(c.b) {
+				t.Errorf("row %d: %s %q does not share row 0's string %q", i+1, c.name, c.b, c.a)
+			}
+		}
+	}
+	if evs[1].QueueName != evs[0].QueueName || *evs[0].QueueName != "emails" {
+		t.Errorf("rows 0 and 1 do not share one queue pointer: %p %p", evs[0].QueueName, evs[1].QueueName)
+	}
+	if q := evs[2].QueueName; q == nil || *q != "" {
+		t.Errorf("an empty queue name read as %v, want \"\"", q)
+	}
+	if q := evs[3].QueueName; q != nil {
+		t.Errorf("a NULL queue name read as %q, want nil", *q)
+	}
 }
