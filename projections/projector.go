@@ -63,9 +63,41 @@ type Projector struct {
 	// ensured is set once every projection's checkpoint row exists; the
 	// rows are never deleted, so later passes need not write them again.
 	ensured atomic.Bool
-	// pages holds *[]LogEvent arrays for the pages of a pass, reused from
-	// pass to pass (CatchUp may run from several goroutines at once).
-	pages sync.Pool
+	// spare holds page arrays between passes (CatchUp may run from
+	// several goroutines at once), at most maxSparePages of them. Not a
+	// sync.Pool: the collector empties those, and under load it ran
+	// several times between two projector ticks, so every page was made
+	// anew.
+	spareMu sync.Mutex
+	spare   []*[]LogEvent
+}
+
+// maxSparePages bounds the page arrays a projector keeps between passes:
+// one per group of projections at one checkpoint, rarely more than two.
+const maxSparePages = 4
+
+// page returns an empty array for a page of the log.
+func (p *Projector) page() *[]LogEvent {
+	p.spareMu.Lock()
+	defer p.spareMu.Unlock()
+	if n := len(p.spare); n > 0 {
+		pg := p.spare[n-1]
+		p.spare = p.spare[:n-1]
+		return pg
+	}
+	evs := make([]LogEvent, 0, p.batch)
+	return &evs
+}
+
+// release takes a page's array back, without the events' strings.
+func (p *Projector) release(pg *[]LogEvent) {
+	clear(*pg)
+	*pg = (*pg)[:0]
+	p.spareMu.Lock()
+	defer p.spareMu.Unlock()
+	if len(p.spare) < maxSparePages {
+		p.spare = append(p.spare, pg)
+	}
 }
 
 // DefaultBatchSize is how many events a pass reads and applies at most,
@@ -142,9 +174,7 @@ func (p *Projector) pass(ctx context.Context, lags map[string]time.Duration) (re
 	)
 	defer func() {
 		for _, pg := range pages {
-			clear(*pg) // the events' strings go with the pass
-			*pg = (*pg)[:0]
-			p.pages.Put(pg)
+			p.release(pg)
 		}
 	}()
 	err = pgdb.WithTx(ctx, p.pool, func(tx pgx.Tx) error {
@@ -169,11 +199,7 @@ func (p *Projector) pass(ctx context.Context, lags map[string]time.Duration) (re
 			locked = append(locked, m)
 		}
 		for _, c := range order {
-			pg, _ := p.pages.Get().(*[]LogEvent)
-			if pg == nil {
-				evs := make([]LogEvent, 0, p.batch)
-				pg = &evs
-			}
+			pg := p.page()
 			pages = append(pages, pg)
 			n, err := p.applyPage(ctx, tx, c.tx, c.pos, groups[c], pg)
 			if err != nil {
