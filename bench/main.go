@@ -21,10 +21,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spooled-go/spooled/internal/app"
 	"github.com/spooled-go/spooled/internal/config"
 )
 
 type options struct {
+	// gogc is the collector's target in force: the server binary's
+	// runtime default (app.TuneRuntime) unless GOGC is set. It is the
+	// process's, so River's runs have it too.
+	gogc                        int
 	db, out, profile            string
 	ceilingDur, enqueueDur      time.Duration
 	floorDur                    time.Duration
@@ -108,6 +113,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the batch end to end (2d-2f) and River (4), and of the commit ceiling (5) and single enqueues (1a), alternated, for the median ratios, and runs of the moderate load (3a), for the median p50; the first round is the one the table shows")
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
 	flag.Parse()
+	o.gogc = app.TuneRuntime(os.Getenv)
 	for _, p := range strings.Split(probe, ",") {
 		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && n > 0 {
 			o.probeCounts = append(o.probeCounts, n)
@@ -186,7 +192,7 @@ func run(o options) error {
 	if r.pg, err = postgresFacts(ctx, o.db); err != nil {
 		return fmt.Errorf("postgres at %s: %w (make bench creates the database)", o.db, err)
 	}
-	progress("machine: nproc %s, %s; Postgres %s; River %s; server in-process", r.m.NProc, r.m.CPU, r.pg.Version, r.river)
+	progress("machine: nproc %s, %s; Postgres %s; River %s; server in-process; GOGC %d", r.m.NProc, r.m.CPU, r.pg.Version, r.river, o.gogc)
 
 	if o.riverOnly {
 		st := riverSettings{MaxWorkers: o.riverWorkers, FetchCooldown: o.riverCooldown, FetchPoll: o.riverPoll,
@@ -628,7 +634,8 @@ func (r *report) markdown() string {
 		r.pg.Version, r.pg.SharedBuffers, r.pg.SynchronousCommit, r.pg.Fsync, r.pg.MaxConnections)
 	w("- **Server**: ran **in-process** (app.New/Start from github.com/spooled-go/spooled via `replace => ../`), " +
 		"default config but `PORT=0`, `METRICS_PORT=0`, `ADMIN_API_KEY` set, `RATE_LIMIT_REQUESTS_PER_SECOND=0`; " +
-		"DATABASE_MAX_CONNECTIONS 20, DATABASE_JOB_CONNECTIONS " + r.o.serverJobConns() + ", embedded NATS. Clients are real HTTP clients (net/http, keep-alive, JSON) on 127.0.0.1 in the same process, " +
+		"DATABASE_MAX_CONNECTIONS 20, DATABASE_JOB_CONNECTIONS " + r.o.serverJobConns() + ", embedded NATS; the Go collector at GOGC " + strconv.Itoa(r.o.gogc) +
+		" (the server binary's runtime default, applied by the harness as the binary does; it is the process's, so River's runs have it too). Clients are real HTTP clients (net/http, keep-alive, JSON) on 127.0.0.1 in the same process, " +
 		"so server and clients share the 2 cores (as do Postgres and River)")
 	w("- **Tenant**: an enterprise organization made with `POST /api/v1/admin/organizations`, `custom_limits` " +
 		"`{\"rate_limit_requests_per_second\": 1000000, \"rate_limit_burst\": 1000000}` set in SQL before its key was first used")

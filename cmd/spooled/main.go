@@ -72,6 +72,7 @@ func run(args []string) error {
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	log.Info("runtime", "gogc", app.TuneRuntime(os.Getenv))
 	a, err := app.New(ctx, cfg, log, app.Options{})
 	if err != nil {
 		return err

@@ -1,0 +1,40 @@
+package app_test
+
+import (
+	"runtime/debug"
+	"testing"
+
+	"github.com/spooled-go/spooled/internal/app"
+)
+
+// TestTuneRuntime: without GOGC the server collects at DefaultGCPercent;
+// a GOGC in the environment (already applied by the runtime) is left as
+// it is and reported as the runtime reads it.
+func TestTuneRuntime(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+
+	if got := app.TuneRuntime(func(string) string { return "" }); got != app.DefaultGCPercent {
+		t.Errorf("without GOGC: reported %d, want %d", got, app.DefaultGCPercent)
+	}
+	if now := debug.SetGCPercent(100); now != app.DefaultGCPercent {
+		t.Errorf("without GOGC: the collector runs at %d, want %d", now, app.DefaultGCPercent)
+	}
+	for _, c := range []struct {
+		gogc string
+		want int
+	}{{"50", 50}, {"off", -1}, {"lots", 100}} {
+		got := app.TuneRuntime(func(k string) string {
+			if k == "GOGC" {
+				return c.gogc
+			}
+			return ""
+		})
+		if got != c.want {
+			t.Errorf("GOGC=%s: reported %d, want %d", c.gogc, got, c.want)
+		}
+		if now := debug.SetGCPercent(100); now != 100 {
+			t.Errorf("GOGC=%s: the collector was changed to %d", c.gogc, now)
+		}
+	}
+}
