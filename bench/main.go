@@ -113,7 +113,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the batch end to end (2d-2f) and River (4), and of the commit ceiling (5) and single enqueues (1a), alternated, for the median ratios, and runs of the moderate load (3a), for the median p50; the first round is the one the table shows")
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
 	flag.Parse()
-	o.gogc = app.TuneRuntime(os.Getenv)
+	o.gogc = app.TuneRuntime(os.Getenv).GOGC
 	for _, p := range strings.Split(probe, ",") {
 		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && n > 0 {
 			o.probeCounts = append(o.probeCounts, n)

@@ -72,7 +72,8 @@ func run(args []string) error {
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	log.Info("runtime", "gogc", app.TuneRuntime(os.Getenv))
+	rt := app.TuneRuntime(os.Getenv)
+	log.Info("runtime", "gogc", rt.GOGC, "memory_limit_bytes", rt.MemoryLimit, "memory_limit_note", errText(rt.MemoryLimitErr))
 	a, err := app.New(ctx, cfg, log, app.Options{})
 	if err != nil {
 		return err
@@ -95,4 +96,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	return waitErr
+}
+
+// errText is err's message, or "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

@@ -3,6 +3,8 @@ package app
 import (
 	"runtime/debug"
 	"strconv"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 // DefaultGCPercent is the Go collector's target (GOGC) the server runs
@@ -11,29 +13,51 @@ import (
 // allocates fast (request bodies, statement arguments, rows), so at Go's
 // default of 100 it collects several times a second under load: the
 // collector took a fifth of the server process's CPU in the batch
-// end-to-end benchmark. At 400 it collects a fifth as often for a heap up
-// to five times the live one. In a container, set GOMEMLIMIT below the
-// container's memory as well: the collector then runs as often as it
-// must to stay under it, whatever GOGC says.
+// end-to-end benchmark. At 400 it collects a fifth as often, for a heap up
+// to five times the live one; the memory limit below keeps that from
+// outgrowing a container.
 const DefaultGCPercent = 400
+
+// Runtime is what TuneRuntime left in force.
+type Runtime struct {
+	// GOGC is the collector's target (-1: off).
+	GOGC int
+	// MemoryLimit is the soft memory limit in bytes (math.MaxInt64: none).
+	MemoryLimit int64
+	// MemoryLimitErr says why no limit could be read from the process's
+	// cgroup (not running in one, say); MemoryLimit is then what it was.
+	MemoryLimitErr error
+}
 
 // TuneRuntime applies the server's runtime defaults to the process (for
 // its own binary, and for the benchmark, which runs the server in-process
-// as the binary would): GOGC of DefaultGCPercent unless getenv("GOGC") is
-// set, in which case the runtime has already applied it. It returns the
-// GOGC in force (-1: off). A program that embeds the app without calling
-// it keeps its own settings.
-func TuneRuntime(getenv func(string) string) int {
-	if v := getenv("GOGC"); v != "" {
-		if v == "off" {
-			return -1
-		}
+// as the binary would):
+//
+//   - GOGC of DefaultGCPercent unless getenv("GOGC") is set, in which case
+//     the runtime has already applied it;
+//   - unless GOMEMLIMIT is set, a soft memory limit of 90% of the memory
+//     limit of the process's cgroup (a container's), when it has one
+//     (AUTOMEMLIMIT=off or a ratio in (0, 1] overrides; see
+//     github.com/KimMachineGun/automemlimit, which reads the process's
+//     own environment).
+//
+// A program that embeds the app without calling it keeps its own
+// settings.
+func TuneRuntime(getenv func(string) string) Runtime {
+	var r Runtime
+	switch v := getenv("GOGC"); {
+	case v == "off":
+		r.GOGC = -1
+	case v != "":
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			return 100 // the runtime ignores a GOGC it cannot parse
+			n = 100 // the runtime ignores a GOGC it cannot parse
 		}
-		return n
+		r.GOGC = n
+	default:
+		debug.SetGCPercent(DefaultGCPercent)
+		r.GOGC = DefaultGCPercent
 	}
-	debug.SetGCPercent(DefaultGCPercent)
-	return DefaultGCPercent
+	r.MemoryLimit, r.MemoryLimitErr = memlimit.Set()
+	return r
 }

@@ -14,7 +14,7 @@ func TestTuneRuntime(t *testing.T) {
 	prev := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(prev) })
 
-	if got := app.TuneRuntime(func(string) string { return "" }); got != app.DefaultGCPercent {
+	if got := app.TuneRuntime(func(string) string { return "" }).GOGC; got != app.DefaultGCPercent {
 		t.Errorf("without GOGC: reported %d, want %d", got, app.DefaultGCPercent)
 	}
 	if now := debug.SetGCPercent(100); now != app.DefaultGCPercent {
@@ -29,12 +29,32 @@ func TestTuneRuntime(t *testing.T) {
 				return c.gogc
 			}
 			return ""
-		})
+		}).GOGC
 		if got != c.want {
 			t.Errorf("GOGC=%s: reported %d, want %d", c.gogc, got, c.want)
 		}
 		if now := debug.SetGCPercent(100); now != 100 {
 			t.Errorf("GOGC=%s: the collector was changed to %d", c.gogc, now)
 		}
+	}
+}
+
+// TestTuneRuntimeKeepsAMemoryLimitItIsGiven: with GOMEMLIMIT set, the
+// limit in force is left alone (the cgroup is not consulted) and reported.
+func TestTuneRuntimeKeepsAMemoryLimitItIsGiven(t *testing.T) {
+	prevGC := debug.SetGCPercent(100)
+	prevLimit := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() {
+		debug.SetGCPercent(prevGC)
+		debug.SetMemoryLimit(prevLimit)
+	})
+	t.Setenv("GOMEMLIMIT", "300MiB")
+	debug.SetMemoryLimit(300 << 20) // what the runtime would have read at start
+	r := app.TuneRuntime(func(string) string { return "" })
+	if r.MemoryLimitErr != nil || r.MemoryLimit != 300<<20 {
+		t.Errorf("with GOMEMLIMIT=300MiB: reported %d (%v), want %d", r.MemoryLimit, r.MemoryLimitErr, 300<<20)
+	}
+	if now := debug.SetMemoryLimit(-1); now != 300<<20 {
+		t.Errorf("with GOMEMLIMIT=300MiB: the limit in force is %d", now)
 	}
 }
