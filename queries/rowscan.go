@@ -17,22 +17,24 @@ type fieldLister interface {
 	scanFields(dst []any) []any
 }
 
-// internLister is a fieldLister with text columns whose values repeat
-// from row to row (an organization, an event type): scanFieldsInterned
-// lists the same targets as scanFields but scans those columns through in,
-// so that the rows of one read share a string per distinct value.
+// internLister is fieldLister for a row type with text columns whose
+// values repeat from row to row (an organization, an event type): its
+// scan targets scan those columns through in, so that the rows of one read
+// share a string per distinct value.
 type internLister interface {
-	fieldLister
 	scanFieldsInterned(dst []any, in *interner) []any
 }
 
-// collectRows reads every row into a T, through scanFieldsInterned when
-// *T is an internLister, scanFields when it is a fieldLister and by
-// position (RowToStructByPos) otherwise, appending them to dst. A caller that reads pages in a loop passes the last page's slice
-// back as dst[:0], so that its array is reused; others pass rowsFor(n).
+// collectRows reads every row into a T, appending them to dst: through
+// scanFieldsInterned when *T is an internLister, scanFields when it is a
+// fieldLister, and by position (RowToStructByPos) otherwise. A caller that
+// reads pages in a loop passes the last page's slice back as dst[:0], so
+// that its array is reused; others pass rowsFor(n).
 func collectRows[T any](rows pgx.Rows, dst []T) ([]T, error) {
 	var zero T
-	if _, ok := any(&zero).(fieldLister); !ok {
+	_, interns := any(&zero).(internLister)
+	_, lists := any(&zero).(fieldLister)
+	if !interns && !lists {
 		items, err := pgx.CollectRows(rows, pgx.RowToStructByPos[T])
 		if err != nil {
 			return nil, err
@@ -41,14 +43,14 @@ func collectRows[T any](rows pgx.Rows, dst []T) ([]T, error) {
 	}
 	defer rows.Close()
 	var in *interner
-	if _, ok := any(&zero).(internLister); ok {
-		in = &interner{seen: map[string]string{}, seenPtr: map[string]*string{}}
+	if interns {
+		in = newInterner()
 	}
 	out := dst
 	var targets []any
 	for rows.Next() {
 		out = append(out, zero)
-		if in != nil {
+		if interns {
 			targets = any(&out[len(out)-1]).(internLister).scanFieldsInterned(targets[:0], in)
 		} else {
 			targets = any(&out[len(out)-1]).(fieldLister).scanFields(targets[:0])
@@ -86,22 +88,13 @@ func (r *JobClaimMultiRow) scanFields(dst []any) []any {
 		&r.Req, &r.ClaimActor)
 }
 
-// scanFields lists EventsAfterCursorRow's fields in column order.
-func (r *EventsAfterCursorRow) scanFields(dst []any) []any {
-	return append(dst, &r.Position, &r.TxID, &r.OrganizationID, &r.StreamType, &r.StreamID,
-		&r.StreamSeq, &r.EventType, &r.QueueName, &r.Actor, &r.Data, &r.OccurredAt)
-}
-
-// scanFieldsInterned is scanFields with the organization, stream type,
-// event type, queue and actor interned: a projector's page of thousands of
-// events holds a handful of each, and a string apiece for them was most
-// of what a page allocated.
+// scanFieldsInterned lists EventsAfterCursorRow's fields in column order,
+// with the organization, stream type, event type, queue and actor scanned
+// through in: a projector's page of thousands of events holds a handful of
+// each, and a string apiece for them was most of what a page allocated.
 func (r *EventsAfterCursorRow) scanFieldsInterned(dst []any, in *interner) []any {
-	in.org.to(in, &r.OrganizationID)
-	in.streamType.to(in, &r.StreamType)
-	in.eventType.to(in, &r.EventType)
-	in.actor.to(in, &r.Actor)
-	in.queue.in, in.queue.dst = in, &r.QueueName
+	in.org.dst, in.streamType.dst, in.eventType.dst, in.actor.dst = &r.OrganizationID, &r.StreamType, &r.EventType, &r.Actor
+	in.queue.dst = &r.QueueName
 	return append(dst, &r.Position, &r.TxID, &in.org, &in.streamType, &r.StreamID,
 		&r.StreamSeq, &in.eventType, &in.queue, &in.actor, &r.Data, &r.OccurredAt)
 }
@@ -119,6 +112,12 @@ type interner struct {
 	queue                             internedNullText
 }
 
+func newInterner() *interner {
+	in := &interner{seen: map[string]string{}, seenPtr: map[string]*string{}}
+	in.org.in, in.streamType.in, in.eventType.in, in.actor.in, in.queue.in = in, in, in, in, in
+	return in
+}
+
 // maxInterned bounds an interner: a read of many distinct values (a page
 // of many tenants' events) keeps only the first ones shared.
 const maxInterned = 4096
@@ -130,8 +129,6 @@ type internedText struct {
 	in  *interner
 	dst *string
 }
-
-func (t *internedText) to(in *interner, dst *string) { t.in, t.dst = in, dst }
 
 // ScanBytes implements pgtype.BytesScanner.
 func (t *internedText) ScanBytes(src []byte) error {
