@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/spooled-go/spooled/internal/testdb"
 )
 
@@ -97,19 +99,12 @@ func TestKeyColumnsCompareBytewise(t *testing.T) {
 		"pending_jobs_rebuild":    {"organization_id", "queue_name"},
 		"processing_jobs_rebuild": {"organization_id", "queue_name", "worker_id"},
 	}
-	var partitions []string
 	rows, err := pool.Query(ctx, `SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'job_events'::regclass`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			t.Fatal(err)
-		}
-		partitions = append(partitions, p)
-	}
-	if err := rows.Err(); err != nil {
+	partitions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(partitions) == 0 {

@@ -2,7 +2,6 @@ package app
 
 import (
 	"runtime/debug"
-	"strconv"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 )
@@ -34,7 +33,8 @@ type Runtime struct {
 // as the binary would):
 //
 //   - GOGC of DefaultGCPercent unless getenv("GOGC") is set, in which case
-//     the runtime has already applied it;
+//     the runtime has already applied it (and Runtime reports what it
+//     made of it);
 //   - unless GOMEMLIMIT is set, a soft memory limit of 90% of the memory
 //     limit of the process's cgroup (a container's), when it has one
 //     (AUTOMEMLIMIT=off or a ratio in (0, 1] overrides; see
@@ -44,20 +44,12 @@ type Runtime struct {
 // A program that embeds the app without calling it keeps its own
 // settings.
 func TuneRuntime(getenv func(string) string) Runtime {
-	var r Runtime
-	switch v := getenv("GOGC"); {
-	case v == "off":
-		r.GOGC = -1
-	case v != "":
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			n = 100 // the runtime ignores a GOGC it cannot parse
-		}
-		r.GOGC = n
-	default:
+	if getenv("GOGC") == "" {
 		debug.SetGCPercent(DefaultGCPercent)
-		r.GOGC = DefaultGCPercent
 	}
+	var r Runtime
+	r.GOGC = debug.SetGCPercent(-1) // reads the target in force
+	debug.SetGCPercent(r.GOGC)
 	r.MemoryLimit, r.MemoryLimitErr = memlimit.Set()
 	return r
 }
