@@ -7,8 +7,11 @@ SELECT * FROM jobs WHERE id = sqlc.arg('id') AND organization_id = sqlc.arg('org
 SELECT id, queue_name, status, priority, retry_count, max_retries, created_at, scheduled_at,
        started_at, completed_at
 FROM jobs
-WHERE organization_id = sqlc.arg('organization_id')
-  AND (sqlc.narg('queue_name')::text IS NULL OR queue_name = sqlc.narg('queue_name')::text)
+-- The keys for the indexes (jobs_org_created_idx, jobs_org_queue_created_idx),
+-- the texts for the answer (sql/0020).
+WHERE text_key(organization_id) = text_key(sqlc.arg('organization_id')) AND organization_id = sqlc.arg('organization_id')
+  AND (sqlc.narg('queue_name')::text IS NULL
+       OR (text_key(queue_name) = text_key(sqlc.narg('queue_name')::text) AND queue_name = sqlc.narg('queue_name')::text))
   AND (sqlc.narg('status')::text IS NULL OR status = sqlc.narg('status')::text)
   -- Lets a filter on a dead status (failed, deadletter, cancelled) use
   -- jobs_org_dead_idx; other statuses walk jobs_org_created_idx.
@@ -53,7 +56,8 @@ ORDER BY stream_seq;
 -- claims of a polling or long-polling worker find nothing.
 SELECT EXISTS (
            SELECT 1 FROM pending_jobs p
-           WHERE p.organization_id = sqlc.arg('organization_id')
+           WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND text_key(p.queue_name) = text_key(sqlc.arg('queue_name'))
+             AND p.organization_id = sqlc.arg('organization_id')
              AND p.queue_name = sqlc.arg('queue_name')
              AND p.run_at <= coalesce(sqlc.narg('now')::timestamptz, now())
              AND (p.expires_at IS NULL OR p.expires_at > coalesce(sqlc.narg('now')::timestamptz, now()))

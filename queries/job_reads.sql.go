@@ -239,8 +239,9 @@ const jobList = `-- name: JobList :many
 SELECT id, queue_name, status, priority, retry_count, max_retries, created_at, scheduled_at,
        started_at, completed_at
 FROM jobs
-WHERE organization_id = $1
-  AND ($2::text IS NULL OR queue_name = $2::text)
+WHERE text_key(organization_id) = text_key($1) AND organization_id = $1
+  AND ($2::text IS NULL
+       OR (text_key(queue_name) = text_key($2::text) AND queue_name = $2::text))
   AND ($3::text IS NULL OR status = $3::text)
   -- Lets a filter on a dead status (failed, deadletter, cancelled) use
   -- jobs_org_dead_idx; other statuses walk jobs_org_created_idx.
@@ -273,6 +274,8 @@ type JobListRow struct {
 	CompletedAt *time.Time
 }
 
+// The keys for the indexes (jobs_org_created_idx, jobs_org_queue_created_idx),
+// the texts for the answer (sql/0020).
 func (q *Queries) JobList(ctx context.Context, db DBTX, arg JobListParams) ([]JobListRow, error) {
 	rows, err := db.Query(ctx, jobList,
 		arg.OrganizationID,
@@ -428,7 +431,8 @@ func (q *Queries) MetricsProcessingByQueue(ctx context.Context, db DBTX) ([]Metr
 const queueClaimProbe = `-- name: QueueClaimProbe :one
 SELECT EXISTS (
            SELECT 1 FROM pending_jobs p
-           WHERE p.organization_id = $1
+           WHERE text_key(p.organization_id) = text_key($1) AND text_key(p.queue_name) = text_key($2)
+             AND p.organization_id = $1
              AND p.queue_name = $2
              AND p.run_at <= coalesce($3::timestamptz, now())
              AND (p.expires_at IS NULL OR p.expires_at > coalesce($3::timestamptz, now()))

@@ -166,7 +166,8 @@ WITH clock AS (
 ), picked AS (
     SELECT p.job_id, p.priority, p.created_at
     FROM pending_jobs p
-    WHERE p.organization_id = sqlc.arg('organization_id')
+    WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND text_key(p.queue_name) = text_key(sqlc.arg('queue_name'))
+      AND p.organization_id = sqlc.arg('organization_id')
       AND p.queue_name = sqlc.arg('queue_name')
       AND p.run_at <= (SELECT ts FROM clock)
       AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
@@ -266,7 +267,8 @@ WITH clock AS (
 ), picked AS (
     SELECT p.job_id
     FROM pending_jobs p
-    WHERE p.organization_id = sqlc.arg('organization_id')
+    WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND text_key(p.queue_name) = text_key(sqlc.arg('queue_name'))
+      AND p.organization_id = sqlc.arg('organization_id')
       AND p.queue_name = sqlc.arg('queue_name')
       AND p.run_at <= (SELECT ts FROM clock)
       AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))

@@ -110,7 +110,8 @@ WITH clock AS (
 ), picked AS (
     SELECT p.job_id, p.priority, p.created_at
     FROM pending_jobs p
-    WHERE p.organization_id = $6
+    WHERE text_key(p.organization_id) = text_key($6) AND text_key(p.queue_name) = text_key($7)
+      AND p.organization_id = $6
       AND p.queue_name = $7
       AND p.run_at <= (SELECT ts FROM clock)
       AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))
@@ -318,7 +319,8 @@ WITH clock AS (
 ), picked AS (
     SELECT p.job_id
     FROM pending_jobs p
-    WHERE p.organization_id = $2
+    WHERE text_key(p.organization_id) = text_key($2) AND text_key(p.queue_name) = text_key($3)
+      AND p.organization_id = $2
       AND p.queue_name = $3
       AND p.run_at <= (SELECT ts FROM clock)
       AND (p.expires_at IS NULL OR p.expires_at > (SELECT ts FROM clock))

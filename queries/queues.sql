@@ -78,7 +78,8 @@ RETURNING q.id;
 
 -- name: QueueActiveJobs :one
 SELECT ((SELECT count(*) FROM pending_jobs p
-         WHERE p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name'))
+         WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND text_key(p.queue_name) = text_key(sqlc.arg('queue_name'))
+           AND p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name'))
       + (SELECT count(*) FROM processing_jobs h
          WHERE h.organization_id = sqlc.arg('organization_id') AND h.queue_name = sqlc.arg('queue_name')))::bigint;
 

@@ -92,7 +92,8 @@ func (q *Queries) ProcessingStampCapped(ctx context.Context, db DBTX, arg Proces
 
 const queueActiveJobs = `-- name: QueueActiveJobs :one
 SELECT ((SELECT count(*) FROM pending_jobs p
-         WHERE p.organization_id = $1 AND p.queue_name = $2)
+         WHERE text_key(p.organization_id) = text_key($1) AND text_key(p.queue_name) = text_key($2)
+           AND p.organization_id = $1 AND p.queue_name = $2)
       + (SELECT count(*) FROM processing_jobs h
          WHERE h.organization_id = $1 AND h.queue_name = $2))::bigint
 `

@@ -40,10 +40,11 @@ TRUNCATE queue_stats, queue_stats_hourly;
 -- count looks their status up by key.
 SELECT
     (SELECT count(*) FROM pending_jobs p
-     WHERE p.organization_id = sqlc.arg('organization_id')
+     WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND p.organization_id = sqlc.arg('organization_id')
        AND (sqlc.narg('queue_name')::text IS NULL OR p.queue_name = sqlc.narg('queue_name')::text))::bigint AS waiting,
     (SELECT count(*) FROM pending_jobs p JOIN jobs j ON j.id = p.job_id
-     WHERE p.organization_id = sqlc.arg('organization_id') AND j.status = 'scheduled'
+     WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND p.organization_id = sqlc.arg('organization_id')
+       AND j.status = 'scheduled'
        AND (sqlc.narg('queue_name')::text IS NULL OR p.queue_name = sqlc.narg('queue_name')::text))::bigint AS scheduled,
     (SELECT count(*) FROM processing_jobs h
      WHERE h.organization_id = sqlc.arg('organization_id')
@@ -51,10 +52,11 @@ SELECT
 
 -- name: OrgActiveJobs :one
 -- The organization's waiting (ready, scheduled or backing off) and leased
--- jobs, for the max_active_jobs quota a create checks: two index-only
+-- jobs, for the max_active_jobs quota a create checks: two index
 -- counts, without StatsLive's per-row lookup of which waiting jobs are
 -- scheduled.
-SELECT ((SELECT count(*) FROM pending_jobs p WHERE p.organization_id = sqlc.arg('organization_id'))
+SELECT ((SELECT count(*) FROM pending_jobs p
+         WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND p.organization_id = sqlc.arg('organization_id'))
       + (SELECT count(*) FROM processing_jobs h WHERE h.organization_id = sqlc.arg('organization_id')))::bigint AS active;
 
 -- name: StatsTotals :one
@@ -91,13 +93,15 @@ WHERE h.organization_id = sqlc.arg('organization_id')
 WITH RECURSIVE prio AS (
     (SELECT p.priority
      FROM pending_jobs p
-     WHERE p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
+     WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND text_key(p.queue_name) = text_key(sqlc.arg('queue_name'))
+       AND p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
      ORDER BY p.priority DESC
      LIMIT 1)
     UNION ALL
     SELECT (SELECT p.priority
             FROM pending_jobs p
-            WHERE p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
+            WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND text_key(p.queue_name) = text_key(sqlc.arg('queue_name'))
+              AND p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
               AND p.priority < prio.priority
             ORDER BY p.priority DESC
             LIMIT 1)
@@ -106,7 +110,8 @@ WITH RECURSIVE prio AS (
 ), oldest AS (
     SELECT (SELECT p.created_at
             FROM pending_jobs p
-            WHERE p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
+            WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND text_key(p.queue_name) = text_key(sqlc.arg('queue_name'))
+              AND p.organization_id = sqlc.arg('organization_id') AND p.queue_name = sqlc.arg('queue_name')
               AND p.priority = prio.priority
             ORDER BY p.priority DESC, p.created_at
             LIMIT 1) AS created_at
@@ -136,7 +141,9 @@ WHERE w.organization_id = sqlc.arg('organization_id') AND w.status <> 'offline';
 -- first, from the hot tables.
 WITH live AS (
     SELECT p.queue_name, count(*)::bigint AS waiting, 0::bigint AS leased
-    FROM pending_jobs p WHERE p.organization_id = sqlc.arg('organization_id') GROUP BY p.queue_name
+    FROM pending_jobs p
+    WHERE text_key(p.organization_id) = text_key(sqlc.arg('organization_id')) AND p.organization_id = sqlc.arg('organization_id')
+    GROUP BY p.queue_name
     UNION ALL
     SELECT h.queue_name, 0::bigint, count(*)::bigint
     FROM processing_jobs h WHERE h.organization_id = sqlc.arg('organization_id') GROUP BY h.queue_name

@@ -11,12 +11,13 @@ import (
 )
 
 const orgActiveJobs = `-- name: OrgActiveJobs :one
-SELECT ((SELECT count(*) FROM pending_jobs p WHERE p.organization_id = $1)
+SELECT ((SELECT count(*) FROM pending_jobs p
+         WHERE text_key(p.organization_id) = text_key($1) AND p.organization_id = $1)
       + (SELECT count(*) FROM processing_jobs h WHERE h.organization_id = $1))::bigint AS active
 `
 
 // The organization's waiting (ready, scheduled or backing off) and leased
-// jobs, for the max_active_jobs quota a create checks: two index-only
+// jobs, for the max_active_jobs quota a create checks: two index
 // counts, without StatsLive's per-row lookup of which waiting jobs are
 // scheduled.
 func (q *Queries) OrgActiveJobs(ctx context.Context, db DBTX, organizationID string) (int64, error) {
@@ -144,7 +145,9 @@ func (q *Queries) StatsActiveWorkers(ctx context.Context, db DBTX, arg StatsActi
 const statsBusiestQueues = `-- name: StatsBusiestQueues :many
 WITH live AS (
     SELECT p.queue_name, count(*)::bigint AS waiting, 0::bigint AS leased
-    FROM pending_jobs p WHERE p.organization_id = $1 GROUP BY p.queue_name
+    FROM pending_jobs p
+    WHERE text_key(p.organization_id) = text_key($1) AND p.organization_id = $1
+    GROUP BY p.queue_name
     UNION ALL
     SELECT h.queue_name, 0::bigint, count(*)::bigint
     FROM processing_jobs h WHERE h.organization_id = $1 GROUP BY h.queue_name
@@ -195,10 +198,11 @@ func (q *Queries) StatsBusiestQueues(ctx context.Context, db DBTX, organizationI
 const statsLive = `-- name: StatsLive :one
 SELECT
     (SELECT count(*) FROM pending_jobs p
-     WHERE p.organization_id = $1
+     WHERE text_key(p.organization_id) = text_key($1) AND p.organization_id = $1
        AND ($2::text IS NULL OR p.queue_name = $2::text))::bigint AS waiting,
     (SELECT count(*) FROM pending_jobs p JOIN jobs j ON j.id = p.job_id
-     WHERE p.organization_id = $1 AND j.status = 'scheduled'
+     WHERE text_key(p.organization_id) = text_key($1) AND p.organization_id = $1
+       AND j.status = 'scheduled'
        AND ($2::text IS NULL OR p.queue_name = $2::text))::bigint AS scheduled,
     (SELECT count(*) FROM processing_jobs h
      WHERE h.organization_id = $1
@@ -230,13 +234,15 @@ const statsOldestWaiting = `-- name: StatsOldestWaiting :one
 WITH RECURSIVE prio AS (
     (SELECT p.priority
      FROM pending_jobs p
-     WHERE p.organization_id = $1 AND p.queue_name = $2
+     WHERE text_key(p.organization_id) = text_key($1) AND text_key(p.queue_name) = text_key($2)
+       AND p.organization_id = $1 AND p.queue_name = $2
      ORDER BY p.priority DESC
      LIMIT 1)
     UNION ALL
     SELECT (SELECT p.priority
             FROM pending_jobs p
-            WHERE p.organization_id = $1 AND p.queue_name = $2
+            WHERE text_key(p.organization_id) = text_key($1) AND text_key(p.queue_name) = text_key($2)
+              AND p.organization_id = $1 AND p.queue_name = $2
               AND p.priority < prio.priority
             ORDER BY p.priority DESC
             LIMIT 1)
@@ -245,7 +251,8 @@ WITH RECURSIVE prio AS (
 ), oldest AS (
     SELECT (SELECT p.created_at
             FROM pending_jobs p
-            WHERE p.organization_id = $1 AND p.queue_name = $2
+            WHERE text_key(p.organization_id) = text_key($1) AND text_key(p.queue_name) = text_key($2)
+              AND p.organization_id = $1 AND p.queue_name = $2
               AND p.priority = prio.priority
             ORDER BY p.priority DESC, p.created_at
             LIMIT 1) AS created_at
