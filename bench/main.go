@@ -50,6 +50,8 @@ type options struct {
 	sustainedTenants            int
 	tenantsPlan                 string
 	statementsOnly              bool
+	schemaPair                  string
+	schemaPairRounds            int
 	statementCycles             int
 	e2eModes                    string
 	rounds                      int
@@ -107,6 +109,8 @@ func main() {
 	flag.StringVar(&o.e2eModes, "e2e-modes", "each,batch", "with -e2e-only: which work-offs to run (each: a complete call per job; batch: POST /jobs/complete per claimed batch)")
 	flag.BoolVar(&o.sustainedOnly, "sustained-only", false, "run only the sustained scenario (with -workers, default 64, and -sustained-rate, default 300) and print its figures, its CPU and a CPU profile in -profile")
 	flag.BoolVar(&o.singleOnly, "single-only", false, "run only the commit ceiling, the single-enqueue scenario (with a CPU profile in -profile), the HTTP floor (1c) and single enqueues of many tenants (1d), and print their figures")
+	flag.StringVar(&o.schemaPair, "schema-pair", "", "URL,URL: enqueue into two databases the caller migrated (before and after a schema change), alternating statement by statement, and print each one's Postgres CPU per job")
+	flag.IntVar(&o.schemaPairRounds, "schema-pair-rounds", 600, "with -schema-pair: statements of 100 jobs into each database")
 	flag.BoolVar(&o.statementsOnly, "statements-only", false, "run only the statement costs (Postgres backend CPU per job of each statement of a job's life, one job and a hundred per statement) and print them")
 	flag.IntVar(&o.statementCycles, "statement-cycles", 3000, "statement costs: cycles of one job (a tenth as many of a hundred)")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: small sizes, short windows")
@@ -242,6 +246,9 @@ func run(o options) error {
 			num(tenants.rate()), tenants.rate()/c.rate(), ms(tenants.Lat.P50), ms(tenants.Lat.P99), tenants.Errors, tenants.FirstErr,
 			cpuPerOp(tenants.CPU, tenants.loopResult), groupCommitLine(tenants.Statements, tenants.Requests))
 		return nil
+	}
+	if o.schemaPair != "" {
+		return schemaPair(ctx, strings.Split(o.schemaPair, ","), o.schemaPairRounds)
 	}
 	if o.statementsOnly {
 		costs, err := statementCostRuns(ctx, o)

@@ -82,29 +82,10 @@ func runStatementCosts(ctx context.Context, s *server, jobs, cycles int) (statem
 	q := queries.New()
 	const org, worker = "bench-statements", "statements-worker"
 	queue := "statements-" + strconv.Itoa(jobs)
-	payload := json.RawMessage(`{"to":"someone@example.com","n":1}`)
 	cycle := func() error {
-		p := queries.JobEnqueueBatchParams{DefaultMaxRetries: 3, DefaultTimeoutSecs: 300}
-		for range jobs {
-			id, err := uuid.NewV7()
-			if err != nil {
-				return err
-			}
-			p.Ids = append(p.Ids, id)
-			p.OrganizationIds = append(p.OrganizationIds, org)
-			p.Actors = append(p.Actors, "bench")
-			p.QueueNames = append(p.QueueNames, queue)
-			p.Payloads = append(p.Payloads, payload)
-			p.Priorities = append(p.Priorities, 0)
-			p.MaxRetries = append(p.MaxRetries, -1)
-			p.TimeoutSeconds = append(p.TimeoutSeconds, -1)
-			p.ScheduledAts = append(p.ScheduledAts, time.Time{})
-			p.ExpiresAts = append(p.ExpiresAts, time.Time{})
-			p.Tags = append(p.Tags, nil)
-			p.ParentJobIds = append(p.ParentJobIds, uuid.UUID{})
-			p.CompletionWebhooks = append(p.CompletionWebhooks, "")
-			p.IdempotencyKeys = append(p.IdempotencyKeys, "")
-			p.ReplayOf = append(p.ReplayOf, uuid.UUID{})
+		p, err := enqueueParams(org, queue, jobs)
+		if err != nil {
+			return err
 		}
 		if _, err := q.JobEnqueueBatch(ctx, conns["enqueue"], p); err != nil {
 			return fmt.Errorf("enqueue: %w", err)
@@ -191,4 +172,110 @@ func statementCostsLine(c statementCosts) string {
 	}
 	return fmt.Sprintf("%d job(s) per statement, %d cycles: Postgres CPU per job (µs): %s; total %.0f",
 		c.Jobs, c.Cycles, strings.Join(parts, ", "), c.total())
+}
+
+// ---- paired schemas ----------------------------------------------------------
+//
+// A schema change (an index, a collation, a table's layout) is judged by
+// running the same enqueue statement on two databases, one migrated before
+// the change and one after, on a connection each, alternating statement by
+// statement. The machine's speed drifts by a fifth within minutes here,
+// and both backends see the same drift, so the ratio of their CPU per job
+// holds to a few per cent where back-to-back runs do not.
+
+// enqueueParams is one JobEnqueueBatch of jobs fresh jobs of org's queue.
+func enqueueParams(org, queue string, jobs int) (queries.JobEnqueueBatchParams, error) {
+	payload := json.RawMessage(`{"to":"someone@example.com","n":1}`)
+	p := queries.JobEnqueueBatchParams{DefaultMaxRetries: 3, DefaultTimeoutSecs: 300}
+	for range jobs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return p, err
+		}
+		p.Ids = append(p.Ids, id)
+		p.OrganizationIds = append(p.OrganizationIds, org)
+		p.Actors = append(p.Actors, "bench")
+		p.QueueNames = append(p.QueueNames, queue)
+		p.Payloads = append(p.Payloads, payload)
+		p.Priorities = append(p.Priorities, 0)
+		p.MaxRetries = append(p.MaxRetries, -1)
+		p.TimeoutSeconds = append(p.TimeoutSeconds, -1)
+		p.ScheduledAts = append(p.ScheduledAts, time.Time{})
+		p.ExpiresAts = append(p.ExpiresAts, time.Time{})
+		p.Tags = append(p.Tags, nil)
+		p.ParentJobIds = append(p.ParentJobIds, uuid.UUID{})
+		p.CompletionWebhooks = append(p.CompletionWebhooks, "")
+		p.IdempotencyKeys = append(p.IdempotencyKeys, "")
+		p.ReplayOf = append(p.ReplayOf, uuid.UUID{})
+	}
+	return p, nil
+}
+
+// schemaPair enqueues rounds statements of a hundred jobs into each of the
+// already migrated databases at urls, alternating, and prints each one's
+// backend CPU per job. The organization id has the form the server mints
+// (a UUID), since its width decides what index comparisons cost.
+func schemaPair(ctx context.Context, urls []string, rounds int) error {
+	const jobs = 100
+	org, queue := uuid.NewString(), "paired"
+	conns := make([]*pgx.Conn, len(urls))
+	for i, u := range urls {
+		c, err := pgx.Connect(ctx, u)
+		if err != nil {
+			return fmt.Errorf("connect %s: %w", u, err)
+		}
+		defer c.Close(context.Background())
+		conns[i] = c
+	}
+	q := queries.New()
+	enqueue := func(c *pgx.Conn) error {
+		p, err := enqueueParams(org, queue, jobs)
+		if err != nil {
+			return err
+		}
+		if _, err := q.JobEnqueueBatch(ctx, c, p); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+		return nil
+	}
+	run := func(n int) error {
+		for r := range n {
+			// Each round starts with a different database, so neither always
+			// runs right after the other.
+			for k := range conns {
+				if err := enqueue(conns[(k+r)%len(conns)]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := run(20); err != nil { // plans cached, caches filled
+		return err
+	}
+	// A backend's CPU grows only while it runs its own statements, so the
+	// difference over the whole run is what its statements cost.
+	spent := make([]time.Duration, len(conns))
+	for i, c := range conns {
+		before, _, err := backendCPU(c)
+		if err != nil {
+			return err
+		}
+		spent[i] = -before
+	}
+	if err := run(rounds); err != nil {
+		return err
+	}
+	for i, c := range conns {
+		after, _, err := backendCPU(c)
+		if err != nil {
+			return err
+		}
+		spent[i] += after
+	}
+	for i, u := range urls {
+		fmt.Printf("%s: enqueue %.2f µs of Postgres CPU per job (%d statements of %d)\n",
+			u, float64(spent[i].Microseconds())/float64(rounds*jobs), rounds, jobs)
+	}
+	return nil
 }
