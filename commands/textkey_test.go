@@ -13,13 +13,14 @@ import (
 	"github.com/spooled-go/spooled/queries"
 )
 
-// TestTextKeyCollisionsStayApart: pending_jobs_claim_idx leads with 64-bit
-// hashes of the organization and the queue (text_key, sql/0020), which two
-// texts can share. Here every text shares one key, and every read of
-// waiting jobs by organization or queue must still see its own jobs
-// alone: a collision may cost a skipped index entry, never another
-// tenant's or queue's job.
+// TestTextKeyCollisionsStayApart: the claim index and the job lists'
+// indexes lead with 64-bit hashes of the organization and the queue
+// (text_key, sql/0020), which two texts can share. Here every text shares
+// one key, and every read through those indexes (claims, probes, counts,
+// stats, lists) must still see its own jobs alone: a collision may cost a
+// skipped index entry, never another tenant's or queue's job.
 func TestTextKeyCollisionsStayApart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if _, err := e.pool.Exec(e.ctx, `CREATE OR REPLACE FUNCTION text_key(t text) RETURNS bigint
 		LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$ SELECT 7::bigint $$`); err != nil {

@@ -188,10 +188,10 @@ func TestLogReadPlanWithStaleStatistics(t *testing.T) {
 	checkPageRead(t, "generic", generic, page)
 }
 
-// TestEventsAfterCursorPinned: the pipelined read returns the page in
+// TestEventsAfterCursorPinnedInto: the pipelined read returns the page in
 // cursor order and leaves the transaction's planner settings as it found
 // them, for the projection's writes that follow.
-func TestEventsAfterCursorPinned(t *testing.T) {
+func TestEventsAfterCursorPinnedInto(t *testing.T) {
 	t.Parallel()
 	l := newStaleLog(t)
 	ctx := context.Background()
@@ -205,9 +205,9 @@ func TestEventsAfterCursorPinned(t *testing.T) {
 		return s
 	}
 	before := settings()
-	evs, err := queries.New().EventsAfterCursorPinned(ctx, tx, queries.EventsAfterCursorParams{
+	evs, err := queries.New().EventsAfterCursorPinnedInto(ctx, tx, queries.EventsAfterCursorParams{
 		AfterTxID: l.afterTx, AfterPosition: l.afterPosition, MaxRows: 100,
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

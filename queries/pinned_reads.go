@@ -7,14 +7,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// EventsAfterCursorPinned is EventsAfterCursor with its plan pinned
-// (pinnedRows), for the projector's pages of the log.
-func (q *Queries) EventsAfterCursorPinned(ctx context.Context, tx Batcher, arg EventsAfterCursorParams) ([]EventsAfterCursorRow, error) {
-	return q.EventsAfterCursorPinnedInto(ctx, tx, arg, rowsFor[EventsAfterCursorRow](int(arg.MaxRows)))
-}
-
-// EventsAfterCursorPinnedInto is EventsAfterCursorPinned appending the
-// page to dst, whose array a reader of page after page reuses: a page of
+// EventsAfterCursorPinnedInto is EventsAfterCursor with its plan pinned
+// (pinnedRows), for the projector's pages of the log, appending the page
+// to dst, whose array a reader of page after page reuses: a page of
 // thousands of events grown row by row from a fresh slice was a tenth of
 // everything the server allocated under the batch end-to-end benchmark.
 func (q *Queries) EventsAfterCursorPinnedInto(ctx context.Context, tx Batcher, arg EventsAfterCursorParams, dst []EventsAfterCursorRow) ([]EventsAfterCursorRow, error) {
