@@ -197,17 +197,9 @@ func enqueueParams(org, queue string, jobs int) (queries.JobEnqueueBatchParams, 
 		p.Actors = append(p.Actors, "bench")
 		p.QueueNames = append(p.QueueNames, queue)
 		p.Payloads = append(p.Payloads, payload)
-		p.Priorities = append(p.Priorities, 0)
-		p.MaxRetries = append(p.MaxRetries, -1)
-		p.TimeoutSeconds = append(p.TimeoutSeconds, -1)
-		p.ScheduledAts = append(p.ScheduledAts, time.Time{})
-		p.ExpiresAts = append(p.ExpiresAts, time.Time{})
-		p.Tags = append(p.Tags, nil)
-		p.ParentJobIds = append(p.ParentJobIds, uuid.UUID{})
-		p.CompletionWebhooks = append(p.CompletionWebhooks, "")
-		p.IdempotencyKeys = append(p.IdempotencyKeys, "")
-		p.ReplayOf = append(p.ReplayOf, uuid.UUID{})
 	}
+	// The optional columns stay nil (NULL), as the server sends them for a
+	// batch whose jobs set none of them.
 	return p, nil
 }
 

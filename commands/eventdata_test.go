@@ -64,6 +64,28 @@ func TestEnqueuedEventDataLeavesOutUnsetFields(t *testing.T) {
 		}
 	}
 
+	// The base object is written as text; it must read exactly as
+	// json_build_object renders the job's fields (the form the log has
+	// always held), whatever the payload holds and whichever optional
+	// fields follow it.
+	for _, c := range cases {
+		var data, rendered string
+		if err := e.pool.QueryRow(e.ctx, `
+			SELECT e.data::text, json_build_object('status', j.status, 'payload', j.payload, 'priority', j.priority,
+			           'max_retries', j.max_retries, 'timeout_seconds', j.timeout_seconds)::text
+			FROM job_events e JOIN jobs j ON j.id::text = e.stream_id
+			WHERE e.stream_id = $1 AND e.event_type = $2`,
+			c.id.String(), events.JobEnqueued).Scan(&data, &rendered); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if len(c.keys) == len(base) && data != rendered {
+			t.Errorf("%s: data\n%s\nwant json_build_object's\n%s", c.name, data, rendered)
+		}
+		if head := rendered[:len(rendered)-1]; len(c.keys) > len(base) && (len(data) <= len(head) || data[:len(head)] != head) {
+			t.Errorf("%s: data\n%s\ndoes not begin with json_build_object's\n%s", c.name, data, head)
+		}
+	}
+
 	var raw string
 	if err := e.pool.QueryRow(e.ctx, `SELECT data::text FROM job_events WHERE stream_id = $1 AND event_type = $2`,
 		res[1].ID.String(), events.JobEnqueued).Scan(&raw); err != nil {

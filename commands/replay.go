@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -95,7 +96,7 @@ func (s *Service) replay(ctx context.Context, actor Actor, ids []uuid.UUID) ([]R
 	if err != nil {
 		return nil, err
 	}
-	copy(p.ReplayOf, ids)
+	p.ReplayOf = slices.Clone(ids)
 	out := make([]Replayed, len(ids))
 	err = pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := s.q.JobEnqueueBatch(ctx, tx, p)
