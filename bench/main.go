@@ -691,6 +691,11 @@ func (r *report) markdown() string {
 	w("| ratio | value |")
 	w("|---|---:|")
 	w("| ours ÷ River, end to end overall, a complete call per job (2c ÷ 4c) | **%.2f×** |", e2eOverall/r.riv.overallRate())
+	if b, ok := r.completeCallBound(ncpu); ok {
+		w("| the most 2c ÷ 4c could be on these cores: a job needs at least one request as costly as 1c's (%.0f µs of CPU, its warm-up prorated), "+
+			"the claim and complete statements at a hundred jobs each (%.0f µs, section 7) and 2a's insert (%.0f µs); the cores ÷ their sum = %s jobs/s | ≤ %.2f× |",
+			b.request, b.statements, b.insert, num(b.rate), b.rate/r.riv.overallRate())
+	}
 	w("| ours ÷ River, work-off, a complete call per job (2b ÷ 4b) | %.2f× |", r.e2e.rate()/r.riv.workRate())
 	w("| ours ÷ River, end to end overall, batch completes (2f ÷ 4c) | **%.2f×** |", r.batch.overall()/r.riv.overallRate())
 	if len(r.rounds) > 1 {
@@ -892,6 +897,43 @@ func atoiOr(s string, def int) int {
 // cpuPerOp is CPU per operation of a closed loop: the bench process (server
 // and clients) and Postgres. Operations of the warm-up and the last
 // unfinished ones are not counted, so it reads a little high.
+// completeBound is a floor under the CPU a job costs end to end when
+// every job is completed by a call of its own (2a-2c), from the run's own
+// figures, in µs, and the most jobs per second the cores allow at it.
+type completeBound struct {
+	request, statements, insert float64
+	rate                        float64
+}
+
+// completeCallBound adds what a job of 2c cannot do without: one HTTP
+// request, costing at least what 1c's refused requests cost (their CPU
+// includes the warm-up, prorated here as if it ran at the window's rate;
+// a slower warm-up only lowers the floor), the claim and complete
+// statements at a hundred jobs each (section 7: a coalesced complete
+// carries fewer, and a smaller statement costs more per job), and the
+// insert as 2a measured it. Claim calls, JSON, scheduling and group
+// commit are left out, so the rate is an upper bound on 2c.
+func (r *report) completeCallBound(ncpu float64) (completeBound, bool) {
+	var hundred *statementCosts
+	for i := range r.statements {
+		if r.statements[i].Jobs == 100 {
+			hundred = &r.statements[i]
+		}
+	}
+	if hundred == nil || r.httpFloor.Units == 0 || r.o.jobs == 0 {
+		return completeBound{}, false
+	}
+	window := r.httpFloor.Window.Seconds()
+	share := window / (window + r.o.warm.Seconds())
+	b := completeBound{
+		request:    (r.httpFloorCPU.self + r.httpFloorCPU.postgres) * share / float64(r.httpFloor.Units) * 1e6,
+		statements: hundred.PerJob["claim"] + hundred.PerJob["complete"],
+		insert:     (r.e2eCPUInsert.self + r.e2eCPUInsert.postgres) / float64(r.o.jobs) * 1e6,
+	}
+	b.rate = ncpu / (b.request + b.statements + b.insert) * 1e6
+	return b, true
+}
+
 func cpuPerOp(c cpuTimes, r loopResult) string {
 	n := float64(max(r.Units, 1))
 	return fmt.Sprintf("bench process %.0f µs, postgres %.0f µs", c.self/n*1e6, c.postgres/n*1e6)
