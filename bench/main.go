@@ -894,9 +894,6 @@ func atoiOr(s string, def int) int {
 
 // profiled runs fn under a CPU profile written to path and returns the
 // CPU that this process and Postgres spent meanwhile.
-// cpuPerOp is CPU per operation of a closed loop: the bench process (server
-// and clients) and Postgres. Operations of the warm-up and the last
-// unfinished ones are not counted, so it reads a little high.
 // completeBound is a floor under the CPU a job costs end to end when
 // every job is completed by a call of its own (2a-2c), from the run's own
 // figures, in µs, and the most jobs per second the cores allow at it.
@@ -934,6 +931,9 @@ func (r *report) completeCallBound(ncpu float64) (completeBound, bool) {
 	return b, true
 }
 
+// cpuPerOp is CPU per operation of a closed loop: the bench process (server
+// and clients) and Postgres. Operations of the warm-up and the last
+// unfinished ones are not counted, so it reads a little high.
 func cpuPerOp(c cpuTimes, r loopResult) string {
 	n := float64(max(r.Units, 1))
 	return fmt.Sprintf("bench process %.0f µs, postgres %.0f µs", c.self/n*1e6, c.postgres/n*1e6)
