@@ -892,8 +892,6 @@ func atoiOr(s string, def int) int {
 	return def
 }
 
-// profiled runs fn under a CPU profile written to path and returns the
-// CPU that this process and Postgres spent meanwhile.
 // completeBound is a floor under the CPU a job costs end to end when
 // every job is completed by a call of its own (2a-2c), from the run's own
 // figures, in µs, and the most jobs per second the cores allow at it.
@@ -939,6 +937,8 @@ func cpuPerOp(c cpuTimes, r loopResult) string {
 	return fmt.Sprintf("bench process %.0f µs, postgres %.0f µs", c.self/n*1e6, c.postgres/n*1e6)
 }
 
+// profiled runs fn under a CPU profile written to path and returns the
+// CPU that this process and Postgres spent meanwhile.
 func profiled(path string, fn func()) (cpuTimes, error) {
 	pf, err := os.Create(path)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -96,7 +95,7 @@ func (s *Service) replay(ctx context.Context, actor Actor, ids []uuid.UUID) ([]R
 	if err != nil {
 		return nil, err
 	}
-	p.ReplayOf = slices.Clone(ids)
+	p.ReplayOf = ids
 	out := make([]Replayed, len(ids))
 	err = pgdb.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := s.q.JobEnqueueBatch(ctx, tx, p)
