@@ -37,6 +37,8 @@ type options struct {
 	budget                      time.Duration
 	jobs, probeJobs, workers    int
 	probeCounts                 []int
+	probeBatchJobs              int
+	probeBatchCounts            []int
 	clients, bulkClients        int
 	inserters, producers        int
 	sustainedRate, moderateRate float64
@@ -74,7 +76,7 @@ func progress(format string, args ...any) {
 
 func main() {
 	var o options
-	var probe string
+	var probe, probeBatch string
 	flag.StringVar(&o.db, "db", "postgres://postgres@127.0.0.1:5432/bench?sslmode=disable", "the bench database (schemas are dropped and recreated in it)")
 	flag.StringVar(&o.out, "out", "RESULTS.md", "results file (overwritten)")
 	flag.StringVar(&o.profile, "profile", "profiles/e2e.pprof", "CPU profile of the end-to-end run")
@@ -89,8 +91,10 @@ func main() {
 	flag.IntVar(&o.jobs, "jobs", 200_000, "jobs in the end-to-end runs (ours and River)")
 	flag.IntVar(&o.probeJobs, "probe-jobs", 50_000, "backlog each worker count of the probe gets")
 	flag.DurationVar(&o.probeWindow, "probe-window", 4*time.Second, "work-off time of each worker count in the probe")
-	flag.StringVar(&probe, "probe-workers", "8,16,32,64", "worker counts to try before the end-to-end run")
-	flag.IntVar(&o.workers, "workers", 0, "end-to-end and sustained worker count (0: the probe's best)")
+	flag.StringVar(&probe, "probe-workers", "8,16,32,64", "worker counts to try before the end-to-end run that completes each job with its own call (2a-2c; also used for 3)")
+	flag.IntVar(&o.probeBatchJobs, "probe-batch-jobs", 100_000, "backlog each worker count of the batch-complete probe gets")
+	flag.StringVar(&probeBatch, "probe-batch-workers", "32,64,128,256", "worker counts to try before the batch-complete end to end (2d-2f and its rounds)")
+	flag.IntVar(&o.workers, "workers", 0, "end-to-end and sustained worker count, both work-offs (0: each probe's best)")
 	flag.IntVar(&o.clients, "clients", 32, "concurrent clients for single enqueues and the commit ceiling")
 	flag.IntVar(&o.bulkClients, "bulk-clients", 8, "concurrent clients for bulk enqueues")
 	flag.IntVar(&o.inserters, "inserters", 8, "concurrent bulk inserters (ours) and InsertMany goroutines (River)")
@@ -118,21 +122,29 @@ func main() {
 	flag.BoolVar(&o.riverOnly, "river-only", false, "run only the River scenario and print its figures (for tuning River; writes no results file)")
 	flag.Parse()
 	o.gogc = app.TuneRuntime(os.Getenv).GOGC
-	for _, p := range strings.Split(probe, ",") {
-		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && n > 0 {
-			o.probeCounts = append(o.probeCounts, n)
-		}
-	}
+	o.probeCounts, o.probeBatchCounts = counts(probe), counts(probeBatch)
 	if o.quick {
 		o.ceilingDur, o.enqueueDur, o.bulkDur, o.warm, o.sustainedDur = 2*time.Second, 3*time.Second, 2*time.Second, 500*time.Millisecond, 5*time.Second
 		o.floorDur = 2 * time.Second
-		o.jobs, o.probeJobs, o.probeWindow = 20_000, 10_000, 2*time.Second
+		o.jobs, o.probeJobs, o.probeBatchJobs, o.probeWindow = 20_000, 10_000, 20_000, 2*time.Second
 		o.statementCycles = 300
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// counts parses a comma-separated list of worker counts, skipping what is
+// not a positive number.
+func counts(list string) []int {
+	var ns []int
+	for _, p := range strings.Split(list, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && n > 0 {
+			ns = append(ns, n)
+		}
+	}
+	return ns
 }
 
 type report struct {
@@ -151,8 +163,10 @@ type report struct {
 	httpFloorCPU       cpuTimes
 	tenants            tenantsRun // 1d
 	bulk               loopResult
-	probe              []probeRow
-	workers            int
+	probe              []probeRow // of the work-off completing each job (2b)
+	workers            int        // 2a-2c and 3
+	batchProbe         []probeRow // of the batch-complete work-off (2e)
+	batchWorkers       int        // 2d-2f and its rounds
 	e2eInsert          time.Duration
 	e2e                workOffResult
 	e2eCheck           string
@@ -301,6 +315,7 @@ func run(o options) error {
 		if r.workers = o.workers; r.workers == 0 {
 			r.workers = 64
 		}
+		r.batchWorkers = r.workers
 		if strings.Contains(o.e2eModes, "each") {
 			if err := runE2E(ctx, r); err != nil {
 				return err
@@ -373,25 +388,21 @@ func run(o options) error {
 	}
 	progress("  insert %s jobs/s, work-off %s jobs/s, overall %s jobs/s%s", num(r.riv.insertRate()), num(r.riv.workRate()), num(r.riv.overallRate()), timedOut(r.riv.TimedOut))
 
-	// 2. End to end: pick the worker count, then the 200,000-job run.
-	r.workers = o.workers
-	if r.workers == 0 {
-		progress("end to end: worker-count probe on a backlog of %d jobs, %s each: %v", o.probeJobs, o.probeWindow, o.probeCounts)
-		if s, err = startServer(ctx, o, "bench_probe"); err != nil {
+	// 2. End to end: pick each work-off's worker count, then the
+	// 200,000-job runs. The two work-offs probe apart: a claim of 100 held
+	// until each job's own complete call is answered keeps a worker far
+	// longer than one answered by a single call, so the count that keeps
+	// the cores busy differs (bench/NOTES.md, the nineteenth spell).
+	r.workers, r.batchWorkers = o.workers, o.workers
+	if o.workers == 0 {
+		if r.probe, err = probe(ctx, o, "a complete call per job", o.probeCounts, o.probeJobs, false); err != nil {
 			return err
 		}
-		r.probe, err = probeWorkers(ctx, s, o.probeCounts, o.probeJobs, o.inserters, o.probeWindow)
-		s.close()
-		if err != nil {
-			return fmt.Errorf("probe: %w", err)
+		r.workers = bestCount(r.probe)
+		if r.batchProbe, err = probe(ctx, o, "batch completes", o.probeBatchCounts, o.probeBatchJobs, true); err != nil {
+			return err
 		}
-		best := r.probe[0]
-		for _, p := range r.probe {
-			if p.Rate > best.Rate {
-				best = p
-			}
-		}
-		r.workers = best.Workers
+		r.batchWorkers = bestCount(r.batchProbe)
 	}
 	if err := runE2E(ctx, r); err != nil {
 		return err
@@ -558,7 +569,7 @@ func (b batchRun) overall() float64 {
 // claims as runE2E, on a fresh schema, with a CPU profile next to the
 // end-to-end one.
 func runE2EBatch(ctx context.Context, r *report) error {
-	return batchEndToEnd(ctx, r.o, r.workers, strings.TrimSuffix(r.o.profile, ".pprof")+"-batch.pprof", &r.batch)
+	return batchEndToEnd(ctx, r.o, r.batchWorkers, strings.TrimSuffix(r.o.profile, ".pprof")+"-batch.pprof", &r.batch)
 }
 
 // batchEndToEnd runs the batch-complete end to end into b, under a CPU
@@ -667,7 +678,7 @@ func (r *report) markdown() string {
 	w("| 2c | end to end: overall | spooled | insert + work-off, %s | **%s jobs/s** | | | | |", (r.e2eInsert + r.e2e.Elapsed).Round(10*time.Millisecond), num(e2eOverall))
 	w("| 2d | end to end, batch completes: insert %s jobs | spooled | bulk × 100, %d clients | %s jobs/s | | | | |", num(float64(o.jobs)), o.inserters, num(float64(o.jobs)/r.batch.Insert.Seconds()))
 	w("| 2e | end to end, batch completes: work-off | spooled | %d workers; claim `limit 100`, then one `POST /api/v1/jobs/complete` for the batch | **%s jobs/s** | | | | %d%s |",
-		r.workers, num(r.batch.Work.rate()), r.batch.Work.Errors, timedOut(r.batch.Work.TimedOut))
+		r.batchWorkers, num(r.batch.Work.rate()), r.batch.Work.Errors, timedOut(r.batch.Work.TimedOut))
 	w("| 2f | end to end, batch completes: overall | spooled | insert + work-off, %s | **%s jobs/s** | | | | |", (r.batch.Insert + r.batch.Work.Elapsed).Round(10*time.Millisecond), num(r.batch.overall()))
 	moderateP50 := "**" + ms(r.sustained.Lat.P50) + "**"
 	if len(r.moderateP50s) > 1 {
@@ -789,14 +800,12 @@ func (r *report) markdown() string {
 		w("")
 	}
 	if len(r.probe) > 0 {
-		w("Worker-count probe (each count gets a fresh backlog of %s jobs bulk-inserted on a queue of its own and works it off for %s, so each meets a deep backlog): ", num(float64(o.probeJobs)), o.probeWindow)
-		var parts []string
-		for _, p := range r.probe {
-			parts = append(parts, fmt.Sprintf("%d workers %s jobs/s", p.Workers, num(p.Rate)))
-		}
-		w("%s → **%d workers** used for 2 and 3.", strings.Join(parts, ", "), r.workers)
+		w("Worker-count probes (each count gets a fresh backlog bulk-inserted on a queue of its own and works it off for up to %s, so each meets a deep backlog; each work-off has its own probe, since a worker that completes each job with its own call holds its claim far longer than one that completes the batch in one call):", o.probeWindow)
+		w("")
+		w("- a complete call per job, a backlog of %s: %s → **%d workers** used for 2a-2c and 3.", num(float64(o.probeJobs)), probeLine(r.probe), r.workers)
+		w("- batch completes, a backlog of %s: %s → **%d workers** used for 2d-2f and its rounds.", num(float64(o.probeBatchJobs)), probeLine(r.batchProbe), r.batchWorkers)
 	} else {
-		w("Worker count %d was given with -workers (no probe).", r.workers)
+		w("Worker count %d was given with -workers (no probe), for both work-offs.", r.workers)
 	}
 	w("")
 	w("- CPU per operation over each window (warm-up included, so a little high): a commit of the ceiling (5) %s; a single enqueue (1a) %s; a refused request (1c) %s. "+

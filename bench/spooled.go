@@ -506,7 +506,7 @@ type probeRow struct {
 // probeWorkers gives each worker count a fresh backlog of jobs jobs on a
 // queue of its own and works it off for window, so every count meets a
 // deep backlog as the end-to-end run does. It returns the counts' rates.
-func probeWorkers(ctx context.Context, s *server, counts []int, jobs, inserters int, window time.Duration) ([]probeRow, error) {
+func probeWorkers(ctx context.Context, s *server, counts []int, jobs, inserters int, window time.Duration, batch bool) ([]probeRow, error) {
 	a := newAPI(s.base, s.key, slices.Max(counts)+inserters)
 	defer a.close()
 	var rows []probeRow
@@ -518,11 +518,51 @@ func probeWorkers(ctx context.Context, s *server, counts []int, jobs, inserters 
 		if _, err := insertBulk(ctx, a, queue, jobs, inserters); err != nil {
 			return nil, err
 		}
-		r := workOff(ctx, a, queue, int64(jobs), w, 250, window, false)
+		r := workOff(ctx, a, queue, int64(jobs), w, 250, window, batch)
 		rows = append(rows, probeRow{Workers: w, Rate: r.rate(), Done: r.Done, Errors: r.Errors})
 		progress("  probe: %3d workers: %s jobs/s (%d errors, %d of %d jobs done)", w, num(r.rate()), r.Errors, r.Done, jobs)
 	}
 	return rows, nil
+}
+
+// probe runs probeWorkers on a server of its own, for the work-off that
+// completes each job with its own call or, with batch, the one that
+// completes each claimed batch in one call.
+func probe(ctx context.Context, o options, what string, counts []int, jobs int, batch bool) ([]probeRow, error) {
+	progress("end to end, %s: worker-count probe on a backlog of %d jobs, %s each: %v", what, jobs, o.probeWindow, counts)
+	s, err := startServer(ctx, o, "bench_probe")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	rows, err := probeWorkers(ctx, s, counts, jobs, o.inserters, o.probeWindow, batch)
+	if err != nil {
+		return nil, fmt.Errorf("probe, %s: %w", what, err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("probe, %s: no worker counts to try", what)
+	}
+	return rows, nil
+}
+
+// bestCount is the worker count of the probe's fastest row.
+func bestCount(rows []probeRow) int {
+	best := rows[0]
+	for _, p := range rows {
+		if p.Rate > best.Rate {
+			best = p
+		}
+	}
+	return best.Workers
+}
+
+// probeLine lists a probe's rows for the results file.
+func probeLine(rows []probeRow) string {
+	parts := make([]string, len(rows))
+	for i, p := range rows {
+		parts[i] = fmt.Sprintf("%d workers %s jobs/s", p.Workers, num(p.Rate))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ---- scenario 3: sustained -------------------------------------------------
@@ -771,7 +811,7 @@ func runRounds(ctx context.Context, r *report, st riverSettings) error {
 			return fmt.Errorf("river, round %d: %w", i, err)
 		}
 		var ours batchRun
-		if err := batchEndToEnd(ctx, o, r.workers, "", &ours); err != nil {
+		if err := batchEndToEnd(ctx, o, r.batchWorkers, "", &ours); err != nil {
 			return fmt.Errorf("round %d: %w", i, err)
 		}
 		r.rounds = append(r.rounds, round{ours: ours.overall(), peer: riv.overallRate()})
