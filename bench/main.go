@@ -388,24 +388,28 @@ func run(o options) error {
 	}
 	progress("  insert %s jobs/s, work-off %s jobs/s, overall %s jobs/s%s", num(r.riv.insertRate()), num(r.riv.workRate()), num(r.riv.overallRate()), timedOut(r.riv.TimedOut))
 
-	// 2. End to end: pick each work-off's worker count, then the
-	// 200,000-job runs. The two work-offs probe apart: a claim of 100 held
-	// until each job's own complete call is answered keeps a worker far
-	// longer than one answered by a single call, so the count that keeps
-	// the cores busy differs (bench/NOTES.md, the nineteenth spell).
+	// 2. End to end: each work-off's 200,000-job run, right after the
+	// probe that picks its worker count. The two work-offs probe apart: a
+	// claim of 100 held until each job's own complete call is answered
+	// keeps a worker far longer than one answered by a single call, so the
+	// count that keeps the cores busy differs (bench/NOTES.md, the
+	// nineteenth spell). The batch probe runs after 2a-2c, whose memory
+	// peak would otherwise start from the heap its many workers left.
 	r.workers, r.batchWorkers = o.workers, o.workers
 	if o.workers == 0 {
 		if r.probe, err = probe(ctx, o, "a complete call per job", o.probeCounts, o.probeJobs, false); err != nil {
 			return err
 		}
 		r.workers = bestCount(r.probe)
+	}
+	if err := runE2E(ctx, r); err != nil {
+		return err
+	}
+	if o.workers == 0 {
 		if r.batchProbe, err = probe(ctx, o, "batch completes", o.probeBatchCounts, o.probeBatchJobs, true); err != nil {
 			return err
 		}
 		r.batchWorkers = bestCount(r.batchProbe)
-	}
-	if err := runE2E(ctx, r); err != nil {
-		return err
 	}
 	if err := runE2EBatch(ctx, r); err != nil {
 		return err
@@ -515,12 +519,10 @@ func runE2E(ctx context.Context, r *report) error {
 	wal1, _ := readWAL(ctx, s.sql)
 	cpu1 := readCPU()
 	act := startActivitySampler(s.sql, 100*time.Millisecond)
-	// The work-off gets what the budget leaves after the sustained run
-	// (about a minute), at most eight minutes.
-	// The work-off gets what the budget leaves after the batch-complete run
-	// and the sustained run (about a minute and a half), at most eight
-	// minutes.
-	r.e2e = workOff(ctx, a, "e2e", int64(o.jobs), r.workers, 250, min(8*time.Minute, max(remainingRaw(ctx)-90*time.Second, 20*time.Second)), false)
+	// The work-off gets what the budget leaves after the batch probe, the
+	// batch-complete run and the sustained run (about two minutes), at
+	// most eight minutes.
+	r.e2e = workOff(ctx, a, "e2e", int64(o.jobs), r.workers, 250, min(8*time.Minute, max(remainingRaw(ctx)-2*time.Minute, 20*time.Second)), false)
 	r.pgActivity = act.finish(12)
 	cpu2 := readCPU()
 	wal2, _ := readWAL(ctx, s.sql)
