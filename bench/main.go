@@ -90,7 +90,7 @@ func main() {
 	flag.Int64Var(&o.deadline, "deadline", 0, "unix time the run must end by (make bench passes its start + 570 s, so the build counts); 0: -budget alone")
 	flag.IntVar(&o.jobs, "jobs", 200_000, "jobs in the end-to-end runs (ours and River)")
 	flag.IntVar(&o.probeJobs, "probe-jobs", 50_000, "backlog each worker count of the probe gets")
-	flag.DurationVar(&o.probeWindow, "probe-window", 4*time.Second, "work-off time of each worker count in the probe")
+	flag.DurationVar(&o.probeWindow, "probe-window", 4*time.Second, "work-off time of each worker count in a probe (in two halves, one on the way forth and one back)")
 	flag.StringVar(&probe, "probe-workers", "8,16,32,64", "worker counts to try before the end-to-end run that completes each job with its own call (2a-2c; also used for 3)")
 	flag.IntVar(&o.probeBatchJobs, "probe-batch-jobs", 100_000, "backlog each worker count of the batch-complete probe gets")
 	flag.StringVar(&probeBatch, "probe-batch-workers", "32,64,128,256", "worker counts to try before the batch-complete end to end (2d-2f and its rounds)")
@@ -802,7 +802,7 @@ func (r *report) markdown() string {
 		w("")
 	}
 	if len(r.probe) > 0 {
-		w("Worker-count probes (each count gets a fresh backlog bulk-inserted on a queue of its own and works it off for up to %s, so each meets a deep backlog; each work-off has its own probe, since a worker that completes each job with its own call holds its claim far longer than one that completes the batch in one call):", o.probeWindow)
+		w("Worker-count probes (each count gets two fresh backlogs bulk-inserted on queues of their own and works each off for up to %s, so each meets a deep backlog; the counts run forth, then back, and a count's rate is the mean of its two, so that the machine's drift favours none; each work-off has its own probe, since a worker that completes each job with its own call holds its claim far longer than one that completes the batch in one call):", o.probeWindow/2)
 		w("")
 		w("- a complete call per job, a backlog of %s: %s → **%d workers** used for 2a-2c and 3.", num(float64(o.probeJobs)), probeLine(r.probe), r.workers)
 		w("- batch completes, a backlog of %s: %s → **%d workers** used for 2d-2f and its rounds.", num(float64(o.probeBatchJobs)), probeLine(r.batchProbe), r.batchWorkers)
