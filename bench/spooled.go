@@ -545,7 +545,10 @@ func probeWorkers(ctx context.Context, s *server, counts []int, jobs, inserters 
 // completes each job with its own call or, with batch, the one that
 // completes each claimed batch in one call.
 func probe(ctx context.Context, o options, what string, counts []int, jobs int, batch bool) ([]probeRow, error) {
-	progress("end to end, %s: worker-count probe on a backlog of %d jobs, %s each: %v", what, jobs, o.probeWindow, counts)
+	if len(counts) == 0 {
+		return nil, fmt.Errorf("probe, %s: no worker counts to try", what)
+	}
+	progress("end to end, %s: worker-count probe, each count on two backlogs of %d jobs for %s each, forth and back: %v", what, jobs, o.probeWindow/2, counts)
 	s, err := startServer(ctx, o, "bench_probe")
 	if err != nil {
 		return nil, err
@@ -554,9 +557,6 @@ func probe(ctx context.Context, o options, what string, counts []int, jobs int, 
 	rows, err := probeWorkers(ctx, s, counts, jobs, o.inserters, o.probeWindow, batch)
 	if err != nil {
 		return nil, fmt.Errorf("probe, %s: %w", what, err)
-	}
-	if len(rows) == 0 {
-		return nil, fmt.Errorf("probe, %s: no worker counts to try", what)
 	}
 	return rows, nil
 }
