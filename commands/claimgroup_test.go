@@ -64,12 +64,24 @@ func TestClaimMultiDealsInOrder(t *testing.T) {
 		if len(rows) != len(want) {
 			t.Fatalf("%d jobs dealt, want %d: %+v", len(rows), len(want), rows)
 		}
+		// Each request's jobs share a lease id of their own.
+		leases, reqOf := map[int32]uuid.UUID{}, map[uuid.UUID]int32{}
 		for i, r := range rows {
 			if r.Req != want[i].req || *r.AssignedWorkerID != want[i].worker || r.ID != want[i].id ||
 				r.ClaimActor != events.ActorWorker(want[i].worker) {
 				t.Fatalf("row %d: request %d, worker %s, job %s; want request %d, worker %s, job %s",
 					i, r.Req, *r.AssignedWorkerID, r.ID, want[i].req, want[i].worker, want[i].id)
 			}
+			if r.LeaseID == nil {
+				t.Fatalf("row %d: no lease id", i)
+			}
+			if l, ok := leases[r.Req]; ok && l != *r.LeaseID {
+				t.Fatalf("row %d: request %d's jobs have leases %s and %s", i, r.Req, l, *r.LeaseID)
+			}
+			if q, ok := reqOf[*r.LeaseID]; ok && q != r.Req {
+				t.Fatalf("row %d: requests %d and %d share lease %s", i, q, r.Req, *r.LeaseID)
+			}
+			leases[r.Req], reqOf[*r.LeaseID] = *r.LeaseID, r.Req
 		}
 	}
 	job := func(i int) uuid.UUID { return res[i].ID }

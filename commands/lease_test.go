@@ -15,6 +15,7 @@ import (
 	"github.com/spooled-go/spooled/commands"
 	"github.com/spooled-go/spooled/events"
 	"github.com/spooled-go/spooled/internal/testdb"
+	"github.com/spooled-go/spooled/queries"
 )
 
 // TestStaleWorkerIsFenced: once a lease expired and the job went to another
@@ -373,5 +374,62 @@ func TestRejectionsRaceWithOwner(t *testing.T) {
 	j := e.get(org, id)
 	if j.Status != "completed" || int(j.Version) != len(h) || string(j.Result) != `{"n": 7}` {
 		t.Fatalf("job: status %s version %d (history %d) result %s", j.Status, j.Version, len(h), j.Result)
+	}
+}
+
+// TestLeaseIDPerClaim: the jobs one claim leases share its lease id, in
+// the projections and in their job.claimed events; the next claim's is a
+// new one; and a lease is the job and its lease id together, so a lease id
+// that another job of the worker holds completes nothing but that job.
+func TestLeaseIDPerClaim(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := e.actor.OrgID
+	ids := make([]uuid.UUID, 4)
+	for i := range ids {
+		ids[i] = e.enqueue(e.actor, commands.NewJob{QueueName: "leases", Payload: payload(i)})
+	}
+
+	first := e.claim("leases", "w", 3)
+	if len(first) != 3 || first[0].LeaseID == nil {
+		t.Fatalf("first claim: %+v", first)
+	}
+	lease := *first[0].LeaseID
+	for _, j := range first {
+		if j.LeaseID == nil || *j.LeaseID != lease {
+			t.Fatalf("job %s has lease %v, the claim's first job %s", j.ID, j.LeaseID, lease)
+		}
+		if n := e.scalar(`SELECT count(*) FROM processing_jobs WHERE job_id = $1 AND lease_id = $2`, j.ID, lease); n != 1 {
+			t.Fatalf("job %s: %d processing_jobs rows with the claim's lease", j.ID, n)
+		}
+		h := e.wantHistory(org, j.ID, "job.enqueued", "job.claimed")
+		if c := decode[events.Claimed](t, h[1]); c.LeaseID != lease {
+			t.Fatalf("job %s: job.claimed names lease %s, the claim's is %s", j.ID, c.LeaseID, lease)
+		}
+	}
+
+	second := e.claimOne("leases", "w")
+	if second.ID != ids[3] || second.LeaseID == nil || *second.LeaseID == lease {
+		t.Fatalf("second claim: %+v (the first claim's lease %s)", second, lease)
+	}
+
+	// The first claim's lease id does not reach the job of the second.
+	err := e.svc.Complete(e.ctx, org, commands.LeaseRef{JobID: second.ID.String(), WorkerID: "w", LeaseID: &lease}, nil)
+	asLeaseError(t, "complete with another claim's lease id", err)
+	if j := e.get(org, second.ID); j.Status != "processing" || *j.LeaseID != *second.LeaseID {
+		t.Fatalf("after the refused complete: status %s lease %v", j.Status, j.LeaseID)
+	}
+	for _, ref := range []commands.LeaseRef{
+		{JobID: second.ID.String(), WorkerID: "w", LeaseID: second.LeaseID},
+		{JobID: first[1].ID.String(), WorkerID: "w", LeaseID: &lease},
+	} {
+		if err := e.svc.Complete(e.ctx, org, ref, nil); err != nil {
+			t.Fatalf("complete %s with its own lease: %v", ref.JobID, err)
+		}
+	}
+	for _, j := range []queries.Job{first[0], first[2]} {
+		if got := e.get(org, j.ID); got.Status != "processing" || *got.LeaseID != lease {
+			t.Fatalf("job %s after its claim-mates completed: status %s lease %v", j.ID, got.Status, got.LeaseID)
+		}
 	}
 }

@@ -61,8 +61,12 @@ const jobClaimMulti = `-- name: JobClaimMulti :many
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS ts
 ), req AS (
+    -- Each request's lease id: one per claim, shared by the jobs it gets
+    -- (see JobClaimOne). A CTE that calls a volatile function is never
+    -- inlined but evaluated once, so each request keeps one id.
     SELECT i AS ord, ($2::text[])[i] AS worker_id, ($3::int[])[i] AS lim,
-           ($4::int[])[i] AS lease_secs, ($5::text[])[i] AS actor
+           ($4::int[])[i] AS lease_secs, ($5::text[])[i] AS actor,
+           gen_random_uuid() AS lease_id
     FROM generate_subscripts($2::text[], 1) AS i
 ), held AS (
     SELECT w.id, w.max_concurrency - (
@@ -71,7 +75,7 @@ WITH clock AS (
     FROM workers w
     WHERE w.id = ANY($2::text[]) AND w.organization_id = $6
 ), wanted AS (
-    SELECT r.ord, r.worker_id, r.lease_secs, r.actor,
+    SELECT r.ord, r.worker_id, r.lease_secs, r.actor, r.lease_id,
            CASE WHEN h.id IS NULL THEN r.lim
                 ELSE least(r.lim, greatest(h.free - coalesce(sum(r.lim) OVER (
                          PARTITION BY r.worker_id ORDER BY r.ord
@@ -79,7 +83,7 @@ WITH clock AS (
            END::int AS slots
     FROM req r LEFT JOIN held h ON h.id = r.worker_id
 ), bounds AS (
-    SELECT w.ord, w.worker_id, w.lease_secs, w.actor, w.slots, (sum(w.slots) OVER (ORDER BY w.ord) - w.slots)::int AS lo,
+    SELECT w.ord, w.worker_id, w.lease_secs, w.actor, w.lease_id, w.slots, (sum(w.slots) OVER (ORDER BY w.ord) - w.slots)::int AS lo,
            (sum(w.slots) OVER (ORDER BY w.ord))::int AS hi
     FROM wanted w
 ), queue AS (
@@ -119,7 +123,7 @@ WITH clock AS (
     LIMIT (SELECT n FROM total)
     FOR UPDATE SKIP LOCKED
 ), dealt AS (
-    SELECT k.job_id, b.ord, b.worker_id, b.lease_secs, b.actor
+    SELECT k.job_id, b.ord, b.worker_id, b.lease_secs, b.actor, b.lease_id
     FROM (SELECT picked.job_id,
                  row_number() OVER (ORDER BY picked.priority DESC, picked.created_at, picked.job_id) AS rn
           FROM picked) k
@@ -136,7 +140,7 @@ WITH clock AS (
     UPDATE jobs j
     SET status = 'processing',
         assigned_worker_id = d.worker_id,
-        lease_id = gen_random_uuid(),
+        lease_id = d.lease_id,
         lease_expires_at = c.ts + make_interval(secs => d.lease_secs),
         started_at = c.ts,
         updated_at = c.ts,
@@ -335,7 +339,13 @@ WITH clock AS (
     UPDATE jobs j
     SET status = 'processing',
         assigned_worker_id = $5::text,
-        lease_id = gen_random_uuid(),
+        -- One lease id for the claim, not one per job: gen_random_uuid()
+        -- goes through OpenSSL, whose fork check makes a getpid system call
+        -- on every call, and one per job cost a sixth of this statement's
+        -- CPU at a hundred jobs. A lease is its job's id and this lease id
+        -- together: every check of a lease names its job, and a job leased
+        -- again gets the id of a new claim.
+        lease_id = (SELECT gen_random_uuid()),
         lease_expires_at = c.ts + make_interval(secs => $6::int),
         started_at = c.ts,
         updated_at = c.ts,
