@@ -297,7 +297,7 @@ WITH clock AS (
         assigned_worker_id = sqlc.arg('worker_id')::text,
         -- One lease id for the claim, not one per job: gen_random_uuid()
         -- goes through OpenSSL, whose fork check makes a getpid system call
-        -- on every call, and one per job cost a sixth of this statement's
+        -- on every call, and one per job cost an eighth of this statement's
         -- CPU at a hundred jobs. A lease is its job's id and this lease id
         -- together: every check of a lease names its job, and a job leased
         -- again gets the id of a new claim.
