@@ -107,7 +107,7 @@ func main() {
 	flag.IntVar(&o.riverWorkers, "river-max-workers", 500, "River: MaxWorkers of the default queue")
 	flag.DurationVar(&o.riverCooldown, "river-fetch-cooldown", 5*time.Millisecond, "River: FetchCooldown")
 	flag.DurationVar(&o.riverPoll, "river-fetch-poll", 100*time.Millisecond, "River: FetchPollInterval")
-	flag.IntVar(&o.jobConns, "job-connections", -1, "the server's DATABASE_JOB_CONNECTIONS (-1: its default, the number of CPUs and at least 4; 0: the job path shares the main pool)")
+	flag.IntVar(&o.jobConns, "job-connections", -1, "the server's DATABASE_JOB_CONNECTIONS (-1: its default, the number of CPUs and at least 2; 0: the job path shares the main pool)")
 	flag.IntVar(&o.riverPool, "river-pool", 20, "River: pgx pool size (the server's DATABASE_MAX_CONNECTIONS default is 20)")
 	flag.BoolVar(&o.e2eOnly, "e2e-only", false, "run only our end-to-end scenario (with -workers, default 64) and print its figures and Postgres activity (for tuning the server; writes no results file)")
 	flag.StringVar(&o.e2eModes, "e2e-modes", "each,batch", "with -e2e-only: which work-offs to run (each: a complete call per job; batch: POST /jobs/complete per claimed batch)")

@@ -69,7 +69,7 @@ func TestDefaults(t *testing.T) {
 	if c.KeyPrefix() != "sk_test_" {
 		t.Fatalf("development key prefix %q", c.KeyPrefix())
 	}
-	if want := int32(max(4, runtime.NumCPU())); c.DatabaseMaxConnections != 20 || c.DatabaseJobConnections != want {
+	if want := int32(max(2, runtime.NumCPU())); c.DatabaseMaxConnections != 20 || c.DatabaseJobConnections != want {
 		t.Fatalf("defaults: pool %d, job pool %d (want 20 and %d)", c.DatabaseMaxConnections, c.DatabaseJobConnections, want)
 	}
 	if d := config.Default(); d.Environment != c.Environment || d.JWTSecret != c.JWTSecret || d.Port != c.Port {
