@@ -43,30 +43,30 @@ type EnqueueResult struct {
 
 const maxTagsBytes = 64 * 1024
 
-// ValidateJob checks one job's fields; field names are prefixed with prefix
-// (e.g. "jobs[3].") for bulk requests.
-func (s *Service) ValidateJob(prefix string, j NewJob) error {
-	if err := ValidateQueueName(prefix+"queue_name", j.QueueName); err != nil {
+// validateJob checks one job's fields. Its errors name the fields bare;
+// for a bulk call's item, itemError places them.
+func (s *Service) validateJob(j NewJob) error {
+	if err := ValidateQueueName("queue_name", j.QueueName); err != nil {
 		return err
 	}
 	if len(j.Payload) == 0 {
-		return invalid(prefix+"payload", "required", "is required")
+		return invalid("payload", "required", "is required")
 	}
 	if len(j.Payload) > s.defaults.MaxPayload {
 		return &PayloadTooLargeError{Size: len(j.Payload), Limit: s.defaults.MaxPayload}
 	}
 	if j.Priority != nil {
-		if err := checkRange(prefix+"priority", *j.Priority, -100, 100); err != nil {
+		if err := checkRange("priority", *j.Priority, -100, 100); err != nil {
 			return err
 		}
 	}
 	if j.MaxRetries != nil {
-		if err := checkRange(prefix+"max_retries", *j.MaxRetries, 0, 100); err != nil {
+		if err := checkRange("max_retries", *j.MaxRetries, 0, 100); err != nil {
 			return err
 		}
 	}
 	if j.TimeoutSeconds != nil {
-		if err := checkRange(prefix+"timeout_seconds", *j.TimeoutSeconds, 1, 86400); err != nil {
+		if err := checkRange("timeout_seconds", *j.TimeoutSeconds, 1, 86400); err != nil {
 			return err
 		}
 	}
@@ -77,26 +77,26 @@ func (s *Service) ValidateJob(prefix string, j NewJob) error {
 		// The log stores timestamps as JSON text; years outside 1..9999
 		// would not read back as RFC 3339.
 		if t.at != nil && (t.at.Year() < 1 || t.at.Year() > 9999) {
-			return invalid(prefix+t.field, "range", "must be a timestamp between years 1 and 9999")
+			return invalid(t.field, "range", "must be a timestamp between years 1 and 9999")
 		}
 	}
 	if len(j.Tags) > maxTagsBytes {
-		return invalid(prefix+"tags", "length", "must be at most %d bytes", maxTagsBytes)
+		return invalid("tags", "length", "must be at most %d bytes", maxTagsBytes)
 	}
 	if j.IdempotencyKey != nil {
 		if n := utf8.RuneCountInString(*j.IdempotencyKey); n == 0 || n > 255 {
-			return invalid(prefix+"idempotency_key", "length", "must be 1 to 255 characters")
+			return invalid("idempotency_key", "length", "must be 1 to 255 characters")
 		}
 	}
 	if j.CompletionWebhook != nil {
 		u, err := url.Parse(*j.CompletionWebhook)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return invalid(prefix+"completion_webhook", "url", "must be an http or https URL")
+			return invalid("completion_webhook", "url", "must be an http or https URL")
 		}
 	}
 	if j.ParentJobID != nil {
 		if _, err := uuid.Parse(*j.ParentJobID); err != nil {
-			return invalid(prefix+"parent_job_id", "not_found", "no such job")
+			return invalid("parent_job_id", "not_found", "no such job")
 		}
 	}
 	return nil
@@ -118,12 +118,11 @@ func (s *Service) Enqueue(ctx context.Context, actor Actor, jobs []NewJob) ([]En
 		return nil, invalid("jobs", "length", "must hold 1 to %d jobs", MaxBulkJobs)
 	}
 	for i, j := range jobs {
-		prefix := ""
-		if len(jobs) > 1 {
-			prefix = fmt.Sprintf("jobs[%d].", i)
-		}
-		if err := s.ValidateJob(prefix, j); err != nil {
-			return nil, err
+		if err := s.validateJob(j); err != nil {
+			if len(jobs) == 1 {
+				return nil, err
+			}
+			return nil, itemError(i, err)
 		}
 	}
 	if err := s.checkParents(ctx, actor.OrgID, jobs); err != nil {
@@ -151,7 +150,8 @@ func (s *Service) EnqueueBulk(ctx context.Context, actor Actor, jobs []NewJob) (
 	results := make([]EnqueueResult, len(jobs))
 	ok, okIdx := make([]NewJob, 0, len(jobs)), make([]int, 0, len(jobs))
 	for i, j := range jobs {
-		if err := s.ValidateJob(fmt.Sprintf("jobs[%d].", i), j); err != nil {
+		if err := s.validateJob(j); err != nil {
+			err = itemError(i, err)
 			if isDefaultField(err) {
 				results[i].Err = err
 				continue
@@ -163,6 +163,11 @@ func (s *Service) EnqueueBulk(ctx context.Context, actor Actor, jobs []NewJob) (
 	}
 	if len(ok) == 0 {
 		return results, nil
+	}
+	// The REST bulk route sets no parents, but the call must not link a job
+	// to another tenant's for any caller.
+	if err := s.checkParents(ctx, actor.OrgID, ok); err != nil {
+		return nil, err
 	}
 	// The whole batch is checked against the plan first, as in Spooled.
 	if err := s.checkPlan(ctx, actor, ok); err != nil {
@@ -204,9 +209,16 @@ func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob)
 	for _, f := range found {
 		seen[f.ID] = true
 	}
-	for _, id := range ids {
-		if !seen[id] {
-			return invalid("parent_job_id", "not_found", "no job %s in this organization", id)
+	for i, j := range jobs {
+		if j.ParentJobID == nil {
+			continue
+		}
+		if id := uuid.MustParse(*j.ParentJobID); !seen[id] {
+			err := invalid("parent_job_id", "not_found", "no job %s in this organization", id)
+			if len(jobs) > 1 {
+				err = itemError(i, err)
+			}
+			return err
 		}
 	}
 	return nil

@@ -31,3 +31,14 @@ func (s *Service) FlushCompletes(ctx context.Context, orgIDs []string, items []C
 	}
 	return errs
 }
+
+// ValidateBulk validates a bulk call's jobs as EnqueueBulk does, without
+// the database: the first error, placed in its item.
+func (s *Service) ValidateBulk(jobs []NewJob) error {
+	for i, j := range jobs {
+		if err := s.validateJob(j); err != nil {
+			return itemError(i, err)
+		}
+	}
+	return nil
+}

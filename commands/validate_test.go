@@ -69,9 +69,13 @@ func TestEnqueueValidation(t *testing.T) {
 				}
 				continue
 			}
-			ve := asValidationError(t, c.name+" ("+call+")", err)
-			if !strings.HasSuffix(ve.Field, c.field) {
-				t.Fatalf("%s (%s): field %q, want %q", c.name, call, ve.Field, c.field)
+			// A job alone is named bare; a job of a batch by its index.
+			want := c.field
+			if call != "alone" {
+				want = "jobs[1]." + c.field
+			}
+			if ve := asValidationError(t, c.name+" ("+call+")", err); ve.Field != want {
+				t.Fatalf("%s (%s): field %q, want %q", c.name, call, ve.Field, want)
 			}
 		}
 	}
@@ -121,6 +125,8 @@ func TestEnqueueValidation(t *testing.T) {
 	other := e.newOrg("globex")
 	_, err = e.svc.Enqueue(e.ctx, other, []commands.NewJob{with(func(j *commands.NewJob) { j.ParentJobID = ptr(res[0].ID.String()) })})
 	asValidationError(t, "another tenant's parent", err)
+	_, err = e.svc.EnqueueBulk(e.ctx, other, []commands.NewJob{valid(), with(func(j *commands.NewJob) { j.ParentJobID = ptr(res[0].ID.String()) })})
+	asValidationError(t, "another tenant's parent in a bulk call", err)
 	if f := e.footprint(other.OrgID); f != (footprint{}) {
 		t.Fatalf("refused enqueue wrote %+v", f)
 	}
@@ -140,11 +146,13 @@ func TestBulkDefaultsOutOfRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range []int{1, 2} {
+	for i, field := range map[int]string{1: "jobs[1].max_retries", 2: "jobs[2].timeout_seconds"} {
 		if res[i].Created || res[i].ID != uuid.Nil {
 			t.Fatalf("item %d: %+v", i, res[i])
 		}
-		asValidationError(t, "bulk item", res[i].Err)
+		if ve := asValidationError(t, "bulk item", res[i].Err); ve.Field != field || ve.Code != "range" {
+			t.Fatalf("item %d: %+v, want field %s", i, ve, field)
+		}
 	}
 	for _, i := range []int{0, 3} {
 		if !res[i].Created || res[i].Err != nil {
@@ -153,5 +161,45 @@ func TestBulkDefaultsOutOfRange(t *testing.T) {
 	}
 	if f := e.footprint(e.actor.OrgID); f.jobs != 2 || f.pending != 2 || f.events != 2 {
 		t.Fatalf("footprint %+v, want 2 jobs", f)
+	}
+}
+
+// TestValidateQueueName: Spooled's rule, byte by byte, with the code each
+// refusal carries.
+func TestValidateQueueName(t *testing.T) {
+	t.Parallel()
+	for name, code := range map[string]string{
+		"a": "", "emails": "", "a.b-c_D9": "", "Z9": "", "a-": "", "a.": "", "_x": "",
+		strings.Repeat("q", 100): "",
+		"":                       "length",
+		strings.Repeat("q", 101): "length",
+		strings.Repeat("é", 51):  "length", // 102 bytes
+		strings.Repeat("é", 50):  "invalid_queue_name",
+		".hidden":                "invalid_queue_name",
+		"-flag":                  "invalid_queue_name",
+		"a b":                    "invalid_queue_name",
+		"a/b":                    "invalid_queue_name",
+		"a\x00b":                 "invalid_queue_name",
+		"a\nb":                   "invalid_queue_name",
+		"caf\u00e9":              "invalid_queue_name",
+		"\U0001F680":             "invalid_queue_name",
+		"a:b":                    "invalid_queue_name",
+		"a@b":                    "invalid_queue_name",
+		"a[b]":                   "invalid_queue_name",
+		"a`b":                    "invalid_queue_name",
+		"a{b}":                   "invalid_queue_name",
+		"a~b":                    "invalid_queue_name",
+	} {
+		err := commands.ValidateQueueName("queue_name", name)
+		if code == "" {
+			if err != nil {
+				t.Errorf("%q: %v, want accepted", name, err)
+			}
+			continue
+		}
+		var ve *commands.ValidationError
+		if !errors.As(err, &ve) || ve.Field != "queue_name" || ve.Code != code {
+			t.Errorf("%q: %v, want %s", name, err, code)
+		}
 	}
 }
