@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -286,9 +287,11 @@ func (w *workload) enqueueBulk() {
 
 // parentGone accepts the one enqueue refusal the workload can cause: a
 // parent it picked was purged meanwhile.
+// parentGone: the call named a parent that was purged meanwhile, bare for
+// one job or placed in its item ("jobs[2].parent_job_id") for a batch.
 func (w *workload) parentGone(err error) bool {
 	var v *commands.ValidationError
-	return errors.As(err, &v) && v.Field == "parent_job_id" && v.Code == "not_found"
+	return errors.As(err, &v) && strings.HasSuffix(v.Field, "parent_job_id") && v.Code == "not_found"
 }
 
 func (w *workload) record(org string, res []commands.EnqueueResult) {
