@@ -125,7 +125,10 @@ func (s *Service) Enqueue(ctx context.Context, actor Actor, jobs []NewJob) ([]En
 			return nil, itemError(i, err)
 		}
 	}
-	if err := s.checkParents(ctx, actor.OrgID, jobs); err != nil {
+	if i, err := s.checkParents(ctx, actor.OrgID, jobs); err != nil {
+		if i >= 0 && len(jobs) > 1 {
+			err = itemError(i, err)
+		}
 		return nil, err
 	}
 	if err := s.checkPlan(ctx, actor, jobs); err != nil {
@@ -166,7 +169,10 @@ func (s *Service) EnqueueBulk(ctx context.Context, actor Actor, jobs []NewJob) (
 	}
 	// The REST bulk route sets no parents, but the call must not link a job
 	// to another tenant's for any caller.
-	if err := s.checkParents(ctx, actor.OrgID, ok); err != nil {
+	if i, err := s.checkParents(ctx, actor.OrgID, ok); err != nil {
+		if i >= 0 {
+			err = itemError(okIdx[i], err)
+		}
 		return nil, err
 	}
 	// The whole batch is checked against the plan first, as in Spooled.
@@ -191,7 +197,10 @@ func isDefaultField(err error) bool {
 	return ok && v.Code == "range"
 }
 
-func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob) error {
+// checkParents refuses jobs whose parent is not a job of the organization.
+// It returns the first such job's index with its error, named bare for the
+// caller to place, or -1 with an error of the lookup itself.
+func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob) (int, error) {
 	var ids []uuid.UUID
 	for _, j := range jobs {
 		if j.ParentJobID != nil {
@@ -199,11 +208,11 @@ func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob)
 		}
 	}
 	if len(ids) == 0 {
-		return nil
+		return -1, nil
 	}
 	found, err := s.q.JobStatusByIDs(ctx, s.pool, queries.JobStatusByIDsParams{OrganizationID: orgID, Ids: ids})
 	if err != nil {
-		return fmt.Errorf("look up parent jobs: %w", err)
+		return -1, fmt.Errorf("look up parent jobs: %w", err)
 	}
 	seen := make(map[uuid.UUID]bool, len(found))
 	for _, f := range found {
@@ -214,14 +223,10 @@ func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob)
 			continue
 		}
 		if id := uuid.MustParse(*j.ParentJobID); !seen[id] {
-			err := invalid("parent_job_id", "not_found", "no job %s in this organization", id)
-			if len(jobs) > 1 {
-				err = itemError(i, err)
-			}
-			return err
+			return i, invalid("parent_job_id", "not_found", "no job %s in this organization", id)
 		}
 	}
-	return nil
+	return -1, nil
 }
 
 // insert writes jobs in one statement, job i for actors[i] (more statements

@@ -7,8 +7,8 @@ import (
 
 // ValidateQueueName applies Spooled's rule: 1 to 100 characters of
 // letters, digits, '-', '_' and '.', not starting with '.' or '-'. Every
-// job of every enqueue passes here, so it reads the bytes itself: the
-// regular expression it replaced cost a microsecond a job.
+// job of every enqueue passes here, so it reads the bytes itself; a
+// regular expression cost a microsecond a job.
 func ValidateQueueName(field, name string) error {
 	if name == "" || len(name) > 100 {
 		return invalid(field, "length", "must be 1 to 100 characters")

@@ -125,8 +125,19 @@ func TestEnqueueValidation(t *testing.T) {
 	other := e.newOrg("globex")
 	_, err = e.svc.Enqueue(e.ctx, other, []commands.NewJob{with(func(j *commands.NewJob) { j.ParentJobID = ptr(res[0].ID.String()) })})
 	asValidationError(t, "another tenant's parent", err)
-	_, err = e.svc.EnqueueBulk(e.ctx, other, []commands.NewJob{valid(), with(func(j *commands.NewJob) { j.ParentJobID = ptr(res[0].ID.String()) })})
-	asValidationError(t, "another tenant's parent in a bulk call", err)
+	// In a bulk call the refusal names the item, counted among all the
+	// call's items, also when an earlier one failed alone (its default).
+	_, err = e.svc.EnqueueBulk(e.ctx, other, []commands.NewJob{
+		with(func(j *commands.NewJob) { j.MaxRetries = ptr(-1) }), valid(),
+		with(func(j *commands.NewJob) { j.ParentJobID = ptr(res[0].ID.String()) }),
+	})
+	if ve := asValidationError(t, "another tenant's parent in a bulk call", err); ve.Field != "jobs[2].parent_job_id" || ve.Code != "not_found" {
+		t.Fatalf("another tenant's parent in a bulk call: %+v", ve)
+	}
+	_, err = e.svc.Enqueue(e.ctx, other, []commands.NewJob{valid(), with(func(j *commands.NewJob) { j.ParentJobID = ptr(res[0].ID.String()) })})
+	if ve := asValidationError(t, "another tenant's parent in a batch", err); ve.Field != "jobs[1].parent_job_id" {
+		t.Fatalf("another tenant's parent in a batch: %+v", ve)
+	}
 	if f := e.footprint(other.OrgID); f != (footprint{}) {
 		t.Fatalf("refused enqueue wrote %+v", f)
 	}

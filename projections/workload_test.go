@@ -286,9 +286,8 @@ func (w *workload) enqueueBulk() {
 }
 
 // parentGone accepts the one enqueue refusal the workload can cause: a
-// parent it picked was purged meanwhile.
-// parentGone: the call named a parent that was purged meanwhile, bare for
-// one job or placed in its item ("jobs[2].parent_job_id") for a batch.
+// parent it picked was purged meanwhile (named bare for one job, in its
+// item, "jobs[2].parent_job_id", for a batch).
 func (w *workload) parentGone(err error) bool {
 	var v *commands.ValidationError
 	return errors.As(err, &v) && strings.HasSuffix(v.Field, "parent_job_id") && v.Code == "not_found"
