@@ -117,19 +117,20 @@ func (s *Service) Enqueue(ctx context.Context, actor Actor, jobs []NewJob) ([]En
 	if len(jobs) == 0 || len(jobs) > MaxBulkJobs {
 		return nil, invalid("jobs", "length", "must hold 1 to %d jobs", MaxBulkJobs)
 	}
+	// A job alone is named bare in a refusal, a job of a batch by its item.
+	place := func(i int, err error) error {
+		if len(jobs) == 1 || i < 0 {
+			return err
+		}
+		return itemError(i, err)
+	}
 	for i, j := range jobs {
 		if err := s.validateJob(j); err != nil {
-			if len(jobs) == 1 {
-				return nil, err
-			}
-			return nil, itemError(i, err)
+			return nil, place(i, err)
 		}
 	}
 	if i, err := s.checkParents(ctx, actor.OrgID, jobs); err != nil {
-		if i >= 0 && len(jobs) > 1 {
-			err = itemError(i, err)
-		}
-		return nil, err
+		return nil, place(i, err)
 	}
 	if err := s.checkPlan(ctx, actor, jobs); err != nil {
 		return nil, err
@@ -201,10 +202,12 @@ func isDefaultField(err error) bool {
 // It returns the first such job's index with its error, named bare for the
 // caller to place, or -1 with an error of the lookup itself.
 func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob) (int, error) {
+	// ids[k] is the parent of jobs[at[k]] (validateJob parsed them).
 	var ids []uuid.UUID
-	for _, j := range jobs {
+	var at []int
+	for i, j := range jobs {
 		if j.ParentJobID != nil {
-			ids = append(ids, uuid.MustParse(*j.ParentJobID))
+			ids, at = append(ids, uuid.MustParse(*j.ParentJobID)), append(at, i)
 		}
 	}
 	if len(ids) == 0 {
@@ -218,12 +221,9 @@ func (s *Service) checkParents(ctx context.Context, orgID string, jobs []NewJob)
 	for _, f := range found {
 		seen[f.ID] = true
 	}
-	for i, j := range jobs {
-		if j.ParentJobID == nil {
-			continue
-		}
-		if id := uuid.MustParse(*j.ParentJobID); !seen[id] {
-			return i, invalid("parent_job_id", "not_found", "no job %s in this organization", id)
+	for k, id := range ids {
+		if !seen[id] {
+			return at[k], invalid("parent_job_id", "not_found", "no job %s in this organization", id)
 		}
 	}
 	return -1, nil
